@@ -1,0 +1,3 @@
+from dftui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""The CLI's event listener: Rich progress on a terminal, one plain line per epoch otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from dftui.core.events import (
+    BatchEnd,
+    CheckpointSaved,
+    DownloadProgress,
+    EpochEnd,
+    Event,
+    LogMessage,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+)
+
+
+def _epoch_line(e: EpochEnd) -> str:
+    best = "  *best" if e.is_best else ""
+    return (
+        f"epoch {e.epoch}/{e.epochs}  train_loss {e.train_loss:.4f}  val_loss {e.val_loss:.4f}  "
+        f"val_acc {e.val_accuracy:.4f}  P {e.val_precision:.3f}  R {e.val_recall:.3f}  "
+        f"F1 {e.val_f1:.3f}  {e.seconds:.1f}s  {e.images_per_s:.1f} img/s{best}"
+    )
+
+
+def _started_line(e: RunStarted) -> str:
+    return (
+        f"run {e.run_id}: {e.config['backbone']} on {e.device} ({e.device_name}, {e.precision}), "
+        f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake), "
+        f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader workers"
+    )
+
+
+def _finished_line(e: RunFinished) -> str:
+    if e.best_epoch is None:
+        return f"run {e.status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
+    return (
+        f"run {e.status}: best epoch {e.best_epoch} (val_acc {e.best_val_accuracy:.4f}) "
+        f"saved to {e.weights_path}; record: {e.run_dir}"
+    )
+
+
+class PlainPrinter:
+    """Lines for logs and pipes: nothing per batch."""
+
+    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.out, self.err = out, err
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.out.write(_started_line(event) + "\n")
+        elif isinstance(event, EpochEnd):
+            self.out.write(_epoch_line(event) + "\n")
+        elif isinstance(event, LogMessage) and event.level != "info":
+            self.err.write(f"{event.level}: {event.text}\n")
+        elif isinstance(event, RunFinished):
+            self.out.write(_finished_line(event) + "\n")
+        elif isinstance(event, DownloadProgress) and event.done_bytes == event.total_bytes:
+            self.err.write(f"downloaded {event.file}\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class RichPrinter:
+    """Progress bars for the epoch and the run, with speed and ETA."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.run_task: int | None = None
+        self.batch_task: int | None = None
+        self.download_task: int | None = None
+
+    def __call__(self, event: Event) -> None:
+        p = self.progress
+        if isinstance(event, RunStarted):
+            self.console.print(_started_line(event))
+            p.start()
+            self.run_task = p.add_task(
+                "run", total=event.config["epochs"], completed=event.start_epoch, info=""
+            )
+            self.batch_task = p.add_task("epoch", total=event.steps_per_epoch, info="")
+        elif isinstance(event, BatchEnd) and self.batch_task is not None:
+            eta = f"ETA {_fmt_s(event.eta_s)}" if event.eta_s is not None else ""
+            label = f"epoch {event.epoch}" if event.phase == "train" else f"val {event.epoch}"
+            p.update(
+                self.batch_task,
+                description=label,
+                total=event.batches,
+                completed=event.batch,
+                info=f"loss {event.loss:.4f}  {event.images_per_s:.1f} img/s  {eta}",
+            )
+        elif isinstance(event, EpochEnd):
+            p.console.print(_epoch_line(event))
+            if self.run_task is not None:
+                p.update(self.run_task, completed=event.epoch, info=f"best epoch {event.best_epoch}")
+        elif isinstance(event, LogMessage):
+            style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
+            p.console.print(f"[{style}]{event.level}: {event.text}[/]", markup=True, highlight=False)
+        elif isinstance(event, DownloadProgress):
+            if self.download_task is None:
+                p.start()
+                self.download_task = p.add_task(
+                    f"download {event.file}", total=event.total_bytes, info=""
+                )
+            p.update(self.download_task, completed=event.done_bytes)
+        elif isinstance(event, CheckpointSaved) and event.role == "best":
+            p.console.print(f"[green]saved best weights (epoch {event.epoch}) to {event.path}[/]")
+        elif isinstance(event, RunFinished):
+            p.stop()
+            self.console.print(_finished_line(event))
+        elif isinstance(event, RunFailed):
+            p.stop()
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
+    if force_plain or not sys.stdout.isatty():
+        return PlainPrinter()
+    return RichPrinter()

@@ -1,0 +1,129 @@
+"""``dftui train``: fine-tune a backbone on real/fake folders, headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a detector on real/ and fake/ folders",
+        description=(
+            "Fine-tune an ImageNet backbone to tell real from fake face crops. Defaults are the "
+            "reference project's: batch 32, 15 epochs, Adam, lr 1e-4, cross-entropy."
+        ),
+    )
+    p.add_argument("--backbone", choices=["mobilenet_v2", "xception"], default="mobilenet_v2")
+    p.add_argument("--train", type=Path, default=Path("processed_data/train_cropped"),
+                   help="training folder holding real/ and fake/ (default: %(default)s)")
+    p.add_argument("--val", type=Path, default=Path("processed_data/val_cropped"),
+                   help="validation folder holding real/ and fake/ (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="input size in pixels (default: the backbone's, 224 or 299)")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 where the hardware has it, fp16+scaler on older GPUs, else fp32")
+    p.add_argument("--pretrained", default="imagenet",
+                   help="imagenet (cached or downloaded), none (random init), or a local .pth path")
+    p.add_argument("--workers", type=int, default=None,
+                   help="data-loader worker processes (default: from the machine's cores)")
+    p.add_argument("--out", type=Path, default=Path("weights"), help="weights folder (default: %(default)s)")
+    p.add_argument("--name", default=None, help="weights file name (default: {backbone}_deepfake.pth)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--augment", choices=["none", "light", "robust"], default="none",
+                   help="training augmentation (default: none, as the reference)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue a stopped or interrupted run (its folder, its id, or 'last')")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.set_defaults(func=run)
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from dftui.core.config import TrainConfig
+
+    return TrainConfig(
+        backbone=args.backbone,
+        train_dir=args.train,
+        val_dir=args.val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        img_size=args.img_size,
+        device=args.device,
+        precision=args.precision,
+        pretrained=args.pretrained,
+        workers=args.workers,
+        out_dir=args.out,
+        weights_name=args.name,
+        seed=args.seed,
+        augment=args.augment,
+        compile=args.compile,
+        overwrite=args.overwrite,
+    )
+
+
+def _resume_config(args: argparse.Namespace, run_dir: Path) -> Any:
+    from dftui.core.config import TrainConfig
+
+    data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    config = TrainConfig.from_dict(data)
+    if args.epochs != 15:  # the only setting a resumed run may change: train longer
+        config = config.with_(epochs=args.epochs)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from dftui.cli import fail
+    from dftui.cli.printer import make_printer
+    from dftui.core.events import RunFailed
+    from dftui.core.runs import find_run
+    from dftui.core.train import StopFlag, fit
+
+    resume_dir = None
+    if args.resume:
+        resume_dir = find_run(args.resume)
+        if resume_dir is None or not (resume_dir / "config.json").is_file():
+            return fail(f"no run {args.resume!r} to resume; see the run folders with `dftui runs`")
+        config = _resume_config(args, resume_dir)
+    else:
+        config = _config_from_args(args)
+
+    stop = StopFlag()
+    printer = make_printer(args.plain)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C: the user wants out now
+        stop.request("interrupted")
+
+    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {s: signal.signal(s, on_signal) for s in handled}
+    try:
+        final = fit(config, printer, stop, resume=resume_dir)
+    finally:
+        printer.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if isinstance(final, RunFailed):
+        kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
+        return fail(final.message + kept, 1)
+    if final.status == "interrupted":
+        import sys
+
+        sys.stderr.write(
+            f"dftui: interrupted after epoch {final.epochs_completed}; resume with "
+            f"`dftui train --resume {final.run_dir}`\n"
+        )
+        return 130
+    return 0

@@ -1,0 +1,1 @@
+"""The training engine. Imports torch, torchvision, timm and Pillow, never Textual or Rich."""

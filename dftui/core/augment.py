@@ -1,0 +1,65 @@
+"""Image perturbations: training augmentations and the test-time corruptions they mirror
+(JPEG re-compression, Gaussian blur, Gaussian noise, downscale-then-upscale)."""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+
+def jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    with Image.open(buf) as out:
+        return out.convert("RGB")
+
+
+def blur(img: Image.Image, sigma: float) -> Image.Image:
+    return img.filter(ImageFilter.GaussianBlur(radius=float(sigma)))
+
+
+def noise(img: Image.Image, sigma: float, rng: np.random.Generator | None = None) -> Image.Image:
+    """Additive Gaussian noise; ``sigma`` in 0-255 pixel units."""
+    rng = rng or np.random.default_rng()
+    arr = np.asarray(img, dtype=np.float32)
+    arr = arr + rng.normal(0.0, float(sigma), arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def rescale(img: Image.Image, factor: float) -> Image.Image:
+    """Downscale by ``factor`` then back up: the loss of detail of a resized upload."""
+    w, h = img.size
+    small = img.resize((max(1, round(w / factor)), max(1, round(h / factor))), Image.BILINEAR)
+    return small.resize((w, h), Image.BILINEAR)
+
+
+class RandomPerturb:
+    """Apply ``fn(img, level)`` with probability ``p``, level drawn uniformly from a range."""
+
+    def __init__(self, fn: Any, low: float, high: float, p: float = 0.3) -> None:
+        self.fn, self.low, self.high, self.p = fn, low, high, p
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return img
+        return self.fn(img, random.uniform(self.low, self.high))
+
+    def __repr__(self) -> str:
+        return f"RandomPerturb({self.fn.__name__}, {self.low}-{self.high}, p={self.p})"
+
+
+def robust_augmentations() -> list[Any]:
+    """The perturbations OpenForensics Test-Challenge contains, applied at random."""
+    from torchvision import transforms as T
+
+    return [
+        T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+        RandomPerturb(jpeg, 30, 95),
+        RandomPerturb(blur, 0.1, 1.5),
+        RandomPerturb(noise, 1, 12),
+    ]

@@ -1,0 +1,270 @@
+"""Backbone registry: how to build each detector, its preprocessing and its ImageNet weights.
+
+State-dict keys are exactly those of the reference scripts' models (torchvision
+``mobilenet_v2`` with ``classifier[1]`` replaced, timm ``xception`` -> ``legacy_xception``
+with ``fc`` replaced), and the model is built in the same order, so a given seed gives the
+same initial head as the reference scripts."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dftui.core.events import DownloadProgress, Emit, LogMessage
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NUM_CLASSES = 2
+CLASS_NAMES = ("real", "fake")  # index = label: real = 0, fake = 1 (the reference convention)
+DOWNLOAD_TIMEOUT_S = 10.0
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be used; the message says what is wrong and what to do."""
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    title: str
+    library: str  # "torchvision" | "timm"
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str  # "bilinear" | "bicubic"
+    weights_file: str  # file name in $TORCH_HOME/hub/checkpoints/
+    weights_url: str
+    head: str  # dotted path of the replaced classifier layer
+    feature_dim: int
+    min_size: int
+    cam_layer: str  # last convolutional block, for Grad-CAM
+    key_marker: str  # a state_dict key only this backbone has
+    params_2class: int  # parameter count with the 2-class head
+
+    def build(self) -> nn.Module:
+        """A randomly initialised model with the 2-class head."""
+        from torch import nn
+
+        if self.library == "torchvision":
+            import torchvision
+
+            model = torchvision.models.mobilenet_v2(weights=None)
+            model.classifier[1] = nn.Linear(model.classifier[1].in_features, NUM_CLASSES)
+        else:
+            import timm
+
+            model = timm.create_model("legacy_xception", pretrained=False)
+            model.fc = nn.Linear(model.fc.in_features, NUM_CLASSES)
+        return model
+
+    @property
+    def cached_weights(self) -> Path:
+        return hub_checkpoints_dir() / self.weights_file
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+        }
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "mobilenet_v2": BackboneSpec(
+        name="mobilenet_v2",
+        title="MobileNet-v2 (torchvision)",
+        library="torchvision",
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        interpolation="bilinear",
+        weights_file="mobilenet_v2-b0353104.pth",
+        weights_url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+        head="classifier.1",
+        feature_dim=1280,
+        min_size=32,
+        cam_layer="features.18",
+        key_marker="features.0.0.weight",
+        params_2class=2_226_434,
+    ),
+    "xception": BackboneSpec(
+        name="xception",
+        title="Xception (timm legacy_xception)",
+        library="timm",
+        input_size=299,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        interpolation="bicubic",
+        weights_file="xception-43020ad28.pth",
+        weights_url=(
+            "https://github.com/rwightman/pytorch-image-models/releases/download/"
+            "v0.1-cadene/xception-43020ad28.pth"
+        ),
+        head="fc",
+        feature_dim=2048,
+        min_size=32,
+        cam_layer="act4",
+        key_marker="block1.skip.weight",
+        params_2class=20_811_050,
+    ),
+}
+
+def get_backbone(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise WeightsError(
+            f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}"
+        ) from None
+
+def hub_checkpoints_dir() -> Path:
+    """Where torchvision and timm cache ImageNet weights ($TORCH_HOME/hub/checkpoints)."""
+    torch_home = os.environ.get("TORCH_HOME")
+    if torch_home:
+        return Path(torch_home).expanduser() / "hub" / "checkpoints"
+    xdg = os.environ.get("XDG_CACHE_HOME", "~/.cache")
+    return Path(xdg).expanduser() / "torch" / "hub" / "checkpoints"
+
+def offline() -> bool:
+    return os.environ.get("DFTUI_OFFLINE", "").lower() in ("1", "true", "yes")
+
+def _download(spec: BackboneSpec, dest: Path, emit: Emit) -> None:
+    """Fetch the ImageNet weights with a short timeout, reporting progress as events."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(spec.weights_url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+        total = resp.headers.get("Content-Length")
+        total_bytes = int(total) if total else None
+        done = 0
+        last_report = -1
+        with open(tmp, "wb") as fh:
+            while chunk := resp.read(1 << 20):
+                fh.write(chunk)
+                done += len(chunk)
+                if done - last_report >= (4 << 20) or done == total_bytes:
+                    emit(DownloadProgress(spec.weights_file, done, total_bytes))
+                    last_report = done
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+    emit(DownloadProgress(spec.weights_file, done, total_bytes))
+
+def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path | None:
+    """The file to initialise from: None for ``none``, the cache (downloading if needed) for
+    ``imagenet``, else a local path. Never falls back silently to random weights."""
+    if source == "none":
+        return None
+    if source != "imagenet":
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise WeightsError(
+                f"pretrained weights file {path} does not exist; give an existing "
+                "ImageNet state_dict, or use --pretrained imagenet or --pretrained none"
+            )
+        return path
+    cached = spec.cached_weights
+    if cached.is_file():
+        return cached
+    ways_out = (
+        f"Ways out: copy {spec.weights_file} into {cached.parent} (download it from "
+        f"{spec.weights_url} on a machine that is online), point --pretrained at a local "
+        "copy of it, or start from random weights with --pretrained none."
+    )
+    if offline():
+        raise WeightsError(
+            f"ImageNet weights for {spec.name} are not cached: {spec.weights_file} was not "
+            f"found in {cached.parent}, and downloads are off (DFTUI_OFFLINE). {ways_out}"
+        )
+    emit(LogMessage("info", f"downloading {spec.weights_file} from {spec.weights_url}"))
+    try:
+        _download(spec, cached, emit)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsError(
+            f"ImageNet weights for {spec.name} are not cached ({spec.weights_file} not found "
+            f"in {cached.parent}) and could not be downloaded: {reason}. {ways_out}"
+        ) from None
+    return cached
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state_dict safely (weights_only: a pickle cannot run code) with clear errors."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"{path} was refused: it holds Python objects other than tensors, which could run "
+            f"code when loaded, so it was not loaded ({str(exc).splitlines()[0][:200]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise WeightsError(
+            f"{path} is not a readable PyTorch weights file (truncated or not a .pth?): {first}"
+        ) from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    # Weights saved from DataParallel / DistributedDataParallel carry a "module." prefix.
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+def infer_backbone(state: dict[str, Any]) -> BackboneSpec:
+    for spec in BACKBONES.values():
+        if spec.key_marker in state:
+            return spec
+    sample = ", ".join(list(state)[:3])
+    raise WeightsError(
+        f"these weights match no known backbone (first keys: {sample}); dftui knows "
+        f"{', '.join(BACKBONES)}"
+    )
+
+def load_pretrained(
+    model: nn.Module, spec: BackboneSpec, source: str, emit: Emit = lambda e: None
+) -> Path | None:
+    """Initialise ``model`` (2-class head) from an ImageNet state_dict with a 1000-class head;
+    the head stays freshly initialised. Returns the file used, or None for ``none``."""
+    path = resolve_pretrained_file(spec, source, emit)
+    if path is None:
+        return None
+    state = load_state_dict_file(path)
+    if infer_backbone(state).name != spec.name:
+        raise WeightsError(
+            f"{path} holds weights for {infer_backbone(state).name}, not {spec.name}"
+        )
+    head = spec.head + "."
+    body = {k: v for k, v in state.items() if not k.startswith(head)}
+    own = model.state_dict()
+    mismatched = [k for k, v in body.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise WeightsError(f"{path} does not fit {spec.name}: shapes differ for {mismatched[:3]}")
+    missing, unexpected = model.load_state_dict(body, strict=False)
+    missing = [k for k in missing if not k.startswith(head)]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path} does not fit {spec.name}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    return path
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+

@@ -1,0 +1,97 @@
+"""Run configuration: one frozen dataclass shared by the CLI, the dashboard and the engine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+PRETRAINED_CHOICES = ("imagenet", "none")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a fine-tuning run needs. Defaults are the reference project's."""
+
+    backbone: str = "mobilenet_v2"
+    train_dir: Path = Path("processed_data/train_cropped")
+    val_dir: Path = Path("processed_data/val_cropped")
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-4
+    img_size: int | None = None  # None: the backbone's own input size
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    pretrained: str = "imagenet"  # imagenet | none | path to a local ImageNet state_dict
+    workers: int | None = None  # None: chosen from the machine's cores
+    seed: int = 42
+    out_dir: Path = Path("weights")
+    weights_name: str | None = None  # None: {backbone}_deepfake.pth
+    overwrite: bool = False
+    channels_last: bool | None = None  # None: where it measures faster
+    compile: bool = False
+    augment: str = "none"
+    runs_dir: Path | None = None  # None: the user data directory
+    mp_context: str | None = None  # data-loader start method; None: the platform default
+
+    def validate(self) -> None:
+        """Raise ConfigError for a setting that cannot work, before any heavy work starts."""
+        from dftui.core.backbones import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise ConfigError(
+                f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONES)}"
+            )
+        if self.epochs <= 0:
+            raise ConfigError(f"epochs must be at least 1 (got {self.epochs})")
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch size must be at least 1 (got {self.batch_size})")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be greater than 0 (got {self.lr})")
+        if self.img_size is not None:
+            minimum = BACKBONES[self.backbone].min_size
+            if self.img_size < minimum:
+                raise ConfigError(
+                    f"image size {self.img_size} is too small for {self.backbone}; "
+                    f"use at least {minimum} pixels"
+                )
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"data-loader workers must be 0 or more (got {self.workers})")
+        if self.precision not in PRECISION_CHOICES:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISION_CHOICES)}"
+            )
+        dev = self.device
+        if not (dev in DEVICE_CHOICES or dev.startswith("cuda:")):
+            raise ConfigError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
+        if self.augment not in ("none", "light", "robust"):
+            raise ConfigError(f"unknown augmentation {self.augment!r}; use none, light or robust")
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(self.out_dir) / (self.weights_name or f"{self.backbone}_deepfake.pth")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (paths as strings)."""
+        out = {}
+        for k, v in asdict(self).items():
+            out[k] = str(v) if isinstance(v, Path) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in known}
+        for key in ("train_dir", "val_dir", "out_dir", "runs_dir"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = Path(kwargs[key])
+        return cls(**kwargs)
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)

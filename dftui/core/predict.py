@@ -1,0 +1,163 @@
+"""Classify images with saved weights: a label and per-class probabilities per image."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from dftui.core.backbones import CLASS_NAMES, get_backbone
+from dftui.core.checkpoint import load_weights
+from dftui.core.data import IMAGE_EXTENSIONS, Preprocessing, build_transform, load_rgb
+from dftui.core.devices import Precision, resolve_device, resolve_precision
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    label: str | None  # "real" | "fake"; None when the image could not be read
+    p_real: float
+    p_fake: float
+    latency_ms: float
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.label is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "path": self.path,
+            "label": self.label,
+            "p_real": round(self.p_real, 6),
+            "p_fake": round(self.p_fake, 6),
+            "latency_ms": round(self.latency_ms, 2),
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def expand_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Image files named directly, plus the images inside named folders (recursively, sorted)."""
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            out.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix.lower() in IMAGE_EXTENSIONS
+                    and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
+        else:
+            out.append(path)
+    return out
+
+
+class Predictor:
+    """Weights (+ metadata when present) -> label and probabilities.
+
+    Reference-format weights (a bare state_dict) are taken with the reference scripts'
+    preprocessing: 224×224 resize, ImageNet mean/std, real = 0, fake = 1."""
+
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str = "auto",
+        precision: str = "fp32",
+        threshold: float = 0.5,
+    ) -> None:
+        state, meta = load_weights(weights)
+        self.weights = Path(weights)
+        self.metadata = meta
+        self.spec = get_backbone(meta["backbone"])
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self.device = resolve_device(device)
+        self.precision: Precision = resolve_precision(precision, self.device)
+        self.threshold = threshold
+        classes = meta.get("classes") or {n: i for i, n in enumerate(CLASS_NAMES)}
+        self.fake_index = int(classes.get("fake", 1))
+        self.real_index = int(classes.get("real", 0))
+        model = self.spec.build()
+        model.load_state_dict(state)
+        self.model = model.to(self.device).eval()
+        self.transform = build_transform(self.preprocessing)
+
+    @property
+    def reference_format(self) -> bool:
+        return bool(self.metadata.get("reference_format"))
+
+    def _tensor(self, image: str | Path | Image.Image) -> torch.Tensor:
+        img = image if isinstance(image, Image.Image) else load_rgb(image, self.preprocessing.input_size)
+        return self.transform(img.convert("RGB"))
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """p_fake for a normalised batch."""
+        dtype = self.precision.autocast_dtype
+        batch = batch.to(self.device)
+        if dtype is None:
+            logits = self.model(batch)
+        else:
+            with torch.autocast(self.device.type, dtype=dtype):
+                logits = self.model(batch)
+        probs = torch.softmax(logits.float(), dim=1)
+        return probs[:, self.fake_index].cpu()
+
+    def _label(self, p_fake: float) -> str:
+        return "fake" if p_fake >= self.threshold else "real"
+
+    def predict_image(self, image: str | Path | Image.Image) -> Prediction:
+        name = str(image) if not isinstance(image, Image.Image) else "<image>"
+        t0 = time.perf_counter()
+        try:
+            x = self._tensor(image)
+        except Exception as exc:  # noqa: BLE001 - unreadable image: report, don't stop
+            return Prediction(name, None, float("nan"), float("nan"), 0.0, _why(exc))
+        p_fake = float(self.probabilities(x.unsqueeze(0))[0])
+        ms = (time.perf_counter() - t0) * 1000
+        return Prediction(name, self._label(p_fake), 1.0 - p_fake, p_fake, ms)
+
+    def predict_paths(
+        self, paths: Sequence[str | Path], batch_size: int = 32
+    ) -> Iterable[Prediction]:
+        """Yields predictions in order, batching for speed; unreadable files get an error."""
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            t0 = time.perf_counter()
+            tensors: list[torch.Tensor] = []
+            errors: dict[int, str] = {}
+            for i, path in enumerate(chunk):
+                try:
+                    tensors.append(self._tensor(path))
+                except Exception as exc:  # noqa: BLE001
+                    errors[i] = _why(exc)
+            probs = self.probabilities(torch.stack(tensors)).tolist() if tensors else []
+            ms = (time.perf_counter() - t0) * 1000 / max(1, len(chunk))
+            it = iter(probs)
+            for i, path in enumerate(chunk):
+                if i in errors:
+                    yield Prediction(str(path), None, float("nan"), float("nan"), 0.0, errors[i])
+                else:
+                    p = next(it)
+                    yield Prediction(str(path), self._label(p), 1.0 - p, p, ms)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "cannot identify image file" in text:
+        return "not an image (or an unsupported format)"
+    return text[:160]

@@ -1,0 +1,277 @@
+"""Run records: one folder per run under the user data directory, written as the run goes
+(config.json, metrics.csv, events.jsonl, run.json), so a crash leaves a readable record."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.events import (
+    BatchEnd,
+    EpochEnd,
+    Event,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    event_from_dict,
+)
+
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_precision",
+    "val_recall",
+    "val_f1",
+    "seconds",
+    "images_per_s",
+    "data_wait",
+    "is_best",
+)
+BATCH_RECORD_INTERVAL_S = 2.0  # batch events are thinned in the record; epochs are all kept
+
+
+def data_home() -> Path:
+    """DFTUI_HOME overrides the platform's user data directory (tests, shared machines)."""
+    override = os.environ.get("DFTUI_HOME")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("dftui", appauthor=False)
+
+
+def config_home() -> Path:
+    override = os.environ.get("DFTUI_HOME")
+    if override:
+        return Path(override).expanduser() / "config"
+    from platformdirs import user_config_path
+
+    return user_config_path("dftui", appauthor=False)
+
+
+def runs_root(override: Path | None = None) -> Path:
+    return Path(override) if override else data_home() / "runs"
+
+
+def new_run_dir(root: Path, backbone: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while True:
+        suffix = "" if n == 1 else f"-{n}"
+        path = root / f"{stamp}-{backbone}{suffix}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunRecorder:
+    """An event listener that keeps the run's folder up to date."""
+
+    def __init__(self, run_dir: Path, resumed: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._events = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")
+        metrics_path = self.run_dir / "metrics.csv"
+        fresh = not metrics_path.exists() or metrics_path.stat().st_size == 0
+        self._metrics = open(metrics_path, "a", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._metrics)
+        if fresh:
+            self._writer.writerow(METRIC_COLUMNS)
+            self._metrics.flush()
+        self._last_batch = 0.0
+        self.info: dict[str, Any] = {}
+        if resumed and (self.run_dir / "run.json").exists():
+            self.info = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
+
+    def trim_after(self, epoch: int) -> None:
+        """On resume, drop metric rows past the checkpoint's epoch: they are redone."""
+        path = self.run_dir / "metrics.csv"
+        self._metrics.close()
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+        keep = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= epoch]
+        with atomic_write(path, "w") as fh:
+            csv.writer(fh).writerows(keep)
+        self._metrics = open(path, "a", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._metrics)
+
+    def _write_info(self, **changes: Any) -> None:
+        self.info.update(changes)
+        save_json(self.info, self.run_dir / "run.json")
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, BatchEnd):
+            now = time.monotonic()
+            if now - self._last_batch < BATCH_RECORD_INTERVAL_S and event.batch != event.batches:
+                return
+            self._last_batch = now
+        self._events.write(json.dumps(event.to_dict(), default=str) + "\n")
+        self._events.flush()
+        if isinstance(event, RunStarted):
+            save_json(event.config, self.run_dir / "config.json")
+            cfg = event.config
+            self._write_info(
+                run_id=event.run_id,
+                status="running",
+                pid=os.getpid(),
+                backbone=cfg.get("backbone"),
+                train_dir=cfg.get("train_dir"),
+                val_dir=cfg.get("val_dir"),
+                device=event.device,
+                precision=event.precision,
+                started=self.info.get("started")
+                or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                train_size=event.train_size,
+                val_size=event.val_size,
+                epochs=cfg.get("epochs"),
+            )
+        elif isinstance(event, EpochEnd):
+            self._writer.writerow(
+                [
+                    event.epoch,
+                    f"{event.train_loss:.6f}",
+                    f"{event.val_loss:.6f}",
+                    f"{event.val_accuracy:.6f}",
+                    f"{event.val_precision:.6f}",
+                    f"{event.val_recall:.6f}",
+                    f"{event.val_f1:.6f}",
+                    f"{event.seconds:.2f}",
+                    f"{event.images_per_s:.2f}",
+                    f"{event.data_wait:.4f}",
+                    int(event.is_best),
+                ]
+            )
+            self._metrics.flush()
+            if event.is_best:
+                self._write_info(best_epoch=event.epoch, best_val_accuracy=event.val_accuracy)
+            self._write_info(epochs_completed=event.epoch)
+        elif isinstance(event, RunFinished):
+            self._write_info(
+                status=event.status,
+                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                weights_path=event.weights_path,
+                best_epoch=event.best_epoch,
+                best_val_accuracy=event.best_val_accuracy,
+                epochs_completed=event.epochs_completed,
+            )
+        elif isinstance(event, RunFailed):
+            self._write_info(
+                status="failed",
+                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                message=event.message,
+                weights_path=event.weights_path,
+            )
+
+    def close(self) -> None:
+        self._events.close()
+        self._metrics.close()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    run_id: str
+    status: str  # running | finished | stopped | interrupted | failed
+    backbone: str
+    started: str
+    train_dir: str
+    val_dir: str
+    best_val_accuracy: float | None
+    best_epoch: int | None
+    epochs_completed: int
+    epochs: int | None
+    weights_path: str | None
+    message: str = ""
+
+    @property
+    def resumable(self) -> bool:
+        return (self.run_dir / "resume.pt").is_file() and self.status in (
+            "stopped",
+            "interrupted",
+            "failed",
+        )
+
+
+def read_run(run_dir: Path) -> RunSummary | None:
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    status = info.get("status", "unknown")
+    if status == "running" and not _pid_alive(int(info.get("pid", 0) or 0)):
+        status = "interrupted"  # its process is gone: killed or crashed
+    return RunSummary(
+        run_dir=run_dir,
+        run_id=info.get("run_id", run_dir.name),
+        status=status,
+        backbone=info.get("backbone", "?"),
+        started=info.get("started", ""),
+        train_dir=info.get("train_dir", ""),
+        val_dir=info.get("val_dir", ""),
+        best_val_accuracy=info.get("best_val_accuracy"),
+        best_epoch=info.get("best_epoch"),
+        epochs_completed=int(info.get("epochs_completed", 0) or 0),
+        epochs=info.get("epochs"),
+        weights_path=info.get("weights_path"),
+        message=info.get("message", ""),
+    )
+
+
+def list_runs(root: Path | None = None) -> list[RunSummary]:
+    """Past runs, newest first."""
+    root = runs_root(root)
+    if not root.is_dir():
+        return []
+    runs = [read_run(p) for p in root.iterdir() if p.is_dir()]
+    return sorted((r for r in runs if r), key=lambda r: r.started, reverse=True)
+
+
+def find_run(ref: str, root: Path | None = None) -> Path | None:
+    """A run folder from a path, a run id, or 'last'."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    runs = list_runs(root)
+    if ref == "last":
+        return runs[0].run_dir if runs else None
+    for run in runs:
+        if run.run_id == ref or run.run_dir.name == ref:
+            return run.run_dir
+    return None
+
+
+def read_events(run_dir: Path) -> list[Event]:
+    """The recorded events (lines that do not parse, e.g. cut by a crash, are skipped)."""
+    out: list[Event] = []
+    path = Path(run_dir) / "events.jsonl"
+    if not path.is_file():
+        return out
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                out.append(event_from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out

@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny generated data sets, an isolated home, and a pre-trained stand-in.
+
+No test downloads anything: DFTUI_OFFLINE is set and TORCH_HOME points at an empty folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dftui.core.synthetic import SyntheticSpec, make_dataset
+
+IMG = 32
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("DFTUI_HOME", str(home / "dftui"))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("DFTUI_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """train/ (20 real + 20 fake) and val/ (10 + 10), 32 px, separable, PNG."""
+    root = tmp_path_factory.mktemp("data")
+    make_dataset(root / "train", SyntheticSpec(n_per_class=20, size=IMG, seed=1))
+    make_dataset(root / "val", SyntheticSpec(n_per_class=10, size=IMG, seed=2))
+    return {"root": root, "train": root / "train", "val": root / "val"}
+
+
+@pytest.fixture(scope="session")
+def standin_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNet-v2 ImageNet-format state_dict (1000-class head) standing in for the
+    ImageNet file: pre-trained on a larger generated set, then its batch-norm statistics
+    re-estimated. A random-init MobileNet-v2 in eval mode gives the same output for every
+    tiny image, so tests that check learning start from this file (--pretrained PATH)."""
+    return make_standin(tmp_path_factory.mktemp("standin"))
+
+
+def make_standin(folder: Path, size: int = IMG) -> Path:
+    import torch
+    import torchvision
+
+    from dftui.core.backbones import BACKBONES
+    from dftui.core.data import FaceDataset, Preprocessing, build_transform, scan_folder
+
+    make_dataset(folder / "pre", SyntheticSpec(n_per_class=100, size=size, seed=7))
+    spec = BACKBONES["mobilenet_v2"]
+    pre = Preprocessing(size, spec.mean, spec.std, spec.interpolation)
+    ds = FaceDataset(scan_folder(folder / "pre").samples, build_transform(pre))
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.tensor([ds[i][1] for i in range(len(ds))])
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(weights=None)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(120):
+        idx = torch.randperm(len(x), generator=gen)[:32]
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    # Re-estimate batch-norm statistics for the final weights (cumulative average).
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+    for bn in bns:
+        bn.momentum = 0.1
+    path = folder / "mobilenet_v2-standin.pth"
+    torch.save(model.state_dict(), path)
+    return path
