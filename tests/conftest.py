@@ -13,6 +13,16 @@ from dftui.core.synthetic import SyntheticSpec, make_dataset
 
 IMG = 32
 
+# Tests use tiny images, where intra-op threads gain little; one thread per process keeps
+# parallel test runs (and CLI subprocesses) from oversubscribing a 2-core machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a dependency
+    pass
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -33,12 +43,20 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def standin_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def standin_weights(request: pytest.FixtureRequest) -> Path:
     """A MobileNet-v2 ImageNet-format state_dict (1000-class head) standing in for the
     ImageNet file: pre-trained on a larger generated set, then its batch-norm statistics
     re-estimated. A random-init MobileNet-v2 in eval mode gives the same output for every
     tiny image, so tests that check learning start from this file (--pretrained PATH)."""
-    return make_standin(tmp_path_factory.mktemp("standin"))
+    import torch
+
+    # Cached between test sessions (in .pytest_cache), keyed by what would change it.
+    folder = request.config.cache.mkdir(f"dftui-standin-{torch.__version__}-{IMG}-v1")
+    path = folder / "mobilenet_v2-standin.pth"
+    if not path.is_file():
+        made = make_standin(folder)
+        assert made == path
+    return path
 
 
 def make_standin(folder: Path, size: int = IMG) -> Path:
@@ -75,5 +93,7 @@ def make_standin(folder: Path, size: int = IMG) -> Path:
     for bn in bns:
         bn.momentum = 0.1
     path = folder / "mobilenet_v2-standin.pth"
-    torch.save(model.state_dict(), path)
+    tmp = folder / "mobilenet_v2-standin.pth.tmp"
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)  # parallel test sessions never see a half-written file
     return path
