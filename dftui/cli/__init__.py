@@ -11,9 +11,13 @@ from collections.abc import Sequence
 
 from dftui import __version__
 from dftui.cli import predict_cmd, train_cmd
+from dftui.cli import demo_cmd, prepare_cmd
+from dftui.cli import evaluate_cmd
 
 # Each module has register(subparsers) that adds its parser and sets ``func``.
 COMMANDS = [train_cmd, predict_cmd]
+COMMANDS += [prepare_cmd, demo_cmd]
+COMMANDS += [evaluate_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

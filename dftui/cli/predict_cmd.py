@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     p.add_argument("--threshold", type=float, default=0.5, help="p_fake at or above which an image is fake")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 where the hardware has it (same labels, about 2x faster "
+                   "on such CPUs), fp16 on older GPUs, else fp32")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=run)
 
@@ -30,11 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dftui.cli import fail
     from dftui.core.backbones import WeightsError
+    from dftui.core.data import display_path
     from dftui.core.devices import DeviceError
     from dftui.core.predict import Predictor, expand_images
 
     if not 0.0 <= args.threshold <= 1.0:
         return fail(f"--threshold must be between 0 and 1 (got {args.threshold})")
+    if args.batch_size <= 0:
+        return fail(f"--batch-size must be at least 1 (got {args.batch_size})")
     paths = expand_images(args.inputs)
     if not paths:
         return fail("no images found in " + ", ".join(args.inputs))
@@ -48,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
         results.append(pred)
         if not pred.ok:
             failed += 1
-            sys.stderr.write(f"dftui: skipped {pred.path}: {pred.error}\n")
+            sys.stderr.write(f"dftui: skipped {display_path(pred.path)}: {pred.error}\n")
         elif not args.json:
-            sys.stdout.write(f"{pred.path}\t{pred.label}\t{pred.p_fake:.4f}\n")
+            # display_path: a file name that is not UTF-8 must not crash the output.
+            sys.stdout.write(f"{display_path(pred.path)}\t{pred.label}\t{pred.p_fake:.4f}\n")
     if args.json:
         json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
         sys.stdout.write("\n")

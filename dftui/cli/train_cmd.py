@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+DEFAULT_EPOCHS = 15
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training folder holding real/ and fake/ (default: %(default)s)")
     p.add_argument("--val", type=Path, default=Path("processed_data/val_cropped"),
                    help="validation folder holding real/ and fake/ (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default: 15; with --resume: the run's own, or more)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     p.add_argument("--img-size", type=int, default=None,
@@ -56,7 +58,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         backbone=args.backbone,
         train_dir=args.train,
         val_dir=args.val,
-        epochs=args.epochs,
+        epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         img_size=args.img_size,
@@ -78,29 +80,79 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> Any:
 
     data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     config = TrainConfig.from_dict(data)
-    if args.epochs != 15:  # the only setting a resumed run may change: train longer
+    if args.epochs is not None:  # the only setting a resumed run may change: train longer
         config = config.with_(epochs=args.epochs)
     return config
 
 
+class _SafePrinter:
+    """Passes events to the printer until the terminal goes away (a dropped SSH session
+    closes it: writes fail with EIO or a broken pipe); then training goes on silently and
+    the run record keeps everything."""
+
+    def __init__(self, printer: Any) -> None:
+        self.printer = printer
+        self.broken = False
+
+    def __call__(self, event: Any) -> None:
+        if self.broken:
+            return
+        try:
+            self.printer(event)
+        except (OSError, ValueError):  # ValueError: write to a closed file
+            self.broken = True
+            _silence_stdout()
+
+    def close(self) -> None:
+        if not self.broken:
+            try:
+                self.printer.close()
+            except (OSError, ValueError):
+                self.broken = True
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the data Python still holds for it does not fail again
+    at exit (which would turn the exit status into 120)."""
+    import os
+    import sys
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from dftui.cli import fail
-    from dftui.cli.printer import make_printer
-    from dftui.core.events import RunFailed
+    from dftui.core.config import ConfigError
     from dftui.core.runs import find_run
-    from dftui.core.train import StopFlag, fit
 
     resume_dir = None
     if args.resume:
         resume_dir = find_run(args.resume)
         if resume_dir is None or not (resume_dir / "config.json").is_file():
             return fail(f"no run {args.resume!r} to resume; see the run folders with `dftui runs`")
-        config = _resume_config(args, resume_dir)
+        try:
+            config = _resume_config(args, resume_dir)
+        except (OSError, ValueError, TypeError) as exc:
+            return fail(f"the settings of run {resume_dir} cannot be read ({exc}); start a new run")
     else:
         config = _config_from_args(args)
+    # Settings are checked before torch is imported (seconds) or any data is scanned.
+    try:
+        config.validate()
+    except ConfigError as exc:
+        return fail(str(exc))
+
+    from dftui.cli.printer import make_printer
+    from dftui.core.events import RunFailed
+    from dftui.core.train import StopFlag, fit
 
     stop = StopFlag()
-    printer = make_printer(args.plain)
+    printer = _SafePrinter(make_printer(args.plain))
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set() and signum == signal.SIGINT:
@@ -115,15 +167,18 @@ def run(args: argparse.Namespace) -> int:
         printer.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if isinstance(final, RunFailed):
-        kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
-        return fail(final.message + kept, 1)
-    if final.status == "interrupted":
-        import sys
+    try:  # after a hang-up stderr may be gone too; the exit status still tells
+        if isinstance(final, RunFailed):
+            kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
+            return fail(final.message + kept, 1)
+        if final.status == "interrupted":
+            import sys
 
-        sys.stderr.write(
-            f"dftui: interrupted after epoch {final.epochs_completed}; resume with "
-            f"`dftui train --resume {final.run_dir}`\n"
-        )
-        return 130
+            sys.stderr.write(
+                f"dftui: interrupted after epoch {final.epochs_completed}; resume with "
+                f"`dftui train --resume {final.run_dir}`\n"
+            )
+            return 130
+    except (OSError, ValueError):
+        return 1 if isinstance(final, RunFailed) else 130
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import random
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -63,3 +64,50 @@ def robust_augmentations() -> list[Any]:
         RandomPerturb(blur, 0.1, 1.5),
         RandomPerturb(noise, 1, 12),
     ]
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A test-time corruption at graded severities, mildest first."""
+
+    name: str
+    title: str
+    fn: Callable[..., Image.Image]
+    severities: tuple[float, ...]
+    unit: str  # how a severity reads: "q50", "σ1.0", "×2"
+
+    def label(self, severity: float) -> str:
+        value = int(severity) if float(severity).is_integer() else severity
+        return f"{self.name} {self.unit}{value}"
+
+    def apply(self, img: Image.Image, severity: float, seed: int = 0) -> Image.Image:
+        if self.fn is noise:
+            # Seeded per image, so an evaluation under noise can be repeated exactly.
+            return noise(img, severity, np.random.default_rng(seed))
+        return self.fn(img, severity)
+
+
+# Severities span roughly what OpenForensics Test-Challenge shows, from barely visible on.
+CORRUPTIONS: dict[str, Corruption] = {
+    c.name: c
+    for c in (
+        Corruption("jpeg", "JPEG quality", jpeg, (75, 50, 25), "q"),
+        Corruption("blur", "Gaussian blur", blur, (0.5, 1.0, 2.0), "σ"),
+        Corruption("noise", "Gaussian noise", noise, (5, 10, 20), "σ"),
+        Corruption("rescale", "Downscale then upscale", rescale, (2, 3, 4), "×"),
+    )
+}
+
+
+def parse_corruptions(text: str) -> list[str]:
+    """``"jpeg,blur"`` or ``"all"`` -> names; raises ValueError naming the unknown ones."""
+    if text.strip().lower() == "all":
+        return list(CORRUPTIONS)
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown corruption(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(CORRUPTIONS)} or all"
+        )
+    return list(dict.fromkeys(names))

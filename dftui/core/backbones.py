@@ -192,27 +192,67 @@ def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path
         ) from None
     return cached
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+PICKLE_PROTO = 0x80  # the legacy format starts with a pickle protocol opcode
+
+
+def _refused_global(message: str) -> str | None:
+    """The code a refused pickle refers to (e.g. ``posix.system``), from torch's message."""
+    import re
+
+    match = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"global:? ([\w.]+)", message)
+    return match.group(1) if match else None
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """Load a state_dict safely (weights_only: a pickle cannot run code) with clear errors."""
+    """Load a state_dict safely with clear errors. ``weights_only=True``: the unpickler only
+    builds tensors and plain containers, so a file that refers to Python code is refused
+    and nothing in it is executed."""
     import pickle
-    import zipfile
 
     import torch
 
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; give a .pth weights file")
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise WeightsError(f"weights file {path} cannot be read: {exc.strerror or exc}") from None
+    if not head:
+        raise WeightsError(f"{path} is empty (0 bytes); it is not a weights file")
+    if head != ZIP_MAGIC and head[0] != PICKLE_PROTO:
+        kind = "a text file" if _looks_like_text(path) else "not a PyTorch weights file"
+        raise WeightsError(
+            f"{path} is {kind}, not PyTorch weights (a .pth saved with torch.save); "
+            "check the path"
+        )
+    try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        code = _refused_global(str(exc))
+        if code:
+            raise WeightsError(
+                f"{path} was refused: it refers to Python code ({code}) that would run when "
+                "it is loaded. Nothing was executed. dftui loads only tensors; re-save the "
+                "file as a plain state_dict on a machine you trust"
+            ) from None
         raise WeightsError(
-            f"{path} was refused: it holds Python objects other than tensors, which could run "
-            f"code when loaded, so it was not loaded ({str(exc).splitlines()[0][:200]})"
+            f"{path} was refused: it holds pickled data that is not plain tensors (or it is "
+            "damaged). Nothing was executed. dftui loads only state_dicts of tensors"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise WeightsError(
-            f"{path} is not a readable PyTorch weights file (truncated or not a .pth?): {first}"
+            f"{path} is not a readable PyTorch weights file (truncated or damaged?): {first}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file may fail anywhere in torch.load
+        raise WeightsError(
+            f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: "
+            f"{str(exc)[:200]})"
         ) from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
@@ -227,6 +267,52 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
+
+
+def _looks_like_text(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            sample = fh.read(512)
+        sample.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def check_state_dict(
+    spec: BackboneSpec, state: dict[str, Any], path: Path, ignore_head: bool = False
+) -> None:
+    """Raise WeightsError unless ``state`` has exactly the keys and shapes of ``spec``'s
+    2-class model (the head is skipped with ``ignore_head``). The model is built on the
+    meta device, so the check allocates no memory for weights."""
+    import torch
+
+    with torch.device("meta"):
+        own = spec.build().state_dict()
+    head = spec.head + "."
+    if ignore_head:
+        own = {k: v for k, v in own.items() if not k.startswith(head)}
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} of another shape (e.g. {mismatched[0]})")
+        raise WeightsError(
+            f"{path} does not fit {spec.name}: tensors {'; '.join(parts)}; it was made for a "
+            "different model or is incomplete"
+        )
+
 
 def infer_backbone(state: dict[str, Any]) -> BackboneSpec:
     for spec in BACKBONES.values():
@@ -247,16 +333,15 @@ def load_pretrained(
     if path is None:
         return None
     state = load_state_dict_file(path)
-    if infer_backbone(state).name != spec.name:
+    found = infer_backbone(state).name
+    if found != spec.name:
         raise WeightsError(
-            f"{path} holds weights for {infer_backbone(state).name}, not {spec.name}"
+            f"{path} holds weights for {found}, not {spec.name}; choose the {found} backbone "
+            f"or give a {spec.name} file"
         )
+    check_state_dict(spec, state, path, ignore_head=True)
     head = spec.head + "."
     body = {k: v for k, v in state.items() if not k.startswith(head)}
-    own = model.state_dict()
-    mismatched = [k for k, v in body.items() if k in own and own[k].shape != v.shape]
-    if mismatched:
-        raise WeightsError(f"{path} does not fit {spec.name}: shapes differ for {mismatched[:3]}")
     missing, unexpected = model.load_state_dict(body, strict=False)
     missing = [k for k in missing if not k.startswith(head)]
     if missing or unexpected:

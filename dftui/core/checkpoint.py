@@ -18,6 +18,7 @@ from dftui.core.backbones import (
     IMAGENET_STD,
     NUM_CLASSES,
     WeightsError,
+    check_state_dict,
     infer_backbone,
     load_state_dict_file,
 )
@@ -137,6 +138,12 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     path = Path(path).expanduser()
     state = load_state_dict_file(path)
     spec = infer_backbone(state)
+    meta = read_metadata(path)
+    if meta is not None and meta.get("backbone") not in (None, spec.name):
+        raise WeightsError(
+            f"{path} holds {spec.name} weights but its metadata says {meta.get('backbone')}; "
+            f"the file or its {metadata_path(path).name} was replaced"
+        )
     head = state.get(f"{spec.head}.weight")
     if head is None or head.ndim != 2 or head.shape[0] != NUM_CLASSES:
         shape = tuple(head.shape) if head is not None else "none"
@@ -145,7 +152,14 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             f"({spec.head}.weight has shape {shape}); is it an ImageNet file? Use it as "
             "--pretrained for training instead"
         )
-    meta = read_metadata(path)
+    check_state_dict(spec, state, path)
+    if meta is None and metadata_path(path).is_file():
+        # Our writes are atomic, so this is a hand-edited or foreign file: guessing the
+        # preprocessing could give silently wrong answers.
+        raise WeightsError(
+            f"the metadata file {metadata_path(path)} beside {path.name} is not valid JSON; "
+            "fix it, or move it away to use the weights with the reference preprocessing"
+        )
     if meta is None:
         meta = {
             "backbone": spec.name,
@@ -153,11 +167,15 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             "preprocessing": REFERENCE_PREPROCESSING.to_dict(),
             "reference_format": True,
         }
-    elif meta.get("backbone") not in (None, spec.name):
-        raise WeightsError(
-            f"{path} holds {spec.name} weights but its metadata says {meta.get('backbone')}"
-        )
     meta.setdefault("backbone", spec.name)
+    meta.setdefault("preprocessing", REFERENCE_PREPROCESSING.to_dict())
+    try:
+        Preprocessing.from_dict(meta["preprocessing"])
+    except (KeyError, TypeError, ValueError):
+        raise WeightsError(
+            f"the metadata file {metadata_path(path)} has an unusable \"preprocessing\" entry; "
+            "fix it, or move the file away to use the reference preprocessing"
+        ) from None
     return state, meta
 
 

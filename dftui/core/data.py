@@ -5,7 +5,9 @@ order, which would give fake = 0)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +27,9 @@ IMBALANCE_RATIO = 1.5  # majority / minority above this gets a warning
 
 # A truncated JPEG raises rather than decoding half an image into the training set.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Images over Pillow's pixel limit are refused here with a reason (_too_many_pixels), so
+# its warning for those between 1× and 2× the limit would only repeat it.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class DataError(ValueError):
@@ -78,11 +83,32 @@ def _class_dirs(root: Path) -> dict[str, Path]:
     return found
 
 
-def _list_images(folder: Path) -> list[str]:
+def _list_images(folder: Path, notes: list[str] | None = None) -> list[str]:
     """Image files under ``folder``, recursively, sorted; hidden files and folders skipped.
-    Symlinked folders are not followed, so a symlink loop cannot trap the scan."""
+
+    Symlinked folders are followed (data sets are often assembled from links), each real
+    folder at most once, so a symlink loop cannot trap the scan; loops and unreadable
+    folders are noted in ``notes``."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    seen: set[tuple[int, int]] = set()
+
+    def on_error(exc: OSError) -> None:
+        if notes is not None:
+            notes.append(f"folder {display_path(exc.filename or folder)} skipped: {exc.strerror or exc}")
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=on_error):
+        try:
+            st = os.stat(dirpath)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if key in seen:
+            if notes is not None:
+                notes.append(f"folder {display_path(dirpath)} skipped: it links back to a folder already scanned")
+            dirnames[:] = []
+            continue
+        seen.add(key)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if name.startswith("."):
@@ -93,29 +119,60 @@ def _list_images(folder: Path) -> list[str]:
     return out
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as printable text: bytes that are not UTF-8 (kept by Python as surrogates)
+    shown as ``\\xNN`` escapes, so logs, JSON and terminals never fail on a file name."""
+    text = os.fspath(path)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _too_many_pixels(width: int, height: int) -> bool:
+    limit = Image.MAX_IMAGE_PIXELS
+    return limit is not None and width * height > limit
+
+
 def check_image(path: str) -> str | None:
-    """Cheap readability check (file header only). Returns the reason it fails, or None."""
+    """Cheap readability check (file header only). Returns the reason it fails, or None.
+
+    Truncated data is only found when the image is decoded; training, evaluation and
+    classification then skip the file and report it."""
     try:
         if os.path.getsize(path) == 0:
-            return "empty file"
+            return "empty file (0 bytes)"
         with Image.open(path) as img:
             w, h = img.size
         if w < 1 or h < 1:
             return "image has no pixels"
+        if _too_many_pixels(w, h):
+            return f"{w}×{h} pixels is beyond Pillow's decompression-bomb limit"
     except Image.DecompressionBombError:
         return "image larger than Pillow's decompression-bomb limit"
     except PermissionError:
         return "permission denied"
     except (OSError, ValueError, SyntaxError) as exc:
         return _reason(exc)
+    except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way on hostile bytes
+        return _reason(exc)
     return None
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "file not found (deleted, or a broken link)"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "image larger than Pillow's decompression-bomb limit"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return exc.strerror
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "cannot identify image file" in text:
         return "not an image (or an unsupported format)"
-    return text[:160]
+    if "truncated" in text:
+        return "truncated image (the file ends early)"
+    return display_path(text[:160])
 
 
 def scan_folder(root: str | Path, check: bool = True, threads: int = 8) -> DatasetScan:
@@ -128,8 +185,9 @@ def scan_folder(root: str | Path, check: bool = True, threads: int = 8) -> Datas
     samples: list[tuple[str, int]] = []
     unreadable: list[tuple[str, str]] = []
     counts: dict[str, int] = {}
+    notes: list[str] = []
     for label, name in enumerate(CLASS_NAMES):
-        files = _list_images(dirs[name])
+        files = _list_images(dirs[name], notes)
         if not files:
             raise DataError(
                 f"{dirs[name]} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
@@ -160,6 +218,7 @@ def scan_folder(root: str | Path, check: bool = True, threads: int = 8) -> Datas
         )
     if unreadable:
         warnings.append(f"{len(unreadable)} unreadable image(s) will be skipped")
+    warnings.extend(notes)
     return DatasetScan(root, samples, counts, unreadable, warnings)
 
 
@@ -167,6 +226,12 @@ def load_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Decode an image as 8-bit RGB: EXIF rotation applied; grayscale, palette, RGBA, CMYK
     and 16-bit images converted. ``draft_size`` lets JPEG decode at reduced scale."""
     with Image.open(path) as img:
+        if _too_many_pixels(*img.size):
+            # Between 1× and 2× the limit Pillow only warns, then decodes gigabytes.
+            w, h = img.size
+            raise Image.DecompressionBombError(
+                f"{w}×{h} pixels is beyond Pillow's decompression-bomb limit"
+            )
         if draft_size and img.format == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
         img.load()
@@ -210,9 +275,68 @@ class Preprocessing:
         )
 
 
-def build_transform(pre: Preprocessing, augment: str = "none") -> Callable[[Image.Image], Any]:
+def load_tensor(path: str | Path, draft_size: int | None = None) -> torch.Tensor:
+    """Decode an image as a uint8 RGB tensor (3, H, W), with ``load_rgb``'s conversions.
+
+    Decoding stays with Pillow (libjpeg-turbo, JPEG draft mode for large images): measured
+    as fast as torchvision.io.decode_jpeg on face crops, whose image decoding is deprecated
+    since torchvision 0.29. The time saved is in what follows: resizing the uint8 tensor
+    (``ImageTransform``) instead of Pillow's resize + ToTensor (benchmarks/bench_decode.py)."""
+    return _uint8_tensor(load_rgb(path, draft_size))
+
+
+def _uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 (3, H, W) view of an (H, W, 3) array: one copy, and the
+    channels-last layout that torchvision's uint8 resize kernels prefer."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+
+
+class ImageTransform:
+    """PIL image or uint8 tensor (3, H, W) -> normalised float tensor, resized to a square of
+    the input size as the reference did. The resize runs on the uint8 tensor with
+    antialiasing, which matches Pillow's resize to within 2/255 per pixel (mean error about
+    1e-4 after normalisation) and is faster than Pillow + ToTensor."""
+
+    takes_tensor = True  # FaceDataset hands it load_tensor's output
+
+    def __init__(self, pre: Preprocessing, flip: bool = False) -> None:
+        self.size = int(pre.input_size)
+        self.interpolation = pre.interpolation
+        self.mean = tuple(float(m) for m in pre.mean)
+        self.std = tuple(float(s) for s in pre.std)
+        self.flip = flip
+
+    def __call__(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        import torch
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
+
+        if isinstance(img, Image.Image):
+            img = _uint8_tensor(img)
+        mode = {
+            "bilinear": InterpolationMode.BILINEAR,
+            "bicubic": InterpolationMode.BICUBIC,
+            "nearest": InterpolationMode.NEAREST,
+        }[self.interpolation]
+        x = F.resize(img, [self.size, self.size], interpolation=mode, antialias=True)
+        if self.flip and torch.rand(1).item() < 0.5:  # torch RNG: seeded per worker
+            x = x.flip(-1)
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        return x.float().div_(255.0).sub_(mean).div_(std)
+
+
+def build_transform(pre: Preprocessing, augment: str = "none") -> Callable[[Any], Any]:
     """Resize to a square of the input size and normalise, as the reference did.
-    ``augment`` adds training-time perturbations (off by default, as in the reference)."""
+    ``augment`` adds training-time perturbations (off by default, as in the reference).
+
+    Without the Pillow-based "robust" perturbations this is an ``ImageTransform`` (tensor
+    pipeline, takes PIL images too); with them, the torchvision Pillow pipeline."""
+    if augment in ("none", "light"):
+        return ImageTransform(pre, flip=augment == "light")
     from torchvision import transforms as T
 
     interp = {
@@ -251,6 +375,8 @@ class FaceDataset:
     def __getitem__(self, index: int) -> tuple[Any, int, str]:
         path, label = self.samples[index]
         try:
+            if getattr(self.transform, "takes_tensor", False):
+                return self.transform(load_tensor(path, self.draft_size)), label, ""
             img = load_rgb(path, self.draft_size)
             return self.transform(img), label, ""
         except Exception as exc:  # noqa: BLE001 - any decode failure means "skip this file"
@@ -264,7 +390,13 @@ def collate_skipping(batch: list[tuple[Any, int, str]]) -> tuple[Any, Any, list[
     skipped = [b[2] for b in batch if b[0] is None]
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.long), skipped
-    images = torch.stack([b[0] for b in good])
+    tensors = [b[0] for b in good]
+    if all(t.dim() == 3 and t.stride(0) == 1 for t in tensors):
+        # ImageTransform's output is laid out channels-last (H, W, C in memory); stacking it
+        # that way gives a channels-last batch, which the model takes without a reorder.
+        images = torch.stack([t.permute(1, 2, 0) for t in tensors]).permute(0, 3, 1, 2)
+    else:
+        images = torch.stack(tensors)
     labels = torch.tensor([b[1] for b in good], dtype=torch.long)
     return images, labels, skipped
 

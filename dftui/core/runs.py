@@ -76,7 +76,9 @@ def new_run_dir(root: Path, backbone: str) -> Path:
             n += 1
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -87,12 +89,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 class RunRecorder:
-    """An event listener that keeps the run's folder up to date."""
+    """An event listener that keeps the run's folder up to date.
+
+    JSON files are replaced atomically; metrics.csv and events.jsonl are appended, so a
+    crash can cut at most their last line (readers skip it; a resume trims it). A failed
+    write (a full disk) never stops training: it is kept in ``write_error``."""
 
     def __init__(self, run_dir: Path, resumed: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._events = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")
+        self.write_error: str | None = None
+        events_path = self.run_dir / "events.jsonl"
+        self._events = open(events_path, "a", encoding="utf-8")
+        if _ends_mid_line(events_path):
+            self._events.write("\n")  # a line cut by a crash stays alone, not glued to the next
         metrics_path = self.run_dir / "metrics.csv"
         fresh = not metrics_path.exists() or metrics_path.stat().st_size == 0
         self._metrics = open(metrics_path, "a", encoding="utf-8", newline="")
@@ -102,8 +112,15 @@ class RunRecorder:
             self._metrics.flush()
         self._last_batch = 0.0
         self.info: dict[str, Any] = {}
-        if resumed and (self.run_dir / "run.json").exists():
-            self.info = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
+        if resumed:
+            try:
+                loaded = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
+                self.info = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self.info = {}
+            # Fields of the interrupted attempt that no longer hold.
+            for key in ("ended", "message"):
+                self.info.pop(key, None)
 
     def trim_after(self, epoch: int) -> None:
         """On resume, drop metric rows past the checkpoint's epoch: they are redone."""
@@ -111,17 +128,40 @@ class RunRecorder:
         self._metrics.close()
         with open(path, encoding="utf-8", newline="") as fh:
             rows = list(csv.reader(fh))
-        keep = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= epoch]
+        header = list(METRIC_COLUMNS)
+        keep = [header] + [
+            r
+            for r in rows[1:]
+            if len(r) == len(header) and r[0].isdigit() and int(r[0]) <= epoch
+        ]
         with atomic_write(path, "w") as fh:
             csv.writer(fh).writerows(keep)
         self._metrics = open(path, "a", encoding="utf-8", newline="")
         self._writer = csv.writer(self._metrics)
 
+    def note_skipped(self, lines: list[str], name: str = "skipped.txt") -> None:
+        """Write the list of skipped images and put their count in run.json."""
+        try:
+            with atomic_write(self.run_dir / name, "w") as fh:
+                fh.write("".join(line + "\n" for line in lines))
+        except OSError as exc:
+            self.write_error = self.write_error or f"{name}: {exc.strerror or exc}"
+        self._write_info(skipped_images=len(lines), skipped_list=name if lines else None)
+
     def _write_info(self, **changes: Any) -> None:
         self.info.update(changes)
-        save_json(self.info, self.run_dir / "run.json")
+        try:
+            save_json(self.info, self.run_dir / "run.json")
+        except OSError as exc:
+            self.write_error = self.write_error or f"run.json: {exc.strerror or exc}"
 
     def __call__(self, event: Event) -> None:
+        try:
+            self._record(event)
+        except OSError as exc:
+            self.write_error = self.write_error or f"{exc.strerror or exc}"
+
+    def _record(self, event: Event) -> None:
         if isinstance(event, BatchEnd):
             now = time.monotonic()
             if now - self._last_batch < BATCH_RECORD_INTERVAL_S and event.batch != event.batches:
@@ -130,7 +170,11 @@ class RunRecorder:
         self._events.write(json.dumps(event.to_dict(), default=str) + "\n")
         self._events.flush()
         if isinstance(event, RunStarted):
-            save_json(event.config, self.run_dir / "config.json")
+            try:
+                save_json(event.config, self.run_dir / "config.json")
+            except OSError as exc:
+                self.write_error = self.write_error or f"config.json: {exc.strerror or exc}"
+
             cfg = event.config
             self._write_info(
                 run_id=event.run_id,
@@ -185,8 +229,23 @@ class RunRecorder:
             )
 
     def close(self) -> None:
-        self._events.close()
-        self._metrics.close()
+        for fh in (self._events, self._metrics):
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -220,7 +279,7 @@ def read_run(run_dir: Path) -> RunSummary | None:
     except (OSError, ValueError):
         return None
     status = info.get("status", "unknown")
-    if status == "running" and not _pid_alive(int(info.get("pid", 0) or 0)):
+    if status == "running" and not pid_alive(int(info.get("pid", 0) or 0)):
         status = "interrupted"  # its process is gone: killed or crashed
     return RunSummary(
         run_dir=run_dir,

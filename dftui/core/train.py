@@ -34,6 +34,7 @@ from dftui.core.data import (
     FaceDataset,
     Preprocessing,
     build_transform,
+    display_path,
     make_loader,
     scan_folder,
 )
@@ -59,10 +60,11 @@ from dftui.core.events import (
     RunStarted,
 )
 from dftui.core.metrics import Confusion
-from dftui.core.runs import RunRecorder, new_run_dir, runs_root
+from dftui.core.runs import RunRecorder, new_run_dir, pid_alive, runs_root
 
 BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch events a second reach the listeners
 RESUME_FILE = "resume.pt"
+SKIPPED_FILE = "skipped.txt"  # every skipped image with its reason, in the run folder
 MAX_LOGGED_SKIPS = 20  # skipped images named one by one in the log; the rest are counted
 
 
@@ -96,7 +98,8 @@ class _State:
     best_acc: float = -1.0
     best_loss: float = math.inf
     history: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "path: reason", decode failures
+    skipped_set: set[str] = field(default_factory=set)
 
 
 def _seed_everything(seed: int) -> None:
@@ -133,6 +136,16 @@ def _autocast(device: torch.device, precision: Precision) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; MPS (and older CUDA paths) a RuntimeError whose
+    message says "out of memory"."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
 def _check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -154,10 +167,57 @@ def _scan(path: Path, role: str, emit: Emit) -> DatasetScan:
     for warning in scan.warnings:
         emit(LogMessage("warning", f"{role} data: {warning}"))
     for path_, reason in scan.unreadable[:MAX_LOGGED_SKIPS]:
-        emit(LogMessage("warning", f"skipping unreadable image {path_}: {reason}"))
+        emit(LogMessage("warning", f"skipping unreadable image {display_path(path_)}: {reason}"))
     if len(scan.unreadable) > MAX_LOGGED_SKIPS:
         emit(LogMessage("warning", f"... and {len(scan.unreadable) - MAX_LOGGED_SKIPS} more"))
     return scan
+
+
+class _SeededIndex(int):
+    """A sample index that carries the seed for that sample's random augmentation."""
+
+    seed: int
+
+    def __new__(cls, index: int, seed: int) -> _SeededIndex:
+        obj = super().__new__(cls, index)
+        obj.seed = seed
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_SeededIndex, (int(self), self.seed))
+
+
+class _SeededSampler:
+    """Wraps the shuffling sampler: the i-th sample of epoch e gets seed (run seed, e, i).
+
+    Persistent loader workers keep their random state from one epoch to the next, so the
+    flips of epoch 5 depend on everything the workers drew since the run started; a resumed
+    run would draw differently. Seeding per sample makes augmentation the same with any
+    number of workers and across resumes."""
+
+    def __init__(self, inner: Any, seed: int) -> None:
+        self.inner = inner
+        self.base = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self) -> Any:
+        for pos, index in enumerate(self.inner):
+            yield _SeededIndex(index, hash((self.base, self.epoch, pos)) & 0x7FFFFFFF)
+
+
+class _SeededFaceDataset(FaceDataset):
+    """FaceDataset that seeds torch, numpy and random from a _SeededIndex (worker side)."""
+
+    def __getitem__(self, index: int) -> tuple[Any, int, str]:
+        seed = getattr(index, "seed", None)
+        if seed is not None:
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        return super().__getitem__(int(index))
 
 
 class _Trainer:
@@ -180,16 +240,43 @@ class _Trainer:
         self.pre = Preprocessing(
             cfg.img_size or self.spec.input_size, self.spec.mean, self.spec.std, self.spec.interpolation
         )
-        self.train_scan = _scan(Path(cfg.train_dir), "training", self.emit)
-        self.val_scan = _scan(Path(cfg.val_dir), "validation", self.emit)
-
+        # Cheap checks first, so a bad setting fails in a second, not after the data scan.
         _check_writable(Path(cfg.out_dir))
         self.state = _State()
         resume: dict[str, Any] | None = None
         if resume_dir is not None:
             resume = self._load_resume(resume_dir)
-            self.run_dir = resume_dir
+
+        # Events before the run folder exists are kept and written to the record with it.
+        early: list[Event] = []
+        user_emit = self.emit
+
+        def early_emit(event: Event) -> None:
+            early.append(event)
+            user_emit(event)
+
+        self.emit = early_emit
+        _seed_everything(cfg.seed)
+        self.model = self.spec.build()
+        if resume is None:
+            try:
+                used = load_pretrained(self.model, self.spec, cfg.pretrained, self.emit)
+            except WeightsError as exc:
+                raise RunAborted(str(exc)) from None
+            if used is None:
+                self.emit(LogMessage("warning", "starting from random weights (--pretrained none)"))
+            else:
+                self.emit(LogMessage("info", f"initialised from {used}"))
+        # A resumed run takes its weights from resume.pt: the pretrained file may be gone.
+
+        self.train_scan = _scan(Path(cfg.train_dir), "training", self.emit)
+        self.val_scan = _scan(Path(cfg.val_dir), "validation", self.emit)
+
+        self.saved_best: int | None = None
+        if resume is not None:
+            self.run_dir = Path(resume_dir)  # type: ignore[arg-type]
             self.weights_path = Path(resume["weights_path"])
+            self.saved_best = self.state.best_epoch
         else:
             target = cfg.weights_path
             if target.exists() and not cfg.overwrite:
@@ -202,29 +289,40 @@ class _Trainer:
                     )
                 )
             self.weights_path = target
-            self.run_dir = new_run_dir(runs_root(cfg.runs_dir), cfg.backbone)
-        recorder = RunRecorder(self.run_dir, resumed=resume is not None)
+            root = runs_root(cfg.runs_dir)
+            try:
+                self.run_dir = new_run_dir(root, cfg.backbone)
+            except OSError as exc:
+                raise RunAborted(
+                    f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                    "set DFTUI_HOME to a writable folder"
+                ) from None
+        try:
+            recorder = RunRecorder(self.run_dir, resumed=resume is not None)
+        except OSError as exc:
+            raise RunAborted(
+                f"cannot write the run record in {self.run_dir} ({exc.strerror or exc})"
+            ) from None
         self.recorder = recorder
-        user_emit = self.emit
+        self._record_warned = False
 
         def tee(event: Event) -> None:
             recorder(event)
+            if recorder.write_error and not self._record_warned:
+                # Say once that the record is incomplete (e.g. the disk is full); go on.
+                self._record_warned = True
+                user_emit(
+                    LogMessage("warning", f"the run record could not be written: {recorder.write_error}")
+                )
             user_emit(event)
 
         self.emit = tee
         if resume is not None:
             recorder.trim_after(self.state.epoch)
+        for event in early:
+            recorder(event)
+        self._write_skipped()
 
-        _seed_everything(cfg.seed)
-        self.model = self.spec.build()
-        try:
-            used = load_pretrained(self.model, self.spec, cfg.pretrained, self.emit)
-        except WeightsError as exc:
-            raise RunAborted(str(exc)) from None
-        if used is None and resume is None:
-            self.emit(LogMessage("warning", "starting from random weights (--pretrained none)"))
-        elif used is not None:
-            self.emit(LogMessage("info", f"initialised from {used}"))
         self.channels_last = (
             default_channels_last(self.device) if cfg.channels_last is None else cfg.channels_last
         )
@@ -240,10 +338,19 @@ class _Trainer:
 
         self.workers = default_workers() if cfg.workers is None else cfg.workers
         draft = self.pre.input_size
+        # Random augmentation in worker processes is seeded per sample (see _SeededSampler);
+        # without workers it draws from this process's RNG, saved in resume.pt.
+        seeded = cfg.augment != "none" and self.workers > 0
+        dataset_cls = _SeededFaceDataset if seeded else FaceDataset
         self.train_loader = make_loader(
-            FaceDataset(self.train_scan.samples, build_transform(self.pre, cfg.augment), draft),
+            dataset_cls(self.train_scan.samples, build_transform(self.pre, cfg.augment), draft),
             cfg.batch_size, True, self.workers, cfg.seed, self.device, cfg.mp_context,
         )
+        self._seeded_sampler: _SeededSampler | None = None
+        batch_sampler = getattr(self.train_loader, "batch_sampler", None)
+        if seeded and batch_sampler is not None and hasattr(batch_sampler, "sampler"):
+            self._seeded_sampler = _SeededSampler(batch_sampler.sampler, cfg.seed)
+            batch_sampler.sampler = self._seeded_sampler
         self.val_loader = make_loader(
             FaceDataset(self.val_scan.samples, build_transform(self.pre), draft),
             cfg.batch_size, False, self.workers, cfg.seed, self.device, cfg.mp_context,
@@ -279,19 +386,34 @@ class _Trainer:
     def _load_resume(self, run_dir: Path) -> dict[str, Any]:
         path = run_dir / RESUME_FILE
         if not path.is_file():
-            raise RunAborted(f"{run_dir} has no resume checkpoint ({RESUME_FILE}); nothing to resume")
+            raise RunAborted(
+                f"{run_dir} has no resume checkpoint ({RESUME_FILE}): it stopped before its "
+                "first epoch ended, so there is nothing to resume; start a new run"
+            )
+        other = _live_owner(run_dir)
+        if other is not None:
+            raise RunAborted(
+                f"run {run_dir.name} is still running (process {other}); stop it before "
+                "resuming, or wait for it to end"
+            )
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            st = ckpt["state"]
+            self.state = _State(
+                epoch=int(st["epoch"]),
+                best_epoch=st["best_epoch"],
+                best_acc=float(st["best_acc"]),
+                best_loss=float(st["best_loss"]),
+                history=list(st["history"]),
+                skipped=list(st.get("skipped", [])),
+            )
+            self.state.skipped_set = set(self.state.skipped)
+            ckpt["model"], ckpt["optimizer"], ckpt["rng"], ckpt["weights_path"]  # noqa: B018
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets one message
-            raise RunAborted(f"resume checkpoint {path} cannot be read: {str(exc)[:200]}") from None
-        st = ckpt["state"]
-        self.state = _State(
-            epoch=int(st["epoch"]),
-            best_epoch=st["best_epoch"],
-            best_acc=float(st["best_acc"]),
-            best_loss=float(st["best_loss"]),
-            history=list(st["history"]),
-        )
+            raise RunAborted(
+                f"resume checkpoint {path} cannot be read ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); start a new run"
+            ) from None
         return ckpt
 
     # -- the loop ----------------------------------------------------------------------
@@ -304,7 +426,7 @@ class _Trainer:
         self.val_step_time: float | None = None
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             # Reseeding per epoch keeps the shuffle order independent of where a run resumed.
-            self.train_loader.generator.manual_seed(cfg.seed * 1000 + epoch)  # type: ignore[union-attr]
+            self._seed_epoch(epoch)
             t_epoch = time.monotonic()
             train = self._train_epoch(epoch, spe)
             if train is None:
@@ -317,6 +439,23 @@ class _Trainer:
             if self.stop.is_set():
                 return self._finish(self._stop_reason())
         return self._finish("finished")
+
+    def _seed_epoch(self, epoch: int) -> None:
+        seed = self.config.seed * 1000 + epoch
+        loader = self.train_loader
+        loader.generator.manual_seed(seed)  # type: ignore[union-attr]
+        # The shuffle gets a generator of its own: a multi-worker loader also draws its
+        # workers' base seed from loader.generator, on the first epoch a process runs but not
+        # on later ones (persistent workers), so a shared generator would shuffle a resumed
+        # epoch differently from the same epoch in an uninterrupted run.
+        sampler = getattr(loader, "sampler", None)
+        if sampler is not None and hasattr(sampler, "generator"):
+            if getattr(self, "_shuffle_gen", None) is None:
+                self._shuffle_gen = torch.Generator()
+                sampler.generator = self._shuffle_gen
+            self._shuffle_gen.manual_seed(seed)
+        if self._seeded_sampler is not None:
+            self._seeded_sampler.epoch = epoch
 
     def _stop_reason(self) -> str:
         return getattr(self.stop, "reason", "stopped")
@@ -352,9 +491,20 @@ class _Trainer:
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             y = y.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
-            with _autocast(self.device, self.precision):
-                out = self.forward(x)
-                loss = self.criterion(out.float(), y)
+            try:
+                with _autocast(self.device, self.precision):
+                    out = self.forward(x)
+                    loss = self.criterion(out.float(), y)
+            except ValueError as exc:
+                # Batch norm cannot train on one image whose features are 1×1 (small
+                # --img-size); such a batch (a last one, or one thinned by skipped
+                # images) is left out rather than ending the run.
+                if y.numel() != 1 or "more than 1 value per channel" not in str(exc):
+                    raise
+                self.emit(LogMessage("warning", f"epoch {epoch}, batch {i}: a batch of one "
+                                     "image cannot train batch norm at this image size; skipped"))
+                t_fetch = time.monotonic()
+                continue
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -412,11 +562,15 @@ class _Trainer:
         preds: list[torch.Tensor] = []
         t0 = time.monotonic()
         last_emit = 0.0
+        wait = 0.0  # time blocked on the loader, as in training
+        t_fetch = t0
         for i, (x, y, skipped) in enumerate(self.val_loader, start=1):
+            wait += time.monotonic() - t_fetch
             if self.stop.is_set():
                 return None
             self._note_skipped(skipped)
             if y.numel() == 0:
+                t_fetch = time.monotonic()
                 continue
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             y = y.to(self.device, non_blocking=True)
@@ -440,7 +594,7 @@ class _Trainer:
                         batches=val_batches,
                         loss=float(loss_sum.item()) / max(1, seen),
                         images_per_s=seen / (now - t0) if now > t0 else 0.0,
-                        data_wait=0.0,
+                        data_wait=wait / (now - t0) if now > t0 else 0.0,
                         elapsed_s=now - self.started,
                         eta_s=(val_batches - i) * self.val_step_time
                         + (self._eta(epoch, len(self.train_loader), len(self.train_loader), 0) or 0.0),
@@ -448,20 +602,47 @@ class _Trainer:
                         gpu_mb=gpu,
                     )
                 )
+            t_fetch = time.monotonic()
         if not labels:
             raise RunAborted(f"epoch {epoch}: no validation image could be read", epoch)
         y_all = torch.cat(labels).cpu().numpy()
         p_all = torch.cat(preds).cpu().numpy()
         conf = Confusion.from_labels(y_all, p_all)
-        return {"loss": float(loss_sum.item()) / len(y_all), "confusion": conf}
+        loss = float(loss_sum.item()) / len(y_all)
+        if not math.isfinite(loss):
+            raise RunAborted(
+                f"the validation loss became {loss} at epoch {epoch}; the run was stopped and "
+                "the best weights so far are kept. Try a lower learning rate, or --precision fp32",
+                epoch,
+            )
+        return {"loss": loss, "confusion": conf}
 
     def _note_skipped(self, skipped: list[str]) -> None:
+        added = False
         for item in skipped:
-            if item in self.state.skipped:
+            item = display_path(item)
+            if item in self.state.skipped_set:
                 continue
+            self.state.skipped_set.add(item)
             self.state.skipped.append(item)
+            added = True
             if len(self.state.skipped) <= MAX_LOGGED_SKIPS:
                 self.emit(LogMessage("warning", f"skipped unreadable image {item}"))
+        if added:
+            self._write_skipped()
+
+    def _write_skipped(self) -> None:
+        """skipped.txt in the run folder: every image left out, found by the scan or while
+        decoding, one "path<TAB>reason" a line; its count goes into run.json."""
+        lines = [
+            f"{display_path(path)}\t{reason}"
+            for scan in (self.train_scan, self.val_scan)
+            for path, reason in scan.unreadable
+        ]
+        for item in self.state.skipped:
+            path, _, reason = item.rpartition(": ")
+            lines.append(f"{path or item}\t{reason if path else 'could not be decoded'}")
+        self.recorder.note_skipped(lines, SKIPPED_FILE)
 
     def _end_epoch(
         self, epoch: int, train: dict[str, float], val: dict[str, Any], seconds: float
@@ -529,12 +710,15 @@ class _Trainer:
     def _save_best(self, epoch: int) -> None:
         try:
             save_weights(self.model.state_dict(), self.weights_path, self._metadata())
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            # torch.save reports a failed write of its zip records as a RuntimeError.
             raise RunAborted(
-                f"could not save weights to {self.weights_path}: {exc.strerror or exc}; the "
-                "previous file (if any) is intact. Free some space or choose another --out",
+                f"could not save weights to {self.weights_path} at epoch {epoch}: "
+                f"{_why_save(exc)}; the previous file (if any) is intact. Free some space or "
+                "choose another output folder",
                 epoch,
             ) from None
+        self.saved_best = epoch
         self.emit(CheckpointSaved("best", str(self.weights_path), epoch))
 
     def _save_resume(self) -> None:
@@ -550,6 +734,7 @@ class _Trainer:
                 "best_acc": st.best_acc,
                 "best_loss": st.best_loss,
                 "history": st.history,
+                "skipped": st.skipped,
             },
             "config": self.config.to_dict(),
             "weights_path": str(self.weights_path),
@@ -557,14 +742,21 @@ class _Trainer:
         path = self.run_dir / RESUME_FILE
         try:
             save_torch(ckpt, path)
-        except OSError as exc:
-            self.emit(LogMessage("warning", f"could not write resume checkpoint {path}: {exc}"))
+        except (OSError, RuntimeError) as exc:
+            # The previous resume.pt is intact (atomic write); training goes on.
+            self.emit(
+                LogMessage(
+                    "warning",
+                    f"could not write the resume checkpoint {path} ({_why_save(exc)}); a resume "
+                    f"would restart after epoch {st.epoch - 1} at best",
+                )
+            )
             return
         self.emit(CheckpointSaved("resume", str(path), st.epoch))
 
     def _finish(self, status: str) -> RunFinished:
         st = self.state
-        has_best = st.best_epoch is not None
+        has_best = st.best_epoch is not None and getattr(self, "saved_best", None) is not None
         return RunFinished(
             status=status,
             epochs_completed=st.epoch,
@@ -595,30 +787,81 @@ def fit(
         final = trainer.run()
     except RunAborted as exc:
         final = _failed(trainer, str(exc), exc.epoch, exc.batch)
-    except torch.OutOfMemoryError:
-        final = _failed(
-            trainer,
-            f"out of memory on {getattr(trainer, 'device', 'the device')} at batch size "
-            f"{config.batch_size}; try --batch-size {max(1, config.batch_size // 2)}. The best "
-            "weights so far are kept",
-        )
+    except KeyboardInterrupt:
+        # A second Ctrl+C: leave now. Files on disk are whole (atomic writes); the last
+        # resume checkpoint still resumes.
+        final = _interrupted(trainer)
     except Exception as exc:  # noqa: BLE001 - the UI must survive any engine failure
-        final = _failed(trainer, f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
-    trainer.emit(final)
+        if is_out_of_memory(exc):
+            half = max(1, config.batch_size // 2)
+            final = _failed(
+                trainer,
+                f"out of memory on {getattr(trainer, 'device', 'the device')} at batch size "
+                f"{config.batch_size}; try a smaller batch size (e.g. {half}) or a smaller "
+                "image size. The best weights so far are kept",
+            )
+        elif stop.is_set() and hasattr(trainer, "state"):
+            # Asked to stop and something broke on the way out (e.g. a data-loader worker
+            # killed by the same Ctrl+C): the stop is what happened.
+            final = _interrupted(trainer, getattr(stop, "reason", "stopped"))
+        else:
+            final = _failed(trainer, f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
+    try:
+        trainer.emit(final)
+    except Exception:  # noqa: BLE001 - a failing listener must not hide the result
+        pass
     recorder = getattr(trainer, "recorder", None)
     if recorder is not None:
         recorder.close()
-    if getattr(trainer, "device", None) is not None and trainer.device.type == "cuda":
+    device = getattr(trainer, "device", None)
+    # Drop the model, optimiser and loaders now, so an out-of-memory run gives its memory
+    # back to the app before the next one starts.
+    for name in ("model", "forward", "optimizer", "train_loader", "val_loader", "scaler"):
+        trainer.__dict__.pop(name, None)
+    if device is not None and device.type == "cuda":
         torch.cuda.empty_cache()
     return final
+
+
+def _live_owner(run_dir: Path) -> int | None:
+    """The process still running ``run_dir``, if another live one is."""
+    import json
+    import os
+
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pid = int(info.get("pid", 0) or 0)
+    if info.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
+        return pid
+    return None
+
+
+def _why_save(exc: BaseException) -> str:
+    import errno
+
+    err = exc if isinstance(exc, OSError) else exc.__context__ or exc.__cause__
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return "the disk is full"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def _interrupted(trainer: _Trainer, reason: str = "interrupted") -> RunFinished | RunFailed:
+    if not hasattr(trainer, "state") or not hasattr(trainer, "run_dir"):
+        return _failed(trainer, "interrupted before the run started")
+    return trainer._finish(reason)
 
 
 def _failed(
     trainer: _Trainer, message: str, epoch: int | None = None, batch: int | None = None,
     details: str = "",
 ) -> RunFailed:
-    state = getattr(trainer, "state", None)
-    has_best = state is not None and state.best_epoch is not None
+    # Only weights this run (or the run it resumes) really wrote count as kept.
+    has_best = getattr(trainer, "saved_best", None) is not None
     return RunFailed(
         message=message,
         run_dir=str(trainer.run_dir) if hasattr(trainer, "run_dir") else None,

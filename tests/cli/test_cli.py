@@ -92,6 +92,10 @@ def test_predict_errors(tmp_path: Path, dataset: dict[str, Path]) -> None:
     bad = tmp_path / "w.pth"
     bad.write_bytes(os.urandom(256))
     out = dftui("predict", "--weights", str(bad), str(dataset["val"]))
-    assert out.returncode == 2 and "not a readable PyTorch weights file" in out.stderr
-    out = dftui("predict", "--weights", str(bad), str(tmp_path / "empty"))
+    assert out.returncode == 2 and "not a PyTorch weights file" in out.stderr
+    from tests.core.test_predict import reference_weights
+
+    good = reference_weights(tmp_path / "ok.pth", fake_bias=0.0)
+    (tmp_path / "empty").mkdir()
+    out = dftui("predict", "--weights", str(good), str(tmp_path / "empty"))
     assert out.returncode == 2 and "no images found" in out.stderr

@@ -1,0 +1,95 @@
+"""Accuracy is kept: the same data and seed trained with dftui's default speed policy
+(precision auto = bf16 autocast on CPUs with native bf16, channels-last) and with plain
+fp32 + contiguous tensors; the final validation accuracies must agree within 1 point.
+It also checks that Predictor gives the same labels in bf16 and fp32.
+
+    .venv/bin/python benchmarks/accuracy_check.py [--backbone mobilenet_v2] [--epochs 3]
+        [--train-per-class 120] [--val-per-class 60] [--pretrained imagenet|none|PATH]
+
+Full size: the backbone's own input size (224 / 299), generated 256-400 px face-crop JPEGs.
+Exit status 1 when the accuracies differ by more than --tolerance points."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from jpeg_data import make_split  # noqa: E402
+
+
+def train(config: Any) -> tuple[Any, Any, float]:
+    from dftui.core.events import EpochEnd, RunFinished, RunStarted
+    from dftui.core.train import fit
+
+    events: list[Any] = []
+    t0 = time.perf_counter()
+    final = fit(config, events.append)
+    if not isinstance(final, RunFinished):
+        raise SystemExit(f"training failed: {getattr(final, 'message', final)}")
+    started = next(e for e in events if isinstance(e, RunStarted))
+    last = [e for e in events if isinstance(e, EpochEnd)][-1]
+    return final, started, last, time.perf_counter() - t0
+
+
+def main() -> int:
+    from dftui.core.backbones import get_backbone
+    from dftui.core.config import TrainConfig
+    from dftui.core.predict import Predictor, expand_images
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "xception"])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--train-per-class", type=int, default=120)
+    ap.add_argument("--val-per-class", type=int, default=60)
+    ap.add_argument("--pretrained", default=None,
+                    help="imagenet (when cached), none, or a .pth (default: imagenet if cached, else none)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--tolerance", type=float, default=1.0, help="points of accuracy")
+    ap.add_argument("--data", type=Path, default=None)
+    args = ap.parse_args()
+
+    pretrained = args.pretrained
+    if pretrained is None:
+        pretrained = "imagenet" if get_backbone(args.backbone).cached_weights.is_file() else "none"
+    work = Path(tempfile.mkdtemp(prefix="dftui-acc-"))
+    root = (args.data or work / "data") / f"acc-{args.train_per_class}-{args.val_per_class}"
+    data = make_split(root, args.train_per_class, args.val_per_class, seed=args.seed)
+    base = TrainConfig(backbone=args.backbone, train_dir=data["train"], val_dir=data["val"],
+                       epochs=args.epochs, batch_size=args.batch, pretrained=pretrained, seed=args.seed,
+                       device="cpu", runs_dir=work / "runs")
+    print(f"{args.backbone}, {args.epochs} epochs, batch {args.batch}, seed {args.seed}, pretrained "
+          f"{pretrained}; {2 * args.train_per_class} training / {2 * args.val_per_class} validation "
+          f"JPEGs (256-400 px) in {root}", flush=True)
+    results = {}
+    for name, policy in (("default", {}), ("fp32", {"precision": "fp32", "channels_last": False})):
+        cfg = base.with_(out_dir=work / name, **policy)
+        final, started, last, seconds = train(cfg)
+        results[name] = (final, last)
+        print(f"{name:8s} ({started.precision}, {'channels-last' if started.channels_last else 'contiguous'}): "
+              f"final val accuracy {last.val_accuracy:.2%}, best {final.best_val_accuracy:.2%} "
+              f"(epoch {final.best_epoch}), val loss {last.val_loss:.4f}, {seconds:.0f} s", flush=True)
+    diff = abs(results["default"][1].val_accuracy - results["fp32"][1].val_accuracy) * 100
+    ok = diff <= args.tolerance
+    print(f"final validation accuracy differs by {diff:.2f} points (tolerance {args.tolerance}): "
+          f"{'OK' if ok else 'FAILED'}")
+
+    images = expand_images([data["val"]])
+    weights = results["fp32"][0].weights_path
+    p32 = list(Predictor(weights, device="cpu", precision="fp32").predict_paths(images))
+    pbf = list(Predictor(weights, device="cpu", precision="bf16").predict_paths(images))
+    same = sum(a.label == b.label for a, b in zip(p32, pbf))
+    worst = max(abs(a.p_fake - b.p_fake) for a, b in zip(p32, pbf))
+    print(f"Predictor bf16 vs fp32 on the fp32 weights: {same}/{len(images)} labels the same, "
+          f"largest p_fake difference {worst:.4f}")
+    return 0 if ok and same == len(images) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""``dftui prepare openforensics``: cut the annotated faces out of the OpenForensics archive."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from dftui.core.events import Event, LogMessage
+from dftui.core.prepare import (
+    FORMATS,
+    SPLITS,
+    PrepareConfig,
+    PrepareFailed,
+    PrepareFinished,
+    PrepareStarted,
+    SplitFinished,
+    SplitProgress,
+    SplitStarted,
+)
+
+PLAIN_PROGRESS_INTERVAL_S = 10.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="turn a downloaded data set into real/ and fake/ face crops",
+        description="Turn a downloaded data set into the real/ and fake/ face-crop folders dftui trains on.",
+    )
+    kinds = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    of = kinds.add_parser(
+        "openforensics",
+        help="OpenForensics: COCO annotations (<Split>_poly.json) + images -> face crops",
+        description=(
+            "Cut every annotated face of the OpenForensics archive into "
+            "OUT/<split>_cropped/{real,fake}/<image>_<annotation id>.<format> "
+            "(category 0 = real, 1 = fake). A rerun skips crops already written, so an interrupted "
+            "run resumes. Missing or corrupt images, bad boxes and unknown categories are skipped "
+            "and listed in OUT/prepare_report.json and OUT/prepare_skipped.csv."
+        ),
+    )
+    of.add_argument("--root", type=Path, required=True,
+                    help="folder the archive was extracted to (holds Train/Train_poly.json, ... "
+                         "or Train_poly.json, ...)")
+    of.add_argument("--out", type=Path, default=Path("processed_data"),
+                    help="output folder (default: %(default)s)")
+    of.add_argument("--splits", default=None,
+                    help=f"comma-separated, from {','.join(SPLITS)} (default: every split found)")
+    of.add_argument("--margin", type=float, default=0.0,
+                    help="enlarge each box by this fraction of its size, e.g. 0.3 for 1.3x boxes "
+                         "(default: 0, as the reference)")
+    of.add_argument("--min-size", type=int, default=0,
+                    help="skip faces narrower or shorter than this many pixels (default: 0)")
+    of.add_argument("--format", choices=sorted(FORMATS), default="jpg",
+                    help="crop file format (default: %(default)s, quality 95)")
+    of.add_argument("--workers", type=int, default=None,
+                    help="parallel images (default: one per CPU core, at most 8)")
+    of.add_argument("--executor", choices=["thread", "process"], default="thread",
+                    help="thread (default; Pillow decodes and encodes outside the GIL) or process")
+    of.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    of.set_defaults(func=run)
+
+
+def _started_line(e: PrepareStarted) -> str:
+    s = e.settings
+    return (f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
+            f"(margin {s['margin']}, min size {s['min_size']}, {s['format']}, {e.workers} {e.executor} workers)")
+
+
+def _split_line(e: SplitStarted) -> str:
+    where = e.images_dir or "images not found"
+    return f"{e.split}: {e.images} images, {e.faces} faces ({e.annotations_path}; images in {where})"
+
+
+def _final_lines(e: PrepareFinished) -> list[str]:
+    lines = [f"report: {e.report_path} (skipped faces listed in {e.skipped_csv})"]
+    dirs = e.output_dirs
+    if "Train" in dirs and "Val" in dirs:
+        lines.append(f"next: dftui train --train {dirs['Train']} --val {dirs['Val']}")
+    if e.status == "stopped":
+        lines.append("stopped before the end; run the same command again to resume")
+    return lines
+
+
+class PlainPrinter:
+    """Lines for logs and pipes: a progress line every few seconds, the summary at the end."""
+
+    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.out, self.err = out, err
+        self.last = 0.0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, PrepareStarted):
+            self._line(_started_line(event))
+        elif isinstance(event, SplitStarted):
+            self.last = time.monotonic()
+            self._line(_split_line(event))
+        elif isinstance(event, SplitProgress):
+            now = time.monotonic()
+            if now - self.last >= PLAIN_PROGRESS_INTERVAL_S:
+                self.last = now
+                self._line(
+                    f"{event.split}: {event.images_done}/{event.images} images, {event.written} new crops, "
+                    f"{event.existing} already there, {event.skipped} skipped, {event.faces_per_s:.1f} faces/s"
+                )
+        elif isinstance(event, SplitFinished):
+            self._line(event.summary.line())
+        elif isinstance(event, LogMessage):
+            self.err.write(f"{event.level}: {event.text}\n")
+            self.err.flush()
+        elif isinstance(event, PrepareFinished):
+            for line in _final_lines(event):
+                self._line(line)
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class RichPrinter:
+    """A progress bar per split with crops, skips, speed and ETA."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = console or Console()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("images  {task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, event: Event) -> None:
+        p = self.progress
+        if isinstance(event, PrepareStarted):
+            self.console.print(_started_line(event), highlight=False)
+            p.start()
+        elif isinstance(event, SplitStarted):
+            p.console.print(_split_line(event), highlight=False)
+            self.tasks[event.split] = p.add_task(event.split, total=max(1, event.images), info="")
+        elif isinstance(event, SplitProgress) and event.split in self.tasks:
+            p.update(self.tasks[event.split], completed=event.images_done, info=(
+                f"{event.written} new, {event.existing} there, {event.skipped} skipped, "
+                f"{event.faces_per_s:.1f} faces/s"
+            ))
+        elif isinstance(event, SplitFinished):
+            style = "red" if event.summary.status == "failed" else "green"
+            p.console.print(f"[{style}]{event.summary.line()}[/]", highlight=False)
+        elif isinstance(event, LogMessage):
+            style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
+            p.console.print(f"[{style}]{event.level}: {event.text}[/]", highlight=False)
+        elif isinstance(event, (PrepareFinished, PrepareFailed)):
+            p.stop()
+            if isinstance(event, PrepareFinished):
+                for line in _final_lines(event):
+                    self.console.print(line, highlight=False)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
+    if force_plain or not sys.stdout.isatty():
+        return PlainPrinter()
+    return RichPrinter()
+
+
+def _splits(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def run(args: argparse.Namespace) -> int:
+    from dftui.cli import fail
+    from dftui.core.prepare import prepare_openforensics
+
+    config = PrepareConfig(
+        root=args.root,
+        out=args.out,
+        splits=_splits(args.splits),
+        margin=args.margin,
+        min_size=args.min_size,
+        fmt=args.format,
+        workers=args.workers,
+        executor=args.executor,
+    )
+    stop = threading.Event()  # not train.StopFlag: that module pulls in torch for nothing
+    printer = make_printer(args.plain)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C: the user wants out now
+        stop.set()
+
+    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {s: signal.signal(s, on_signal) for s in handled}
+    try:
+        final = prepare_openforensics(config, printer, stop)
+    finally:
+        printer.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if isinstance(final, PrepareFailed):
+        # Before any crop (bad root, no annotation file): a usage error. Later: the output failed.
+        return fail(final.message, 2 if final.report_path is None else 1)
+    if final.status == "stopped":
+        return 130
+    if final.status == "partial":
+        failed = [s for s in final.summaries if s.status == "failed"]
+        return fail("; ".join(f"{s.split}: {s.error}" for s in failed), 1)
+    return 0

@@ -1,0 +1,57 @@
+"""Textual messages that carry engine events from the training thread to the widgets.
+
+The thread only ever calls ``post_message`` (thread-safe); widgets are touched on the UI
+thread. Batch progress messages merge: when the UI falls behind, a queued progress message
+is superseded by the next one, which inherits its losses so the chart misses no point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from dftui.core.events import BatchEnd, Event
+
+
+class EngineEvent(Message):
+    """Any core event except batch progress (run started, epoch end, log, finish, failure)."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class BatchProgress(Message):
+    """A BatchEnd event; ``events`` holds it and any earlier ones it superseded, in order."""
+
+    def __init__(self, event: BatchEnd) -> None:
+        super().__init__()
+        self.event = event
+        self.events: list[BatchEnd] = [event]
+
+    def can_replace(self, message: Message) -> bool:
+        # Called on the queued (older) message with the next pending one: let the newer
+        # message supersede this one, carrying this one's events along.
+        if isinstance(message, BatchProgress):
+            message.events[:0] = self.events
+            return True
+        return False
+
+
+def wrap(event: Event) -> Message:
+    if isinstance(event, BatchEnd):
+        return BatchProgress(event)
+    return EngineEvent(event)
+
+
+class TorchReady(Message, bubble=False):
+    """torch, torchvision and timm finished importing in the background (or failed).
+
+    It must not bubble: the app re-posts it to every screen, and a copy bubbling back up
+    to the app would be re-posted forever (the UI froze)."""
+
+    def __init__(self, devices: list[Any] | None, error: str | None, seconds: float) -> None:
+        super().__init__()
+        self.devices = devices
+        self.error = error
+        self.seconds = seconds

@@ -1,0 +1,852 @@
+"""Classify screen: choose weights, then an image (verdict, probability bars, latency) or a
+whole folder (a sortable table, exportable as CSV). n / p walk the images of a folder.
+
+torch loads inside the workers (``dftui.core.predict`` imports it), never when this module
+is imported, so opening the screen does not wait for it."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import (
+    DataTable,
+    DirectoryTree,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from dftui.core.checkpoint import atomic_write, list_weights
+from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
+from dftui.ui.widgets.image_view import MAX_DRAW_PIXELS, ImageView
+from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.prob_bars import ProbBars, Verdict
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+    from dftui.core.predict import Prediction, Predictor
+
+DEFAULT_WEIGHTS_DIR = Path("weights")
+DEFAULT_IMAGE_ROOT = Path("processed_data/val_cropped")
+FOLDER_BATCH = 16  # images per batch in folder mode; rows reach the table batch by batch
+CSV_COLUMNS = ("path", "label", "p_real", "p_fake", "latency_ms", "truth", "error")
+TRUTH_NAMES = ("real", "fake")
+
+
+# -- helpers (no Textual state) -------------------------------------------------------------
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name, hidden files left out."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    return sorted(
+        (Path(e.path) for e in entries if not e.name.startswith(".") and e.is_file()
+         and is_image(Path(e.name))),
+        key=lambda p: p.name,
+    )
+
+
+def weights_description(meta: dict[str, Any] | None) -> str:
+    """One line about a weights file from its metadata (None: no metadata beside it)."""
+    if meta is None:
+        return "reference format (no metadata)"
+    parts = [str(meta.get("backbone") or "?")]
+    created = str(meta.get("created") or "")
+    if created:
+        parts.append(created[:10])
+    acc = meta.get("best_val_accuracy")
+    if isinstance(acc, (int, float)):
+        parts.append(f"{acc:.1%}")  # best validation accuracy
+    return " · ".join(parts)
+
+
+def truth_of(path: Path, folder: Path) -> str:
+    """'real' / 'fake' when the image sits in a real/ or fake/ folder under ``folder``."""
+    try:
+        parts = path.relative_to(folder).parts[:-1]
+    except ValueError:
+        parts = ()
+    names = [p.lower() for p in parts] or [folder.name.lower()]
+    for name in reversed(names):
+        if name in TRUTH_NAMES:
+            return name
+    return ""
+
+
+def default_csv_path(folder: Path) -> Path:
+    """``<folder>-predictions.csv`` beside the folder; -2, -3 ... when that exists."""
+    folder = folder.resolve()
+    base = folder.parent / f"{folder.name}-predictions.csv"
+    path, n = base, 2
+    while path.exists():
+        path = base.with_name(f"{folder.name}-predictions-{n}.csv")
+        n += 1
+    return path
+
+
+def write_predictions_csv(path: Path, rows: list[tuple[Prediction, str]]) -> None:
+    """Rows of (prediction, truth) in the given order; written atomically."""
+    with atomic_write(path, "w") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for pred, truth in rows:
+            ok = pred.label is not None
+            writer.writerow(
+                [
+                    pred.path,
+                    pred.label or "",
+                    f"{pred.p_real:.6f}" if ok else "",
+                    f"{pred.p_fake:.6f}" if ok else "",
+                    f"{pred.latency_ms:.2f}" if ok else "",
+                    truth,
+                    pred.error,
+                ]
+            )
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "cannot identify image file" in text:
+        return "not an image, or a format Pillow cannot read"
+    return text[:200]
+
+
+# -- messages from the workers ----------------------------------------------------------------
+class ModelReady(Message):
+    def __init__(self, path: Path, predictor: Predictor) -> None:
+        super().__init__()
+        self.path = path
+        self.predictor = predictor
+
+
+class ModelFailed(Message):
+    def __init__(self, path: Path, error: str) -> None:
+        super().__init__()
+        self.path = path
+        self.error = error
+
+
+class ImageDecoded(Message):
+    def __init__(self, path: Path, image: PILImage.Image | None, error: str = "") -> None:
+        super().__init__()
+        self.path = path
+        self.image = image
+        self.error = error
+
+
+class ImageClassified(Message):
+    def __init__(self, path: Path, prediction: Prediction) -> None:
+        super().__init__()
+        self.path = path
+        self.prediction = prediction
+
+
+class FolderRows(Message):
+    def __init__(self, folder: Path, rows: list[tuple[Prediction, str]], done: int, total: int) -> None:
+        super().__init__()
+        self.folder = folder
+        self.rows = rows
+        self.done = done
+        self.total = total
+
+
+class FolderFinished(Message):
+    def __init__(self, folder: Path, total: int, error: str = "", cancelled: bool = False) -> None:
+        super().__init__()
+        self.folder = folder
+        self.total = total
+        self.error = error
+        self.cancelled = cancelled
+
+
+# -- widgets ----------------------------------------------------------------------------------
+class ImageTree(DirectoryTree):
+    """A directory tree that lists folders and image files only (no hidden entries)."""
+
+    def filter_paths(self, paths: Any) -> Any:
+        return [
+            p for p in paths
+            if not p.name.startswith(".") and (p.is_dir() or is_image(p))
+        ]
+
+
+class ExportScreen(ModalScreen[Path | None]):
+    """Asks where to write the CSV; an existing file needs a second Enter to be replaced."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="classify.export_cancel")]
+    DEFAULT_CSS = """
+    ExportScreen {
+        align: center middle;
+    }
+    ExportScreen > Vertical {
+        width: 76;
+        max-width: 100%;
+        height: auto;
+        border: thick $primary;
+        background: $surface;
+        padding: 0 1;
+    }
+    ExportScreen #export-note {
+        color: $text-muted;
+    }
+    ExportScreen #export-note.-warning {
+        color: $text-warning;
+    }
+    """
+
+    def __init__(self, default: Path, count: int) -> None:
+        super().__init__()
+        self._default = default
+        self._count = count
+        self._confirmed: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Export {self._count} rows as CSV to:")
+            yield Input(str(self._default), id="export-path")
+            yield Static("Enter to save, Escape to cancel", id="export-note")
+
+    @on(Input.Submitted, "#export-path")
+    def _submit(self, event: Input.Submitted) -> None:
+        note = self.query_one("#export-note", Static)
+        text = event.value.strip()
+        if not text:
+            note.update("Type a file path (Escape to cancel)")
+            note.add_class("-warning")
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            path = path / self._default.name
+        if path.exists() and self._confirmed != path:
+            self._confirmed = path
+            note.update(Text(f"{path} exists: Enter again to replace it, or change the path"))
+            note.add_class("-warning")
+            return
+        if not path.parent.is_dir():
+            note.update(Text(f"folder {path.parent} does not exist"))
+            note.add_class("-warning")
+            return
+        self.dismiss(path)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass
+class _Row:
+    prediction: Prediction
+    truth: str
+
+
+SORT_COLUMNS = ("file", "verdict", "p_fake", "truth", "ms")
+SORT_TITLES = {"file": "file", "verdict": "verdict", "p_fake": "P(fake)", "ms": "latency", "truth": "truth"}
+
+
+def _sort_key(column: str) -> Any:
+    def key(cell: Any) -> Any:
+        text = cell.plain if isinstance(cell, Text) else str(cell)
+        if column in ("p_fake", "ms"):
+            try:
+                return float(text)
+            except ValueError:
+                return math.inf  # unreadable images last
+        return text.lower()
+
+    return key
+
+
+# -- the screen -------------------------------------------------------------------------------
+class ClassifyScreen(Screen[None]):
+    TITLE = "Classify"
+    BINDINGS = [
+        Binding("n", "next_image", "Next", id="classify.next"),
+        Binding("p", "previous_image", "Prev", id="classify.previous"),
+        Binding("f", "classify_folder", "Folder", id="classify.folder",
+                tooltip="Classify every image in the chosen folder into a table"),
+        Binding("e", "export_csv", "Export CSV", id="classify.export"),
+        Binding("s", "sort", "Sort", id="classify.sort", tooltip="Sort the table by the next column"),
+        Binding("w", "focus_weights", "Weights", show=False, id="classify.focus_weights"),
+        Binding("o", "focus_images", "Images", show=False, id="classify.focus_images"),
+        Binding("i", "show_tab('tab-image')", "Image view", show=False, id="classify.image_tab"),
+        Binding("t", "show_tab('tab-folder')", "Table view", show=False, id="classify.table_tab"),
+    ]
+    DEFAULT_CSS = """
+    ClassifyScreen #classify-side {
+        width: 38;
+        height: 1fr;
+    }
+    ClassifyScreen #classify-main {
+        width: 1fr;
+        height: 1fr;
+    }
+    ClassifyScreen .section {
+        color: $text-accent;
+        text-style: bold;
+        padding: 0 1;
+    }
+    ClassifyScreen #weights-list {
+        height: auto;
+        max-height: 7;
+    }
+    ClassifyScreen #image-tree {
+        height: 1fr;
+    }
+    ClassifyScreen #model-status {
+        height: 1;
+        padding: 0 1;
+    }
+    ClassifyScreen #model-status.-error {
+        color: $text-error;
+    }
+    ClassifyScreen #verdict {
+        height: 4;
+    }
+    ClassifyScreen #folder-status {
+        height: 1;
+        padding: 0 1;
+    }
+    ClassifyScreen #folder-table {
+        height: 1fr;
+    }
+    ClassifyScreen #classify-tabs {
+        height: 1fr;
+    }
+    ClassifyScreen #classify-tabs > ContentSwitcher {
+        height: 1fr;
+    }
+    ClassifyScreen TabPane {
+        height: 1fr;
+        padding: 0;
+    }
+    """
+
+    def __init__(
+        self,
+        weights: Path | str | None = None,
+        *,
+        weights_dir: Path | str | None = None,
+        image_root: Path | str | None = None,
+        device: str = "auto",
+    ) -> None:
+        super().__init__()
+        self._initial_weights = Path(weights).expanduser() if weights else None
+        self._weights_dir = Path(weights_dir) if weights_dir else DEFAULT_WEIGHTS_DIR
+        if image_root is not None:
+            self._image_root = Path(image_root)
+        elif DEFAULT_IMAGE_ROOT.is_dir():
+            self._image_root = DEFAULT_IMAGE_ROOT
+        else:
+            self._image_root = Path.cwd()  # shown by name, where "." would show nothing
+        self._device = device
+        self.predictor: Predictor | None = None
+        self.weights_path: Path | None = None  # of the loaded model
+        self._loading: Path | None = None
+        self.current_image: Path | None = None
+        self._folder: Path | None = None  # chosen folder for "classify folder"
+        self.table_folder: Path | None = None  # folder whose results the table holds
+        self.rows: dict[str, _Row] = {}
+        self._folder_running = False
+        self._sort_column: str | None = None
+        self._sort_reverse = False
+        self.last_export: Path | None = None
+        self._ui_ready = False
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield NavBar("classify")
+        with Horizontal(id="classify-body"):
+            with Vertical(id="classify-side"):
+                yield Label("Weights (w)", classes="section")
+                yield OptionList(id="weights-list")
+                yield Input(placeholder="or a weights path, Enter", id="weights-path", compact=True)
+                yield Label("Images (o)", classes="section")
+                yield ImageTree(self._image_root, id="image-tree")
+                yield Input(placeholder="or an image / folder path, Enter", id="image-path",
+                            compact=True)
+            with Vertical(id="classify-main"):
+                yield Static("", id="model-status")
+                with TabbedContent(id="classify-tabs"):
+                    with TabPane("Image", id="tab-image"):
+                        yield ImageView("Choose an image (o); n / p walk its folder",
+                                        id="image-view")
+                        yield ProbBars(id="verdict")
+                    with TabPane("Folder", id="tab-folder"):
+                        yield Static("f classifies the chosen folder", id="folder-status")
+                        yield DataTable(id="folder-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_weights()
+        if self._initial_weights is not None:
+            self.load_weights(self._initial_weights)
+        else:
+            self._set_status("No model: choose weights (w)", error=False)
+        self.query_one("#weights-list" if self._initial_weights is None else "#image-tree").focus()
+        self._ui_ready = True
+
+    def on_screen_resume(self) -> None:
+        if self._ui_ready:  # the first resume can come before compose
+            self.refresh_weights()  # training may have written new weights meanwhile
+
+    # -- weights --------------------------------------------------------------------------
+    def refresh_weights(self) -> None:
+        options = self.query_one("#weights-list", OptionList)
+        highlighted = options.highlighted_option.id if options.highlighted_option else None
+        entries = list_weights(self._weights_dir)
+        known = {str(p) for p, _ in entries}
+        extra = [self._initial_weights] if self._initial_weights else []
+        extra += [self.weights_path] if self.weights_path else []
+        for path in extra:
+            if path is not None and str(path) not in known and path.is_file():
+                from dftui.core.checkpoint import read_metadata
+
+                entries.append((path, read_metadata(path)))
+                known.add(str(path))
+        options.clear_options()
+        if not entries:
+            options.add_option(
+                Option(Text(f"no .pth files in {self._weights_dir}/", style="dim"), disabled=True)
+            )
+            return
+        for path, meta in entries:
+            loaded = self.weights_path is not None and path == self.weights_path
+            prompt = Text.assemble(
+                ("● " if loaded else "", "green"), (path.name, "bold"), "\n",
+                (weights_description(meta), "dim"),
+                overflow="ellipsis", no_wrap=True,
+            )
+            options.add_option(Option(prompt, id=str(path)))
+        target = highlighted or (str(self.weights_path) if self.weights_path else None)
+        if target in known:
+            options.highlighted = options.get_option_index(target)
+
+    @on(OptionList.OptionSelected, "#weights-list")
+    def _weights_chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.load_weights(Path(event.option.id))
+
+    @on(Input.Submitted, "#weights-path")
+    def _weights_typed(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            self._weights_dir = path
+            self.refresh_weights()
+            self._set_status(f"Listing the .pth files in {path}", error=False)
+            self.query_one("#weights-list").focus()
+            return
+        self.load_weights(path)
+
+    def load_weights(self, path: Path) -> None:
+        """Load ``path`` in a worker; the current model stays in use until it is ready."""
+        self._loading = path
+        first = "torch and " if "torch" not in sys.modules else ""
+        self._set_status(f"Loading {first}{path.name}…", error=False)
+        self._load_model(path)
+
+    @work(thread=True, exclusive=True, group="classify-model", exit_on_error=False)
+    def _load_model(self, path: Path) -> None:
+        try:
+            from dftui.core.backbones import WeightsError
+            from dftui.core.predict import Predictor
+
+            try:
+                predictor = Predictor(path, device=self._device)
+            except WeightsError as exc:
+                self.post_message(ModelFailed(path, str(exc)))
+                return
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a message, not a crash
+            self.post_message(
+                ModelFailed(path, f"{path} could not be loaded: {type(exc).__name__}: "
+                                  f"{_short_reason(exc)}")
+            )
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(ModelReady(path, predictor))
+
+    def on_model_ready(self, message: ModelReady) -> None:
+        if message.path != self._loading:
+            return  # a later choice superseded this one
+        self._loading = None
+        self.predictor = message.predictor
+        self.weights_path = message.path
+        self._set_status(self._model_line(), error=False)
+        self.refresh_weights()
+        if self.current_image is not None:
+            self.show_image(self.current_image)
+
+    def on_model_failed(self, message: ModelFailed) -> None:
+        if message.path != self._loading:
+            return
+        self._loading = None
+        still = f" (still using {self.weights_path.name})" if self.weights_path else ""
+        self._set_status(f"{message.error}{still}", error=True)
+        self.notify(message.error, title="Weights not loaded", severity="error", timeout=10)
+
+    def _model_line(self) -> str:
+        p = self.predictor
+        if p is None or self.weights_path is None:
+            return "No model yet"
+        meta = p.metadata
+        parts = [p.spec.name]
+        if p.reference_format:
+            parts.append("reference format")
+        acc = meta.get("best_val_accuracy")
+        if isinstance(acc, (int, float)):
+            parts.append(f"val acc {acc:.1%}")
+        parts += [str(p.device), self.weights_path.name]
+        return " · ".join(parts)
+
+    def _set_status(self, text: str, error: bool) -> None:
+        status = self.query_one("#model-status", Static)
+        status.update(Text(text, overflow="ellipsis", no_wrap=True))
+        status.set_class(error, "-error")
+
+    # -- one image ------------------------------------------------------------------------
+    @on(DirectoryTree.FileSelected, "#image-tree")
+    def _file_chosen(self, event: DirectoryTree.FileSelected) -> None:
+        event.stop()
+        self.show_image(Path(event.path))
+
+    @on(DirectoryTree.DirectorySelected, "#image-tree")
+    def _dir_chosen(self, event: DirectoryTree.DirectorySelected) -> None:
+        event.stop()
+        self._folder = Path(event.path)
+
+    @on(Input.Submitted, "#image-path")
+    def _image_typed(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            tree = self.query_one("#image-tree", ImageTree)
+            tree.path = path
+            self._folder = path
+            images = images_in(path)
+            tree.focus()
+            if images:
+                self.show_image(images[0])
+            else:
+                self.notify(f"{path} has no images directly inside; f classifies its subfolders",
+                            timeout=6)
+            return
+        if not path.exists():
+            self._show_problem(path, f"{path} does not exist")
+            return
+        self.show_image(path)
+        self.query_one("#image-tree").focus()  # so n / p walk on at once
+
+    def show_image(self, path: Path) -> None:
+        """Draw ``path`` and classify it (when a model is loaded)."""
+        self.current_image = path
+        self._folder = path.parent
+        self.query_one("#classify-tabs", TabbedContent).active = "tab-image"
+        verdict = self.query_one("#verdict", ProbBars)
+        if self.predictor is None:
+            verdict.show_message(
+                "Loading the model…" if self._loading else "Choose weights (w) to classify"
+            )
+        else:
+            verdict.show_message("Classifying…")
+        self._classify_image(path, self.predictor)
+
+    @work(thread=True, exclusive=True, group="classify-image", exit_on_error=False)
+    def _classify_image(self, path: Path, predictor: Predictor | None) -> None:
+        worker = get_current_worker()
+        try:
+            image = load_rgb(path)
+        except Exception as exc:  # noqa: BLE001 - unreadable or not an image
+            self.post_message(ImageDecoded(path, None, _short_reason(exc)))
+            return
+        thumb = image.copy()
+        thumb.thumbnail((MAX_DRAW_PIXELS, MAX_DRAW_PIXELS))
+        self.post_message(ImageDecoded(path, thumb))
+        if predictor is None or worker.is_cancelled:
+            return
+        try:
+            prediction = predictor.predict_image(image)
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: report, keep going
+            self.post_message(ImageDecoded(path, thumb, f"classification failed: {_short_reason(exc)}"))
+            return
+        if not worker.is_cancelled:
+            self.post_message(ImageClassified(path, prediction))
+
+    def _position(self, path: Path) -> str:
+        images = images_in(path.parent)
+        if path in images:
+            return f"{images.index(path) + 1}/{len(images)} in {path.parent.name or path.parent}"
+        return str(path.parent)
+
+    def on_image_decoded(self, message: ImageDecoded) -> None:
+        if message.path != self.current_image:
+            return
+        view = self.query_one("#image-view", ImageView)
+        caption = f"{message.path.name}  ({self._position(message.path)})"
+        if message.image is None:
+            view.clear(f"Cannot read {message.path.name}: {message.error}", caption=caption)
+            self.query_one("#verdict", ProbBars).show_message(
+                f"{message.path.name} could not be read: {message.error}", error=True
+            )
+            return
+        view.show_image(message.image, caption)
+        if message.error:
+            self.query_one("#verdict", ProbBars).show_message(message.error, error=True)
+
+    def on_image_classified(self, message: ImageClassified) -> None:
+        if message.path != self.current_image:
+            return
+        pred = message.prediction
+        bars = self.query_one("#verdict", ProbBars)
+        if pred.label is None:
+            bars.show_message(f"{message.path.name}: {pred.error}", error=True)
+            return
+        threshold = self.predictor.threshold if self.predictor else 0.5
+        bars.show(Verdict(pred.label, pred.p_real, pred.p_fake, pred.latency_ms, threshold))
+
+    def _show_problem(self, path: Path, text: str) -> None:
+        self.current_image = path
+        self.query_one("#image-view", ImageView).clear(text)
+        self.query_one("#verdict", ProbBars).show_message(text, error=True)
+
+    def _walk(self, step: int) -> None:
+        current = self.current_image
+        if current is None:
+            images = images_in(self._folder or self.query_one("#image-tree", ImageTree).path)
+            if images:
+                self.show_image(images[0] if step > 0 else images[-1])
+            else:
+                self.notify("Choose an image first (o)", timeout=4)
+            return
+        images = images_in(current.parent)
+        if not images:
+            self.notify(f"no images left in {current.parent}", severity="warning")
+            return
+        if current in images:
+            index = images.index(current) + step
+        else:  # the file vanished: continue from where it would sort
+            index = sum(1 for p in images if p.name < current.name) + (step if step < 0 else 0)
+        if index < 0:
+            self.notify("first image in this folder", timeout=2)
+            return
+        if index >= len(images):
+            self.notify("last image in this folder", timeout=2)
+            return
+        self.show_image(images[index])
+
+    def action_next_image(self) -> None:
+        self._walk(+1)
+
+    def action_previous_image(self) -> None:
+        self._walk(-1)
+
+    # -- a whole folder -------------------------------------------------------------------
+    def action_classify_folder(self) -> None:
+        folder = self._folder or self.query_one("#image-tree", ImageTree).path
+        folder = Path(folder)
+        if self.predictor is None:
+            self.notify("Choose weights first (w)", severity="warning", timeout=4)
+            return
+        if not folder.is_dir():
+            self.notify(f"{folder} is not a folder", severity="error")
+            return
+        self.table_folder = folder
+        self.rows = {}
+        self._sort_column, self._sort_reverse = None, False
+        table = self.query_one("#folder-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("File", key="file")
+        table.add_column("Verdict", key="verdict")
+        table.add_column("P(fake)", key="p_fake")
+        table.add_column("Truth", key="truth")
+        table.add_column("ms", key="ms")
+        table.add_column("Note", key="note")
+        self.query_one("#classify-tabs", TabbedContent).active = "tab-folder"
+        self._folder_status(f"Listing images in {folder}…")
+        self._folder_running = True
+        self._classify_folder(folder, self.predictor)
+        table.focus()
+
+    @work(thread=True, exclusive=True, group="classify-folder", exit_on_error=False)
+    def _classify_folder(self, folder: Path, predictor: Predictor) -> None:
+        worker = get_current_worker()
+        try:
+            from dftui.core.predict import expand_images
+
+            paths = expand_images([folder])
+            if not paths:
+                self.post_message(FolderFinished(
+                    folder, 0, f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}"))
+                return
+            chunk: list[tuple[Prediction, str]] = []
+            done = 0
+            for pred in predictor.predict_paths(paths, batch_size=FOLDER_BATCH):
+                if worker.is_cancelled:
+                    self.post_message(FolderFinished(folder, done, cancelled=True))
+                    return
+                chunk.append((pred, truth_of(Path(pred.path), folder)))
+                done += 1
+                if len(chunk) >= FOLDER_BATCH:
+                    self.post_message(FolderRows(folder, chunk, done, len(paths)))
+                    chunk = []
+            if chunk:
+                self.post_message(FolderRows(folder, chunk, done, len(paths)))
+            self.post_message(FolderFinished(folder, done))
+        except Exception as exc:  # noqa: BLE001 - the screen must stay usable
+            self.post_message(FolderFinished(folder, 0, f"{type(exc).__name__}: {_short_reason(exc)}"))
+
+    def on_folder_rows(self, message: FolderRows) -> None:
+        if message.folder != self.table_folder:
+            return
+        table = self.query_one("#folder-table", DataTable)
+        for pred, truth in message.rows:
+            key = pred.path
+            if key in self.rows:  # the same file named twice: keep the first row
+                continue
+            self.rows[key] = _Row(pred, truth)
+            table.add_row(*self._cells(pred, truth, message.folder), key=key)
+        self._folder_status(f"Classifying {message.folder}: {message.done}/{message.total}")
+
+    def _cells(self, pred: Prediction, truth: str, folder: Path) -> list[Any]:
+        try:
+            name = str(Path(pred.path).relative_to(folder))
+        except ValueError:
+            name = pred.path
+        if pred.label is None:
+            verdict = Text("unreadable", style="yellow")
+            p_fake = Text("—", justify="right")
+            ms = Text("—", justify="right")
+        else:
+            verdict = Text(pred.label.upper(), style="bold red" if pred.label == "fake" else "bold green")
+            p_fake = Text(f"{pred.p_fake:.3f}", justify="right")
+            ms = Text(f"{pred.latency_ms:.1f}", justify="right")
+        if truth and pred.label is not None:
+            mark = Text(f"{truth} {'✓' if truth == pred.label else '✗'}",
+                        style="green" if truth == pred.label else "red")
+        else:
+            mark = Text(truth)
+        return [Text(name), verdict, p_fake, mark, ms, Text(pred.error, style="yellow")]
+
+    def on_folder_finished(self, message: FolderFinished) -> None:
+        if message.folder != self.table_folder:
+            return
+        self._folder_running = False
+        if message.error:
+            self._folder_status(message.error, error=True)
+            self.notify(message.error, severity="error", timeout=8)
+            return
+        if message.cancelled:
+            self._folder_status(f"Stopped after {message.total} images")
+            return
+        self._folder_status(self._summary())
+
+    def _summary(self) -> str:
+        preds = [r.prediction for r in self.rows.values()]
+        fake = sum(1 for p in preds if p.label == "fake")
+        real = sum(1 for p in preds if p.label == "real")
+        bad = sum(1 for p in preds if p.label is None)
+        text = f"{len(preds)} images: {real} real, {fake} fake"
+        if bad:
+            text += f", {bad} unreadable"
+        judged = [r for r in self.rows.values() if r.truth and r.prediction.label]
+        if judged:
+            right = sum(1 for r in judged if r.truth == r.prediction.label)
+            text += f" · accuracy vs folders {right / len(judged):.1%}"
+        return text + " · s sort, e export"
+
+    def _folder_status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#folder-status", Static)
+        status.update(Text(text, overflow="ellipsis", no_wrap=True))
+        status.styles.color = "red" if error else None
+
+    def action_sort(self) -> None:
+        if not self.rows:
+            self.notify("Nothing to sort: classify a folder first (f)", timeout=3)
+            return
+        index = SORT_COLUMNS.index(self._sort_column) + 1 if self._sort_column in SORT_COLUMNS else 0
+        column = SORT_COLUMNS[index % len(SORT_COLUMNS)]
+        # Probabilities read best from the most suspicious down.
+        self.sort_table(column, reverse=column == "p_fake")
+
+    @on(DataTable.HeaderSelected, "#folder-table")
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        column = str(event.column_key.value)
+        if column not in SORT_COLUMNS:
+            return
+        reverse = not self._sort_reverse if column == self._sort_column else False
+        self.sort_table(column, reverse)
+
+    def sort_table(self, column: str, reverse: bool = False) -> None:
+        table = self.query_one("#folder-table", DataTable)
+        table.sort(column, key=_sort_key(column), reverse=reverse)
+        self._sort_column, self._sort_reverse = column, reverse
+        self.query_one("#classify-tabs", TabbedContent).active = "tab-folder"
+        arrow = "↓" if reverse else "↑"
+        base = self._summary() if not self._folder_running else "Classifying…"
+        self._folder_status(f"sorted by {SORT_TITLES[column]} {arrow} · {base}")
+
+    def ordered_rows(self) -> list[_Row]:
+        """The table's rows in the order shown."""
+        table = self.query_one("#folder-table", DataTable)
+        return [self.rows[str(row.key.value)] for row in table.ordered_rows]
+
+    def action_export_csv(self) -> None:
+        if not self.rows or self.table_folder is None:
+            self.notify("Nothing to export: classify a folder first (f)", timeout=3)
+            return
+        if self._folder_running:
+            self.notify("Still classifying; export when the table is complete", timeout=3)
+            return
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.export_csv(path)
+
+        self.app.push_screen(ExportScreen(default_csv_path(self.table_folder), len(self.rows)), chosen)
+
+    def export_csv(self, path: Path) -> None:
+        rows = [(r.prediction, r.truth) for r in self.ordered_rows()]
+        try:
+            write_predictions_csv(path, rows)
+        except OSError as exc:
+            self.notify(f"could not write {path}: {exc.strerror or exc}", severity="error", timeout=8)
+            return
+        self.last_export = path
+        self.notify(f"wrote {len(rows)} rows to {path}", title="CSV exported", timeout=6)
+
+    # -- focus / tabs ---------------------------------------------------------------------
+    def action_focus_weights(self) -> None:
+        self.query_one("#weights-list").focus()
+
+    def action_focus_images(self) -> None:
+        self.query_one("#image-tree").focus()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#classify-tabs", TabbedContent).active = tab

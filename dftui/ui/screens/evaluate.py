@@ -1,0 +1,684 @@
+"""Evaluate screen: weights on one or more real/fake test folders side by side, with metric
+cards, the confusion matrix, a ROC curve, keys that move the decision threshold, and a table
+of misclassified images (most confident first) whose Enter opens the image with its Grad-CAM.
+
+torch loads inside the thread workers (``dftui.core.predict`` imports it), never when this
+module is imported. Each finished evaluation is saved as a record (``dftui.core.evaluate``)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    ProgressBar,
+    Static,
+)
+from textual.widgets.option_list import Option
+
+from dftui.core.checkpoint import list_weights
+from dftui.core.evaluate import EvalFinished, EvalProgress, EvalStarted, EvaluationResult
+from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
+from dftui.ui.widgets.image_view import ImageView
+from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.roc import RocChart
+
+if TYPE_CHECKING:
+    from dftui.core.gradcam import CamResult
+    from dftui.core.predict import Predictor
+
+DEFAULT_WEIGHTS_DIR = Path("weights")
+DEFAULT_DATA_ROOT = Path("processed_data")
+STEP_SMALL = 0.01
+STEP_LARGE = 0.05
+MAX_ERROR_ROWS = 500  # the table shows the most confident errors; the CSV record has all
+
+
+def has_class_folders(folder: Path) -> bool:
+    """Cheap check that ``folder`` holds real/ and fake/ (any case)."""
+    try:
+        names = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
+    except OSError:
+        return False
+    return {"real", "fake"} <= names
+
+
+def default_test_folders(root: Path = DEFAULT_DATA_ROOT) -> list[Path]:
+    """``processed_data/test*_cropped`` (Test-Dev, Test-Challenge) when they exist."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("test*") if p.is_dir() and has_class_folders(p))
+
+
+def _fmt(value: float | None, pct: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1%}" if pct else f"{value:.3f}"
+
+
+# -- messages from the workers ----------------------------------------------------------------
+class EvalEvent(Message):
+    """An evaluation event from the worker; progress messages merge when the UI lags."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+    def can_replace(self, message: Message) -> bool:
+        return (
+            isinstance(message, EvalEvent)
+            and isinstance(message.event, EvalProgress)
+            and isinstance(self.event, EvalProgress)
+        )
+
+
+class EvalResultReady(Message):
+    def __init__(self, result: EvaluationResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class EvalEnded(Message):
+    def __init__(self, error: str = "", stopped: bool = False) -> None:
+        super().__init__()
+        self.error = error
+        self.stopped = stopped
+
+
+class CamReady(Message):
+    def __init__(self, path: str, result: CamResult | None, error: str = "") -> None:
+        super().__init__()
+        self.path = path
+        self.result = result
+        self.error = error
+
+
+# -- small widgets ----------------------------------------------------------------------------
+class MetricCard(Static):
+    DEFAULT_CSS = """
+    MetricCard {
+        width: 1fr;
+        height: 4;
+        border: round $primary;
+        content-align: center middle;
+        text-align: center;
+        min-width: 10;
+    }
+    """
+
+    def __init__(self, title: str, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.card_title = title
+        self.value = "-"
+
+    def set_value(self, value: str) -> None:
+        self.value = value
+        text = Text(self.card_title + "\n", style="dim", overflow="ellipsis", no_wrap=True)
+        text.append(value, style="bold")
+        self.update(text)
+
+
+CARDS = (
+    ("accuracy", "Accuracy"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+    ("f1", "F1"),
+    ("roc_auc", "ROC AUC"),
+    ("average_precision", "Avg prec"),
+    ("eer", "EER"),
+    ("real_accuracy", "Real acc"),
+    ("fake_accuracy", "Fake acc"),
+)
+
+
+class CamScreen(ModalScreen[None]):
+    """One misclassified image beside its Grad-CAM overlay; c explains the other class."""
+
+    BINDINGS = [
+        Binding("escape,q", "close", "Close", id="evaluate.cam_close"),
+        Binding("c", "other_class", "Other class", id="evaluate.cam_class",
+                tooltip="Show the evidence for the other class"),
+    ]
+    DEFAULT_CSS = """
+    CamScreen > Vertical {
+        width: 90%;
+        height: 90%;
+        border: thick $accent;
+        background: $surface;
+        padding: 0 1;
+    }
+    CamScreen #cam-title { height: auto; text-style: bold; }
+    CamScreen #cam-images { height: 1fr; }
+    CamScreen #cam-note { height: auto; color: $text-muted; }
+    """
+
+    def __init__(self, owner: EvaluateScreen, path: str, truth: int, p_fake: float) -> None:
+        super().__init__()
+        self.owner = owner
+        self.path = path
+        self.truth = truth
+        self.p_fake = p_fake
+        self.target: int | None = None  # None: the predicted class
+        self.result: CamResult | None = None
+        self.error = ""
+
+    def compose(self) -> ComposeResult:
+        truth = "fake" if self.truth else "real"
+        with Vertical():
+            yield Static(Text(f"{Path(self.path).name}   truth {truth}   p_fake {self.p_fake:.3f}"),
+                         id="cam-title")
+            with Horizontal(id="cam-images"):
+                yield ImageView("loading...", id="cam-original")
+                yield ImageView("computing Grad-CAM...", id="cam-overlay")
+            yield Static("Grad-CAM on the backbone's last convolutional block; red = strongest "
+                         "evidence. c: other class, Escape: close", id="cam-note")
+
+    def on_mount(self) -> None:
+        self.compute()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="gradcam")
+    def compute(self) -> None:
+        try:
+            from dftui.core.gradcam import grad_cam
+
+            predictor = self.owner.predictor_for_cam()
+            with self.owner.model_lock:
+                result = grad_cam(predictor, self.path, target=self.target)
+            self.post_message(CamReady(self.path, result))
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+            self.post_message(CamReady(self.path, None, f"{type(exc).__name__}: {exc}"))
+
+    def on_cam_ready(self, message: CamReady) -> None:
+        self.error = message.error
+        if message.result is None:
+            self.query_one("#cam-overlay", ImageView).clear(f"Grad-CAM failed: {message.error}")
+            return
+        res = message.result
+        self.result = res
+        self.query_one("#cam-original", ImageView).show_image(res.image, "image")
+        self.query_one("#cam-overlay", ImageView).show_image(
+            res.overlay, f"evidence for {res.target_name} ({res.layer})"
+        )
+
+    def action_other_class(self) -> None:
+        current = self.result.target if self.result else (1 if self.p_fake >= 0.5 else 0)
+        self.target = 1 - current
+        self.query_one("#cam-overlay", ImageView).clear("computing Grad-CAM...")
+        self.compute()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+# -- the screen -------------------------------------------------------------------------------
+class EvaluateScreen(Screen[None]):
+    TITLE = "Evaluate"
+    BINDINGS = [
+        Binding("r", "run", "Evaluate", id="evaluate.run"),
+        Binding("s", "stop", "Stop", id="evaluate.stop"),
+        Binding("right_square_bracket,plus,equals_sign", "threshold(0.01)", "Threshold +",
+                id="evaluate.threshold_up"),
+        Binding("left_square_bracket,minus", "threshold(-0.01)", "Threshold −",
+                id="evaluate.threshold_down"),
+        Binding("right_curly_bracket", "threshold(0.05)", "Threshold +0.05", show=False,
+                id="evaluate.threshold_up_large"),
+        Binding("left_curly_bracket", "threshold(-0.05)", "Threshold −0.05", show=False,
+                id="evaluate.threshold_down_large"),
+        Binding("0", "reset_threshold", "Threshold 0.5", show=False, id="evaluate.threshold_reset"),
+        Binding("E", "eer_threshold", "Threshold at EER", show=False, id="evaluate.threshold_eer"),
+        Binding("n", "next_result", "Next folder", id="evaluate.next"),
+        Binding("x", "remove_folder", "Remove folder", show=False, id="evaluate.remove_folder"),
+        Binding("w", "focus('#eval-weights')", "Weights", show=False, id="evaluate.focus_weights"),
+        Binding("o", "focus('#eval-folder-path')", "Add folder", show=False,
+                id="evaluate.focus_folder"),
+        Binding("m", "focus('#eval-errors')", "Errors", show=False, id="evaluate.focus_errors"),
+    ]
+    DEFAULT_CSS = """
+    EvaluateScreen #eval-side { width: 38; height: 1fr; }
+    EvaluateScreen #eval-main { width: 1fr; height: 1fr; }
+    EvaluateScreen .section { color: $text-accent; text-style: bold; padding: 0 1; }
+    EvaluateScreen #eval-weights { height: auto; max-height: 8; }
+    EvaluateScreen #eval-folders { height: auto; max-height: 8; min-height: 3; }
+    EvaluateScreen #eval-run { width: 1fr; margin-top: 1; }
+    EvaluateScreen #eval-status { height: auto; padding: 0 1; }
+    EvaluateScreen #eval-status.-error { color: $text-error; }
+    EvaluateScreen #eval-progress { height: 1; padding: 0 1; }
+    EvaluateScreen #eval-summary { height: auto; max-height: 6; }
+    EvaluateScreen #eval-cards { height: 4; }
+    EvaluateScreen #eval-middle { height: 14; }
+    EvaluateScreen #eval-confusion { width: 36; height: 1fr; border: round $primary; padding: 0 1; }
+    EvaluateScreen #eval-roc { width: 1fr; height: 1fr; }
+    EvaluateScreen #eval-errors { height: 1fr; }
+    EvaluateScreen #eval-notes { height: auto; color: $text-warning; padding: 0 1; }
+    """
+
+    def __init__(
+        self,
+        weights: Path | str | None = None,
+        folders: list[Path | str] | None = None,
+        *,
+        weights_dir: Path | str | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__()
+        self._initial_weights = Path(weights).expanduser() if weights else None
+        self._weights_dir = Path(weights_dir) if weights_dir else DEFAULT_WEIGHTS_DIR
+        self.folders: list[Path] = [Path(f).expanduser() for f in folders] if folders else (
+            default_test_folders()
+        )
+        self.device = device
+        self.batch_size = batch_size
+        self.weights_path: Path | None = self._initial_weights
+        self.results: list[EvaluationResult] = []
+        self.current = 0
+        self.threshold = DEFAULT_THRESHOLD
+        self.running = False
+        self.status_text = ""
+        self._stop = threading.Event()
+        self._predictor: Predictor | None = None
+        self._predictor_lock = threading.Lock()
+        self.model_lock = threading.Lock()  # one forward pass at a time on the shared model
+        self._errors_shown: list[Any] = []
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield NavBar("evaluate")
+        with Horizontal(id="eval-body"):
+            with Vertical(id="eval-side"):
+                yield Label("Weights (w)", classes="section")
+                yield OptionList(id="eval-weights")
+                yield Input(placeholder="or a weights path, Enter", id="eval-weights-path",
+                            compact=True)
+                yield Label("Test folders (x removes)", classes="section")
+                yield OptionList(id="eval-folders")
+                yield Input(placeholder="add a folder path, Enter (o)",
+                            id="eval-folder-path", compact=True)
+                yield Button("Evaluate (r)", id="eval-run", variant="primary")
+            with Vertical(id="eval-main"):
+                yield Static("", id="eval-status")
+                yield ProgressBar(id="eval-progress", show_eta=False)
+                yield DataTable(id="eval-summary", cursor_type="row", zebra_stripes=True)
+                with Horizontal(id="eval-cards"):
+                    for key, title in CARDS:
+                        yield MetricCard(title, id=f"card-{key}")
+                with Horizontal(id="eval-middle"):
+                    yield Static("", id="eval-confusion")
+                    yield RocChart(id="eval-roc")
+                yield Static("", id="eval-notes")
+                yield DataTable(id="eval-errors", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        summary = self.query_one("#eval-summary", DataTable)
+        summary.add_columns("folder", "images", "unreadable", "accuracy", "F1", "AUC", "EER")
+        errors = self.query_one("#eval-errors", DataTable)
+        errors.add_columns("file", "truth", "called", "p_fake", "confidence")
+        errors.border_title = "Misclassified (Enter: Grad-CAM)"
+        self.refresh_weights()
+        self._refresh_folders()
+        self.query_one("#eval-confusion", Static).border_title = "Confusion"
+        self._show_current()
+        if self.weights_path is None:
+            self._set_status("Choose weights (w) and test folders, then r to evaluate")
+        else:
+            self._set_status(f"weights {self.weights_path}; r to evaluate")
+
+    def on_screen_resume(self) -> None:
+        self.refresh_weights()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    # -- weights and folders ---------------------------------------------------------------
+    def refresh_weights(self) -> None:
+        options = self.query_one("#eval-weights", OptionList)
+        entries = list_weights(self._weights_dir)
+        known = {str(p) for p, _ in entries}
+        if self.weights_path and str(self.weights_path) not in known and self.weights_path.is_file():
+            from dftui.core.checkpoint import read_metadata
+
+            entries.append((self.weights_path, read_metadata(self.weights_path)))
+        options.clear_options()
+        for path, meta in entries:
+            backbone = (meta or {}).get("backbone", "reference format")
+            mark = "● " if self.weights_path and str(path) == str(self.weights_path) else "  "
+            options.add_option(Option(Text(f"{mark}{path.name}  {backbone}"), id=str(path)))
+        if not entries:
+            options.add_option(Option(Text(f"no .pth in {self._weights_dir}/"), disabled=True))
+
+    @on(OptionList.OptionSelected, "#eval-weights")
+    def _weights_chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.choose_weights(Path(event.option.id))
+
+    @on(Input.Submitted, "#eval-weights-path")
+    def _weights_typed(self, event: Input.Submitted) -> None:
+        path = Path(event.value.strip()).expanduser()
+        if not path.is_file():
+            self._set_status(f"weights file {path} does not exist", error=True)
+            return
+        self.choose_weights(path)
+
+    def choose_weights(self, path: Path) -> None:
+        if self.weights_path != path:
+            self.weights_path = path
+            with self._predictor_lock:
+                self._predictor = None
+        self.refresh_weights()
+        self._set_status(f"weights {path}; r to evaluate")
+
+    def _refresh_folders(self) -> None:
+        options = self.query_one("#eval-folders", OptionList)
+        options.clear_options()
+        for folder in self.folders:
+            options.add_option(Option(Text(str(folder)), id=str(folder)))
+        if not self.folders:
+            options.add_option(Option(Text("none yet: type a path below"), disabled=True))
+
+    @on(Input.Submitted, "#eval-folder-path")
+    def _folder_typed(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        path = Path(text).expanduser()
+        if self.add_folder(path):
+            event.input.value = ""
+
+    def add_folder(self, path: Path) -> bool:
+        if not path.is_dir():
+            self._set_status(f"folder {path} does not exist", error=True)
+            return False
+        if not has_class_folders(path):
+            self._set_status(f"{path} has no real/ and fake/ subfolders: a test folder needs "
+                             "both", error=True)
+            return False
+        if path not in self.folders:
+            self.folders.append(path)
+            self._refresh_folders()
+        self._set_status(f"{len(self.folders)} test folder(s); r to evaluate")
+        return True
+
+    def action_remove_folder(self) -> None:
+        options = self.query_one("#eval-folders", OptionList)
+        opt = options.highlighted_option
+        if opt is None or not opt.id:
+            return
+        self.folders = [f for f in self.folders if str(f) != opt.id]
+        self._refresh_folders()
+
+    # -- running ------------------------------------------------------------------------------
+    @on(Button.Pressed, "#eval-run")
+    def _run_pressed(self) -> None:
+        self.action_run()
+
+    def action_run(self) -> None:
+        if self.running:
+            self._set_status("an evaluation is running; s stops it")
+            return
+        if self.weights_path is None:
+            self._set_status("choose weights first (w)", error=True)
+            return
+        if not self.folders:
+            self._set_status("add a test folder first (o)", error=True)
+            return
+        self.running = True
+        self._stop = threading.Event()
+        self.results = []
+        self.current = 0
+        self._show_current()
+        self._set_status(f"loading {self.weights_path.name}...")
+        self._evaluate(self.weights_path, list(self.folders), self._stop)
+
+    def action_stop(self) -> None:
+        if self.running:
+            self._stop.set()
+            self._set_status("stopping after this batch...")
+
+    def predictor_for_cam(self) -> Predictor:
+        """The model of the shown results (loaded here, in a worker thread, if needed)."""
+        weights = Path(self.results[self.current].weights) if self.results else self.weights_path
+        if weights is None:
+            raise RuntimeError("no weights chosen")
+        with self._predictor_lock:
+            if self._predictor is None or Path(self._predictor.weights) != weights:
+                from dftui.core.predict import Predictor
+
+                self._predictor = Predictor(weights, self.device)
+            return self._predictor
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate")
+    def _evaluate(self, weights: Path, folders: list[Path], stop: threading.Event) -> None:
+        try:
+            from dftui.core.backbones import WeightsError
+            from dftui.core.data import DataError
+            from dftui.core.devices import DeviceError
+            from dftui.core.evaluate import EvaluationError, evaluate_folder, save_evaluation
+            from dftui.core.predict import Predictor
+        except Exception as exc:  # noqa: BLE001 - a broken torch install
+            self.post_message(EvalEnded(f"cannot load the engine: {exc}"))
+            return
+        try:
+            with self._predictor_lock:
+                if self._predictor is None or Path(self._predictor.weights) != weights:
+                    self._predictor = Predictor(weights, self.device)
+                predictor = self._predictor
+            for i, folder in enumerate(folders, 1):
+                if stop.is_set():
+                    self.post_message(EvalEnded(stopped=True))
+                    return
+                with self.model_lock:
+                    result = evaluate_folder(
+                        predictor, folder, batch_size=self.batch_size, stop=stop,
+                        emit=lambda e: self.post_message(EvalEvent(e)),
+                        pass_index=i, passes=len(folders),
+                    )
+                try:
+                    save_evaluation(result)
+                except OSError as exc:
+                    self.post_message(EvalEvent(_Note(f"record not saved: {exc}")))
+                self.post_message(EvalResultReady(result))
+                if result.stopped:
+                    self.post_message(EvalEnded(stopped=True))
+                    return
+        except (WeightsError, DeviceError, DataError, EvaluationError) as exc:
+            self.post_message(EvalEnded(str(exc), stopped=stop.is_set()))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown, never a dead app
+            self.post_message(EvalEnded(f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(EvalEnded())
+
+    def on_eval_event(self, message: EvalEvent) -> None:
+        event = message.event
+        bar = self.query_one("#eval-progress", ProgressBar)
+        if isinstance(event, EvalStarted):
+            bar.update(total=max(1, event.total), progress=0)
+            self._set_status(f"scoring {Path(event.folder).name} ({event.pass_index}/{event.passes})"
+                             f": {event.total} images")
+        elif isinstance(event, EvalProgress):
+            bar.update(total=max(1, event.total), progress=event.done)
+            self._set_status(f"scoring {Path(event.folder).name} ({event.pass_index}/{event.passes})"
+                             f": {event.done}/{event.total}, {event.images_per_s:.0f} img/s")
+        elif isinstance(event, EvalFinished):
+            bar.update(total=max(1, event.n), progress=event.n)
+        elif isinstance(event, _Note):
+            self.notify(event.text, severity="warning")
+
+    def on_eval_result_ready(self, message: EvalResultReady) -> None:
+        self.results.append(message.result)
+        self.current = len(self.results) - 1
+        self._show_current()
+
+    def on_eval_ended(self, message: EvalEnded) -> None:
+        self.running = False
+        if message.error:
+            self._set_status(message.error, error=True)
+        elif message.stopped:
+            self._set_status(f"stopped; {len(self.results)} folder(s) evaluated")
+        else:
+            where = self.results[-1].record_dir if self.results else None
+            self._set_status(
+                f"done: {len(self.results)} folder(s) evaluated"
+                + (f"; saved under {Path(where).parent}" if where else "")
+            )
+
+    # -- threshold and results --------------------------------------------------------------
+    def action_threshold(self, delta: float) -> None:
+        self.set_threshold(self.threshold + float(delta))
+
+    def action_reset_threshold(self) -> None:
+        self.set_threshold(DEFAULT_THRESHOLD)
+
+    def action_eer_threshold(self) -> None:
+        if self.results and self.results[self.current].metrics.eer_threshold is not None:
+            self.set_threshold(self.results[self.current].metrics.eer_threshold)
+
+    def set_threshold(self, value: float) -> None:
+        self.threshold = round(min(1.0, max(0.0, value)), 4)
+        self._show_current()
+
+    def action_next_result(self) -> None:
+        if self.results:
+            self.current = (self.current + 1) % len(self.results)
+            self.query_one("#eval-summary", DataTable).move_cursor(row=self.current)
+            self._show_details()
+
+    @on(DataTable.RowHighlighted, "#eval-summary")
+    def _summary_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        # Only _show_details here: rebuilding the table would move its cursor again.
+        if 0 <= event.cursor_row < len(self.results) and event.cursor_row != self.current:
+            self.current = event.cursor_row
+            self._show_details()
+
+    def current_metrics(self) -> Metrics | None:
+        if not self.results:
+            return None
+        return self.results[self.current].metrics_at(self.threshold)
+
+    def _show_current(self) -> None:
+        """Everything: the folders table and the current folder's details."""
+        self._fill_summary()
+        self._show_details()
+
+    def _show_details(self) -> None:
+        m = self.current_metrics()
+        roc = self.query_one("#eval-roc", RocChart)
+        confusion = self.query_one("#eval-confusion", Static)
+        notes = self.query_one("#eval-notes", Static)
+        errors = self.query_one("#eval-errors", DataTable)
+        errors.clear()
+        self._errors_shown = []
+        if m is None:
+            for key, _ in CARDS:
+                self.query_one(f"#card-{key}", MetricCard).set_value("-")
+            confusion.update(Text(f"threshold {self.threshold:.2f}", style="dim"))
+            roc.clear_curve()
+            notes.update("")
+            return
+        result = self.results[self.current]
+        for key, _ in CARDS:
+            value = getattr(m, key)
+            self.query_one(f"#card-{key}", MetricCard).set_value(_fmt(value, key != "roc_auc"))
+        c = m.confusion
+        table = Text()
+        table.append(f"threshold {self.threshold:.2f} on p_fake\n\n", style="bold")
+        table.append(f"{'':>6} {'→ real':>8} {'→ fake':>8}\n", style="dim")
+        table.append(f"{'real':>6} {c.tn:>8} ")
+        table.append(f"{c.fp:>8}\n", style="red" if c.fp else "")
+        table.append(f"{'fake':>6} ")
+        table.append(f"{c.fn:>8}", style="red" if c.fn else "")
+        table.append(f" {c.tp:>8}\n")
+        table.append(f"\n{m.n} scored, {len(result.unreadable)} unreadable", style="dim")
+        confusion.update(table)
+        if m.roc_auc is not None:
+            curve = result.roc()
+            point = (
+                c.fp / (c.fp + c.tn) if c.fp + c.tn else 0.0,
+                c.tp / (c.tp + c.fn) if c.tp + c.fn else 0.0,
+            )
+            roc.show(curve.fpr.tolist(), curve.tpr.tolist(), point,
+                     f"ROC {Path(result.folder).name}  AUC {m.roc_auc:.3f}")
+        else:
+            roc.clear_curve("ROC undefined: one class only")
+        notes.update(Text("\n".join(m.notes)))
+        wrong = result.misclassified(self.threshold)
+        errors.border_title = (
+            f"Misclassified: {len(wrong)} (Enter: Grad-CAM)"
+            + (f", first {MAX_ERROR_ROWS} shown" if len(wrong) > MAX_ERROR_ROWS else "")
+        )
+        self._errors_shown = wrong[:MAX_ERROR_ROWS]
+        for im in self._errors_shown:
+            called = im.predicted(self.threshold)
+            errors.add_row(
+                Text(Path(im.path).name),
+                "fake" if im.label else "real",
+                "fake" if called else "real",
+                f"{im.p_fake:.3f}",
+                f"{max(im.p_fake, 1 - im.p_fake):.3f}",
+            )
+
+    def _summary_cells(self, res: EvaluationResult) -> list[Any]:
+        m = res.metrics_at(self.threshold)
+        return [
+            Text(Path(res.folder).name + (" (stopped)" if res.stopped else "")),
+            str(m.n),
+            str(len(res.unreadable)),
+            _fmt(m.accuracy),
+            _fmt(m.f1),
+            _fmt(m.roc_auc, pct=False),
+            _fmt(m.eer),
+        ]
+
+    def _fill_summary(self) -> None:
+        """Rows are rebuilt only when the results change; a threshold change updates the
+        cells in place, so the cursor (the folder shown) stays where it is."""
+        summary = self.query_one("#eval-summary", DataTable)
+        if summary.row_count != len(self.results):
+            summary.clear()
+            for res in self.results:
+                summary.add_row(*self._summary_cells(res))
+            if self.results:
+                summary.move_cursor(row=self.current, animate=False)
+            return
+        for row, res in enumerate(self.results):
+            for col, cell in enumerate(self._summary_cells(res)):
+                summary.update_cell_at(Coordinate(row, col), cell)
+
+    @on(DataTable.RowSelected, "#eval-errors")
+    def _error_selected(self, event: DataTable.RowSelected) -> None:
+        self.open_error(event.cursor_row)
+
+    def open_error(self, index: int) -> None:
+        if not 0 <= index < len(self._errors_shown):
+            return
+        im = self._errors_shown[index]
+        self.app.push_screen(CamScreen(self, im.path, im.label, im.p_fake))
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        self.status_text = text
+        status = self.query_one("#eval-status", Static)
+        status.update(Text(text))
+        status.set_class(error, "-error")
+
+
+class _Note:
+    """A warning from the worker (not a core event)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text

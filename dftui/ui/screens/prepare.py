@@ -1,0 +1,631 @@
+"""Prepare: cut the OpenForensics archive into face crops, or write the synthetic demo set.
+
+The job runs ``dftui.core.prepare.prepare_openforensics`` in a thread worker; its events
+arrive as messages (progress messages merge when the UI falls behind). When the training and
+validation crops are ready, their folders are handed to the Setup screen (see ``use_in_setup``).
+
+Also here: ``DemoDataOffer``, the question the dashboard asks when the default data folders
+are empty, and ``maybe_offer_demo_data(app)`` that asks it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, ProgressBar, Select, Static
+from textual.worker import get_current_worker
+
+from dftui.core.demo import DEFAULT_DATA_ROOT, DEMO_N, DEMO_SIZE, DemoDataError, default_folders_empty, make_demo_data
+from dftui.core.events import Event, LogMessage
+from dftui.core.prepare import (
+    FORMATS,
+    SPLITS,
+    PrepareConfig,
+    PrepareError,
+    PrepareFailed,
+    PrepareFinished,
+    PrepareStarted,
+    SplitFinished,
+    SplitProgress,
+    SplitStarted,
+    discover_splits,
+)
+from dftui.ui.widgets.folder_picker import FolderPicker
+from dftui.ui.widgets.navbar import NavBar
+
+SETTINGS_KEY = "prepare"
+DISCOVER_DELAY_S = 0.3
+
+
+def _split_id(split: str) -> str:
+    return f"split-{split}"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+    except ValueError:
+        return str(path)
+
+
+# -- messages from the worker thread ---------------------------------------------------------
+class PrepareEvent(Message):
+    """Any prepare event except progress."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class PrepareProgress(Message):
+    """A SplitProgress event; a newer one for the same split supersedes a queued one."""
+
+    def __init__(self, event: SplitProgress) -> None:
+        super().__init__()
+        self.event = event
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PrepareProgress) and message.event.split == self.event.split
+
+
+class DemoWritten(Message):
+    def __init__(self, result: Any = None, error: str | None = None) -> None:
+        super().__init__()
+        self.result = result
+        self.error = error
+
+
+class DataFoldersReady(Message):
+    """Posted to the Setup screen (when it exists) with the folders to train on. Setup may
+    handle it (``on_data_folders_ready``); ``use_in_setup`` also fills its inputs directly."""
+
+    def __init__(self, train_dir: Path, val_dir: Path, test_dir: Path | None = None) -> None:
+        super().__init__()
+        self.train_dir = train_dir
+        self.val_dir = val_dir
+        self.test_dir = test_dir
+
+
+class _JobStop:
+    """Stop when the user asks or when Textual cancels the worker (the app is quitting)."""
+
+    def __init__(self, flag: threading.Event, worker: Any) -> None:
+        self.flag, self.worker = flag, worker
+
+    def is_set(self) -> bool:
+        return self.flag.is_set() or bool(self.worker.is_cancelled)
+
+
+def use_in_setup(app: App[Any], train_dir: Path, val_dir: Path, test_dir: Path | None = None) -> None:
+    """Make the Setup screen train on these folders: remembered in the settings (a Setup
+    created later starts with them) and typed into an open Setup screen's inputs (which
+    rescans them and saves)."""
+    settings = getattr(app, "settings", None)
+    if settings is not None:
+        setup = settings.data.get("setup")
+        setup = dict(setup) if isinstance(setup, dict) else {}
+        setup.update(train_dir=_shown(train_dir), val_dir=_shown(val_dir))
+        settings.update(setup=setup)
+    get_open = getattr(app, "get_open_screen", None)
+    screen = get_open("setup") if get_open else None
+    if screen is None:
+        return
+    for field, path in (("train_dir", train_dir), ("val_dir", val_dir)):
+        try:
+            screen.query_one(f"#{field}", Input).value = _shown(path)
+        except NoMatches:
+            pass
+    screen.post_message(DataFoldersReady(train_dir, val_dir, test_dir))
+
+
+class PrepareScreen(Screen[None]):
+    TITLE = "Prepare"
+    DEFAULT_CSS = """
+    PrepareScreen #prepare-form { height: auto; max-height: 60%; padding: 0 1; }
+    PrepareScreen .row { height: auto; }
+    PrepareScreen .field-label { width: 15; padding-right: 1; }
+    PrepareScreen .field-label2 { width: 12; padding: 0 1 0 2; }
+    PrepareScreen #prepare-form Input { width: 1fr; }
+    PrepareScreen #prepare-form Input.short { width: 10; }
+    PrepareScreen #prepare-form Select { width: 14; }
+    PrepareScreen .browse { margin-left: 1; min-width: 8; }
+    PrepareScreen .split-box { width: auto; margin-right: 2; }
+    PrepareScreen .note { height: auto; padding-left: 15; color: $text-muted; }
+    PrepareScreen .note.ok { color: $success; }
+    PrepareScreen .note.warning { color: $warning; }
+    PrepareScreen .note.error { color: $error; }
+    PrepareScreen #prepare-buttons { height: auto; margin: 1 0 0 0; }
+    PrepareScreen #prepare-buttons Button { margin-right: 1; }
+    PrepareScreen #prepare-status { padding-left: 1; width: 1fr; color: $text-muted; }
+    PrepareScreen #prepare-progress { height: auto; padding: 0 1; }
+    PrepareScreen .progress-row { height: 1; display: none; }
+    PrepareScreen .progress-row.shown { display: block; }
+    PrepareScreen .progress-label { width: 16; }
+    PrepareScreen .progress-row ProgressBar { width: 40; }
+    PrepareScreen .progress-info { width: 1fr; padding-left: 1; }
+    PrepareScreen #prepare-summary { height: auto; padding: 0 1; }
+    PrepareScreen #prepare-summary.done { border: round $success; }
+    PrepareScreen #prepare-summary.failed { border: round $error; color: $error; }
+    PrepareScreen #prepare-log { height: 1fr; min-height: 4; border-top: solid $primary; }
+    """
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start", priority=True, id="prepare.start"),
+        Binding("ctrl+o", "browse", "Browse folder", id="prepare.browse"),
+        Binding("s", "stop_job", "Stop", id="prepare.stop"),
+        Binding("ctrl+d", "demo", "Write demo data", id="prepare.demo"),
+        Binding("ctrl+u", "use", "Use in Setup", id="prepare.use"),
+    ]
+
+    def __init__(self, root: str | Path | None = None, out: str | Path | None = None) -> None:
+        super().__init__()
+        self._initial_root = str(root) if root is not None else None
+        self._initial_out = str(out) if out is not None else None
+        self._stop = threading.Event()
+        self.running = False
+        self.final: PrepareFinished | PrepareFailed | None = None
+        self.found: dict[str, Path] = {}
+        self.ready: tuple[Path, Path, Path | None] | None = None  # train, val, test for Setup
+        self._discover_timer: Any = None
+        self._discovered: str | None = None  # the root text the split boxes reflect
+
+    # -- layout ------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        saved = self._saved()
+        yield NavBar("prepare")
+        with VerticalScroll(id="prepare-form"):
+            yield Static(
+                "Cut every annotated face of the OpenForensics archive into <output>/<split>_cropped/"
+                "{real,fake}/. Reruns skip crops already written; skipped faces are listed in "
+                "<output>/prepare_report.json.", classes="hint")
+            with Horizontal(classes="row"):
+                yield Label("Archive folder", classes="field-label")
+                yield Input(self._initial_root or str(saved.get("root", "")), id="root", compact=True,
+                            placeholder="folder holding Train/Train_poly.json, Val/, ...")
+                yield Button("Browse", id="browse-root", compact=True, classes="browse")
+            yield Static("", id="root-note", classes="note")
+            with Horizontal(classes="row"):
+                yield Label("Output folder", classes="field-label")
+                yield Input(self._initial_out or str(saved.get("out", DEFAULT_DATA_ROOT)), id="out",
+                            compact=True)
+                yield Button("Browse", id="browse-out", compact=True, classes="browse")
+            with Horizontal(classes="row"):
+                yield Label("Splits", classes="field-label")
+                for split in SPLITS:
+                    yield Checkbox(split, False, id=_split_id(split), compact=True, classes="split-box",
+                                   disabled=True)
+            with Horizontal(classes="row"):
+                yield Label("Margin", classes="field-label")
+                yield Input(str(saved.get("margin", "0")), id="margin", compact=True, classes="short",
+                            tooltip="enlarge each box by this fraction (0.3 = 1.3x boxes)")
+                yield Label("Min size", classes="field-label2")
+                yield Input(str(saved.get("min_size", "0")), id="min_size", compact=True, classes="short",
+                            tooltip="skip faces smaller than this many pixels")
+                yield Label("Format", classes="field-label2")
+                fmt = saved.get("fmt") if saved.get("fmt") in FORMATS else "jpg"
+                yield Select([(f, f) for f in FORMATS], value=fmt, allow_blank=False, id="fmt", compact=True)
+                yield Label("Workers", classes="field-label2")
+                yield Input(str(saved.get("workers", "")), id="workers", compact=True, classes="short",
+                            placeholder="auto")
+            yield Static("", id="form-error", classes="note error")
+            with Horizontal(id="prepare-buttons"):
+                yield Button("Start", variant="primary", id="start", compact=True)
+                yield Button("Stop", id="stop", compact=True, disabled=True)
+                yield Button("Use in Setup", id="use", compact=True, disabled=True)
+                yield Button("Write demo data", id="demo", compact=True)
+                yield Static("", id="prepare-status")
+        with Vertical(id="prepare-progress"):
+            for split in SPLITS:
+                with Horizontal(classes="progress-row", id=f"row-{split}"):
+                    yield Label(split, classes="progress-label")
+                    yield ProgressBar(total=None, show_eta=True, id=f"bar-{split}")
+                    yield Static("", classes="progress-info", id=f"info-{split}")
+        yield Static("", id="prepare-summary")
+        yield Log(id="prepare-log", highlight=False)
+        yield Footer()
+
+    def _saved(self) -> dict[str, Any]:
+        settings = getattr(self.app, "settings", None)
+        data = settings.data.get(SETTINGS_KEY) if settings is not None else None
+        return data if isinstance(data, dict) else {}
+
+    def on_mount(self) -> None:
+        self._discover()
+        self._status("choose the archive folder, then ctrl+s")
+
+    # -- helpers -------------------------------------------------------------------------
+    def _status(self, text: str) -> None:
+        self.query_one("#prepare-status", Static).update(text)
+
+    def _note(self, widget_id: str, css: str, text: str) -> None:
+        note = self.query_one(f"#{widget_id}", Static)
+        note.set_classes(f"note {css}")
+        note.update(text)
+
+    def _log(self, text: str) -> None:
+        self.query_one("#prepare-log", Log).write_line(text)
+
+    def value(self, field: str) -> str:
+        return self.query_one(f"#{field}", Input).value.strip()
+
+    def _set_running(self, running: bool) -> None:
+        self.running = running
+        self.query_one("#start", Button).disabled = running
+        self.query_one("#demo", Button).disabled = running
+        self.query_one("#stop", Button).disabled = not running
+
+    # -- the archive folder ----------------------------------------------------------------
+    @on(Input.Changed, "#root")
+    def _root_changed(self) -> None:
+        if self._discover_timer is not None:
+            self._discover_timer.stop()
+        self._discover_timer = self.set_timer(DISCOVER_DELAY_S, self._discover)
+
+    @on(Input.Submitted, "#root")
+    def _root_submitted(self) -> None:
+        self._discover()
+
+    def _discover(self) -> None:
+        """Which splits the archive folder holds (a few stat calls: done on the UI thread)."""
+        text = self.value("root")
+        self._discovered = text
+        self.found = {}
+        if not text:
+            self._note("root-note", "hint", "the folder the OpenForensics archive was extracted to")
+        else:
+            root = Path(text).expanduser()
+            if not root.is_dir():
+                self._note("root-note", "error", f"✗ {text} is not a folder")
+            else:
+                self.found = discover_splits(root)
+                if self.found:
+                    listed = ", ".join(f"{s} ({_shown(p)})" for s, p in self.found.items())
+                    self._note("root-note", "ok", f"✓ found {listed}")
+                else:
+                    self._note("root-note", "error", (
+                        f"✗ no Train_poly.json, Val_poly.json, ... in {text}, {text}/<Split>/ or "
+                        f"{text}/Annotations/"))
+        for split in SPLITS:
+            box = self.query_one(f"#{_split_id(split)}", Checkbox)
+            box.disabled = split not in self.found
+            box.value = split in self.found
+
+    def selected_splits(self) -> tuple[str, ...]:
+        return tuple(s for s in SPLITS if self.query_one(f"#{_split_id(s)}", Checkbox).value)
+
+    def build_config(self) -> PrepareConfig:
+        """A validated PrepareConfig from the form; raises PrepareError with the problem."""
+        root = self.value("root")
+        if not root:
+            raise PrepareError("choose the folder the OpenForensics archive was extracted to")
+        out = self.value("out")
+        if not out:
+            raise PrepareError("choose an output folder")
+        try:
+            margin = float(self.value("margin") or "0")
+        except ValueError:
+            raise PrepareError(f"margin: {self.value('margin')!r} is not a number (e.g. 0 or 0.3)") from None
+        try:
+            min_size = int(self.value("min_size") or "0")
+        except ValueError:
+            raise PrepareError(f"min size: {self.value('min_size')!r} is not a whole number") from None
+        workers_text = self.value("workers")
+        try:
+            workers = int(workers_text) if workers_text else None
+        except ValueError:
+            raise PrepareError(f"workers: {workers_text!r} is not a whole number") from None
+        splits = self.selected_splits()
+        if not splits:
+            raise PrepareError("no split to prepare: the archive folder has no annotation file, "
+                               "or every split is unticked")
+        config = PrepareConfig(root=Path(root).expanduser(), out=Path(out).expanduser(), splits=splits,
+                               margin=margin, min_size=min_size, fmt=str(self.query_one("#fmt", Select).value),
+                               workers=workers, executor="thread")
+        config.validate()
+        return config
+
+    def _remember(self) -> None:
+        settings = getattr(self.app, "settings", None)
+        if settings is None:
+            return
+        settings.update(**{SETTINGS_KEY: {
+            "root": self.value("root"), "out": self.value("out"), "margin": self.value("margin"),
+            "min_size": self.value("min_size"), "workers": self.value("workers"),
+            "fmt": str(self.query_one("#fmt", Select).value),
+        }})
+
+    # -- start / stop ----------------------------------------------------------------------
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop_job()
+
+    def action_start(self) -> None:
+        if self.running:
+            self.notify("a preparation job is already running", severity="warning")
+            return
+        if self.value("root") != self._discovered:
+            self._discover()  # typed and started before the debounced look-up ran
+        try:
+            config = self.build_config()
+        except PrepareError as exc:
+            self.query_one("#form-error", Static).update(f"✗ {exc}")
+            self.notify(str(exc), title="Cannot start", severity="error", timeout=8)
+            return
+        self.query_one("#form-error", Static).update("")
+        self._remember()
+        self.start_job(config)
+
+    def start_job(self, config: PrepareConfig) -> None:
+        """Run ``config`` in a thread worker (the Pilot tests call this directly too)."""
+        self.final = None
+        self.ready = None
+        self._stop = threading.Event()
+        self.query_one("#use", Button).disabled = True
+        summary = self.query_one("#prepare-summary", Static)
+        summary.set_classes("")
+        summary.update("")
+        for split in SPLITS:
+            self.query_one(f"#row-{split}").remove_class("shown")
+        self._set_running(True)
+        self._status("starting…")
+        self._run_job(config, self._stop)
+
+    def action_stop_job(self) -> None:
+        if self.running:
+            self._stop.set()
+            self._status("stopping after the images in progress…")
+
+    def on_unmount(self) -> None:
+        self._stop.set()  # the app is closing: let the worker thread end promptly
+
+    @work(thread=True, exit_on_error=False, group="prepare", exclusive=True)
+    def _run_job(self, config: PrepareConfig, flag: threading.Event) -> None:
+        from dftui.core.prepare import prepare_openforensics
+
+        stop = _JobStop(flag, get_current_worker())
+
+        def emit(event: Event) -> None:
+            self.post_message(PrepareProgress(event) if isinstance(event, SplitProgress) else PrepareEvent(event))
+
+        try:
+            prepare_openforensics(config, emit, stop)
+        except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
+            emit(PrepareFailed(f"unexpected error: {type(exc).__name__}: {exc}"))
+
+    # -- events ----------------------------------------------------------------------------
+    def on_prepare_progress(self, message: PrepareProgress) -> None:
+        e = message.event
+        try:
+            self.query_one(f"#bar-{e.split}", ProgressBar).update(total=max(1, e.images), progress=e.images_done)
+        except NoMatches:
+            return
+        self.query_one(f"#info-{e.split}", Static).update(
+            f"{e.images_done}/{e.images} images · {e.written} new · {e.existing} already there · "
+            f"{e.skipped} skipped · {e.faces_per_s:.1f} faces/s")
+        self._status(f"{e.split}: {e.images_done}/{e.images} images")
+
+    def on_prepare_event(self, message: PrepareEvent) -> None:
+        e = message.event
+        if isinstance(e, PrepareStarted):
+            self._log(f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
+                      f"({e.workers} workers, {e.settings})")
+        elif isinstance(e, SplitStarted):
+            self.query_one(f"#row-{e.split}").add_class("shown")
+            self.query_one(f"#bar-{e.split}", ProgressBar).update(total=max(1, e.images), progress=0)
+            self._log(f"{e.split}: {e.images} images, {e.faces} faces from {e.annotations_path}")
+            self._status(f"{e.split}: reading images…")
+        elif isinstance(e, SplitFinished):
+            s = e.summary
+            self._log(s.line())
+            if s.status == "finished":
+                self.query_one(f"#bar-{s.split}", ProgressBar).update(total=max(1, s.images), progress=s.images)
+            self.query_one(f"#info-{s.split}", Static).update(
+                f"{s.status}: {s.real} real + {s.fake} fake · {s.written} new · skipped {s.skipped_total}")
+        elif isinstance(e, LogMessage):
+            self._log(f"{e.level}: {e.text}")
+        elif isinstance(e, PrepareFinished):
+            self._finished(e)
+        elif isinstance(e, PrepareFailed):
+            self._failed(e)
+
+    def _finished(self, e: PrepareFinished) -> None:
+        self.final = e
+        self._set_running(False)
+        lines = [f"{e.status}: " + {"finished": "all chosen splits prepared",
+                                     "stopped": "stopped; Start again to resume where it stopped",
+                                     "partial": "some splits failed (see below)"}.get(e.status, e.status)]
+        lines += [s.line() for s in e.summaries]
+        lines.append(f"report: {e.report_path} · skipped faces: {e.skipped_csv}")
+        dirs = e.output_dirs
+        if "Train" in dirs and "Val" in dirs:
+            test = dirs.get("Test-Dev")
+            self.ready = (Path(dirs["Train"]), Path(dirs["Val"]), Path(test) if test else None)
+            self.query_one("#use", Button).disabled = False
+            if e.status == "finished":
+                use_in_setup(self.app, *self.ready)
+                lines.append(f"Setup now trains on {dirs['Train']} and validates on {dirs['Val']}.")
+        summary = self.query_one("#prepare-summary", Static)
+        summary.set_classes("done" if e.status == "finished" else "failed")
+        summary.update("\n".join(lines))
+        self._status(f"{e.status} in {e.seconds:.1f} s")
+
+    def _failed(self, e: PrepareFailed) -> None:
+        self.final = e
+        self._set_running(False)
+        summary = self.query_one("#prepare-summary", Static)
+        summary.set_classes("failed")
+        summary.update(f"✗ {e.message}" + (f"\nreport: {e.report_path}" if e.report_path else ""))
+        self._log(f"error: {e.message}")
+        self._status("failed")
+
+    # -- Setup -----------------------------------------------------------------------------
+    @on(Button.Pressed, "#use")
+    def _use_pressed(self) -> None:
+        self.action_use()
+
+    async def action_use(self) -> None:
+        if self.ready is None:
+            self.notify("prepare the Train and Val splits (or write demo data) first", severity="warning")
+            return
+        use_in_setup(self.app, *self.ready)
+        opener = getattr(self.app, "open_screen", None)
+        if opener is not None:
+            await opener("setup")
+
+    # -- demo data -------------------------------------------------------------------------
+    @on(Button.Pressed, "#demo")
+    def _demo_pressed(self) -> None:
+        self.action_demo()
+
+    def action_demo(self) -> None:
+        self.write_demo_data()
+
+    def write_demo_data(self, force: bool = False) -> None:
+        """Write the synthetic demo set into the output folder (in a thread)."""
+        if self.running:
+            self.notify("wait for the running job to end", severity="warning")
+            return
+        out = Path(self.value("out") or str(DEFAULT_DATA_ROOT)).expanduser()
+        self._set_running(True)
+        self._status(f"writing synthetic demo data into {_shown(out)}…")
+        self._demo_worker(out, force)
+
+    @work(thread=True, exit_on_error=False, group="prepare", exclusive=True)
+    def _demo_worker(self, out: Path, force: bool) -> None:
+        try:
+            result = make_demo_data(out, n=DEMO_N, size=DEMO_SIZE, force=force)
+        except DemoDataError as exc:
+            self.post_message(DemoWritten(error=str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(DemoWritten(error=f"unexpected error: {type(exc).__name__}: {exc}"))
+            return
+        self.post_message(DemoWritten(result))
+
+    def on_demo_written(self, message: DemoWritten) -> None:
+        self._set_running(False)
+        summary = self.query_one("#prepare-summary", Static)
+        if message.error:
+            summary.set_classes("failed")
+            summary.update(f"✗ {message.error}")
+            self._status("demo data not written")
+            return
+        r = message.result
+        lines = ["SYNTHETIC demo data written (generated drawings, not real faces; for trying dftui only):"]
+        lines += [f"  {_shown(r.folders[n])}: {c['real']} real + {c['fake']} fake" for n, c in r.counts.items()]
+        lines += [f"  moved the old {n} aside to {_shown(p)}" for n, p in r.moved_aside.items()]
+        self.ready = (r.train_dir, r.val_dir, r.folders.get("test_dev_cropped"))
+        use_in_setup(self.app, *self.ready)
+        lines.append(f"Setup now trains on {_shown(r.train_dir)} and validates on {_shown(r.val_dir)}.")
+        self.query_one("#use", Button).disabled = False
+        summary.set_classes("done")
+        summary.update("\n".join(lines))
+        self._status("demo data ready")
+
+    # -- browse ----------------------------------------------------------------------------
+    @on(Button.Pressed, ".browse")
+    def _browse_pressed(self, event: Button.Pressed) -> None:
+        self.browse((event.button.id or "").removeprefix("browse-"))
+
+    def action_browse(self) -> None:
+        focused = self.focused
+        self.browse("out" if focused is not None and focused.id in ("out", "browse-out") else "root")
+
+    def browse(self, field: str) -> None:
+        current = Path(self.value(field) or ".").expanduser()
+        title = "OpenForensics archive folder" if field == "root" else "Output folder for the crops"
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.query_one(f"#{field}", Input).value = _shown(path)
+                if field == "root":
+                    self._discover()
+
+        self.app.push_screen(FolderPicker(title, current), chosen)
+
+
+# -- the offer when the default folders are empty ----------------------------------------------
+class DemoDataOffer(ModalScreen[str | None]):
+    """Asks what to do about empty data folders; dismisses with "demo", "prepare" or None."""
+
+    BINDINGS = [
+        Binding("d", "answer('demo')", "Demo data", show=False),
+        Binding("p", "answer('prepare')", "Prepare", show=False),
+        Binding("n,escape", "answer(None)", "Not now", show=False),
+    ]
+
+    def __init__(self, root: Path = DEFAULT_DATA_ROOT) -> None:
+        super().__init__()
+        self.root = root
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="demo-offer"):
+            yield Static("No training data yet", classes="dialog-title")
+            yield Static(
+                f"{self.root}/train_cropped and {self.root}/val_cropped hold no images.\n\n"
+                f"• Demo data: write a small SYNTHETIC set ({DEMO_N}+{DEMO_N} generated drawings of faces, "
+                "not photographs) to try a complete run on a CPU in minutes.\n"
+                "• Prepare: cut the faces out of a downloaded OpenForensics archive.", id="demo-offer-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Demo data (d)", variant="primary", id="offer-demo")
+                yield Button("Prepare… (p)", id="offer-prepare")
+                yield Button("Not now (n)", id="offer-no")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss({"offer-demo": "demo", "offer-prepare": "prepare"}.get(event.button.id or ""))
+
+    def action_answer(self, answer: str | None) -> None:
+        self.dismiss(answer)
+
+
+def maybe_offer_demo_data(app: App[Any], root: Path = DEFAULT_DATA_ROOT) -> bool:
+    """Ask ``DemoDataOffer`` when ``root``'s training or validation folder has no image (and
+    Setup is not pointed at other folders), and act on the answer: open the Prepare screen,
+    writing the demo set there for "demo". Returns True when the question was asked. Asked at
+    most once per app session. Meant to be called once the Setup screen is shown."""
+    if getattr(app, "_dftui_demo_offered", False) or not default_folders_empty(root):
+        return False
+    settings = getattr(app, "settings", None)
+    setup = settings.data.get("setup") if settings is not None else None
+    if isinstance(setup, dict):
+        # The user pointed Setup at folders of their own: not the moment to suggest demo data.
+        defaults = {"train_dir": root / "train_cropped", "val_dir": root / "val_cropped"}
+        for field, default in defaults.items():
+            value = setup.get(field)
+            if isinstance(value, str) and value.strip() and Path(value.strip()).expanduser() != default:
+                return False
+    app._dftui_demo_offered = True  # type: ignore[attr-defined]
+
+    async def answered(answer: str | None) -> None:
+        if answer is None:
+            return
+        opener = getattr(app, "open_screen", None)
+        if opener is None:
+            return
+        get_open = getattr(app, "get_open_screen", None)
+        existing = get_open("prepare") if get_open else None
+        if isinstance(existing, PrepareScreen):
+            # Reuse it: a fresh instance would drop a job running there.
+            screen = await opener("prepare")
+            if not existing.running:
+                existing.query_one("#out", Input).value = str(root)
+        else:
+            screen = await opener("prepare", out=str(root))
+        if answer == "demo" and isinstance(screen, PrepareScreen):
+            screen.write_demo_data()
+
+    app.push_screen(DemoDataOffer(root), answered)
+    return True

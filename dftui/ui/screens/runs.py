@@ -1,0 +1,365 @@
+"""Runs screen: past runs from their records on disk. Enter opens one (its charts and
+epoch table again, replayed from events.jsonl into the same RunView the Training screen
+uses); c classifies with its weights; r resumes a stopped, interrupted or failed run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Static
+
+from dftui.core.events import Event, RunFailed, RunFinished
+from dftui.core.runs import RunSummary, list_runs, read_events, read_run
+from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.run_view import RunView
+
+STATUS_STYLES = {
+    "finished": "green",
+    "stopped": "yellow",
+    "interrupted": "yellow",
+    "failed": "red",
+    "running": "cyan",
+}
+MAX_DATA_CHARS = 40
+
+
+def local_time(iso: str) -> str:
+    """'2026-11-29T19:00:05+00:00' -> '2026-11-29 20:00' in the local time zone."""
+    if not iso:
+        return "?"
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso[:16]
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def short_path(path: str, limit: int = MAX_DATA_CHARS) -> str:
+    """A path for a narrow column: home as ~, and the end kept when it is too long."""
+    if not path:
+        return "?"
+    home = str(Path.home())
+    if path == home or path.startswith(home + "/"):
+        path = "~" + path[len(home):]
+    if len(path) <= limit:
+        return path
+    # fish-style: every folder but the last cut to its first letter, then the end kept.
+    parts = path.split("/")
+    short = "/".join([p[:1] for p in parts[:-1]] + parts[-1:])
+    return short if len(short) <= limit else "…" + short[-(limit - 1):]
+
+
+def epochs_text(run: RunSummary) -> str:
+    return f"{run.epochs_completed}/{run.epochs}" if run.epochs else str(run.epochs_completed)
+
+
+def accuracy_text(run: RunSummary) -> str:
+    if run.best_val_accuracy is None:
+        return "—"
+    epoch = f" @{run.best_epoch}" if run.best_epoch else ""
+    return f"{run.best_val_accuracy:.1%}{epoch}"
+
+
+def weights_available(run: RunSummary) -> Path | None:
+    if run.weights_path and Path(run.weights_path).is_file():
+        return Path(run.weights_path)
+    return None
+
+
+async def open_classifier(screen: Screen[Any], run: RunSummary) -> None:
+    weights = weights_available(run)
+    if weights is None:
+        why = "it saved none" if not run.weights_path else f"{run.weights_path} is gone"
+        screen.notify(f"no weights to classify with: {why}", severity="warning", timeout=6)
+        return
+    await screen.app.open_screen("classify", weights=weights)  # type: ignore[attr-defined]
+
+
+async def resume_run(screen: Screen[Any], run: RunSummary) -> None:
+    """Hand a resumable run to the Training screen with its recorded config."""
+    if not run.resumable:
+        why = {
+            "finished": "it finished",
+            "running": "it is still running",
+        }.get(run.status, "it has no resume checkpoint (resume.pt)")
+        screen.notify(f"this run cannot be resumed: {why}", severity="warning", timeout=6)
+        return
+    import json
+
+    from dftui.core.config import ConfigError, TrainConfig
+
+    try:
+        data = json.loads((run.run_dir / "config.json").read_text(encoding="utf-8"))
+        config = TrainConfig.from_dict(data)
+        config.validate()
+    except (OSError, ValueError, TypeError, KeyError, ConfigError) as exc:
+        screen.notify(f"cannot resume {run.run_id}: its config.json is unusable ({exc})",
+                      severity="error", timeout=8)
+        return
+    await screen.app.start_training(config, resume=run.run_dir)  # type: ignore[attr-defined]
+
+
+class EventsLoaded(Message):
+    def __init__(self, run_dir: Path, events: list[Event], error: str = "") -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.events = events
+        self.error = error
+
+
+class RunDetailScreen(ModalScreen[None]):
+    """One past run, full screen: a summary line, then its charts and epoch table."""
+
+    TITLE = "Run"
+    BINDINGS = [
+        Binding("escape", "dismiss", "Back", id="runs.back"),
+        Binding("c", "classify", "Classify with weights", id="runs.detail_classify"),
+        Binding("r", "resume", "Resume", id="runs.detail_resume"),
+    ]
+    DEFAULT_CSS = """
+    RunDetailScreen {
+        background: $background;
+    }
+    RunDetailScreen > #run-detail {
+        height: 1fr;
+        width: 1fr;
+    }
+    RunDetailScreen #run-head {
+        height: auto;
+        padding: 0 1;
+    }
+    RunDetailScreen #run-message {
+        height: auto;
+        padding: 0 1;
+        color: $text-error;
+    }
+    """
+
+    def __init__(self, run: RunSummary) -> None:
+        super().__init__()
+        self.run = run
+        self.events_fed = 0
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="run-detail"):
+            yield Static(self._head(), id="run-head")
+            yield Static("", id="run-message")
+            yield RunView(id="run-view")
+        yield Footer()
+
+    def _head(self) -> Text:
+        r = self.run
+        text = Text.assemble(
+            (f" {r.backbone} ", "bold reverse"),
+            "  ",
+            (r.status, STATUS_STYLES.get(r.status, "")),
+            f" · {local_time(r.started)} · epochs {epochs_text(r)} · best {accuracy_text(r)}\n",
+            ("data ", "dim"), short_path(r.train_dir, 120),
+            ("  val ", "dim"), short_path(r.val_dir, 120),
+            "\n",
+            ("weights ", "dim"), r.weights_path or "none saved",
+            ("   run ", "dim"), r.run_id,
+        )
+        return text
+
+    def on_mount(self) -> None:
+        message = self.query_one("#run-message", Static)
+        message.display = bool(self.run.message)
+        message.update(Text(self.run.message))
+        self._read(self.run.run_dir)
+
+    @work(thread=True, exclusive=True, group="run-events", exit_on_error=False)
+    def _read(self, run_dir: Path) -> None:
+        try:
+            events = read_events(run_dir)
+        except OSError as exc:
+            self.post_message(EventsLoaded(run_dir, [], f"cannot read {run_dir}: {exc}"))
+            return
+        self.post_message(EventsLoaded(run_dir, events))
+
+    def on_events_loaded(self, message: EventsLoaded) -> None:
+        view = self.query_one(RunView)
+        for event in message.events:
+            view.feed(event)
+        self.events_fed = len(message.events)
+        note = self.query_one("#run-message", Static)
+        if message.error:
+            note.update(Text(message.error))
+            note.display = True
+        elif not view.rows:
+            extra = self.run.message or _final_message(message.events)
+            note.update(Text(
+                "no epoch finished in this run" + (f": {extra}" if extra else "")))
+            note.display = True
+
+    async def action_classify(self) -> None:
+        await open_classifier(self, self.run)
+
+    async def action_resume(self) -> None:
+        await resume_run(self, self.run)
+
+
+
+def _final_message(events: list[Event]) -> str:
+    for event in reversed(events):
+        if isinstance(event, RunFailed):
+            return event.message
+        if isinstance(event, RunFinished):
+            return event.status
+    return ""
+
+
+class RunsScreen(Screen[None]):
+    TITLE = "Runs"
+    BINDINGS = [
+        Binding("enter", "open_run", "Open", id="runs.open", show=True),
+        Binding("c", "classify", "Classify with weights", id="runs.classify"),
+        Binding("r", "resume", "Resume", id="runs.resume"),
+        Binding("ctrl+r", "reload", "Reload", id="runs.reload"),
+    ]
+    DEFAULT_CSS = """
+    RunsScreen #runs-table {
+        height: 1fr;
+    }
+    RunsScreen #runs-info {
+        height: 4;
+        padding: 0 1;
+        border-top: solid $primary;
+    }
+    """
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        super().__init__()
+        self._root = Path(root) if root else None
+        self.runs: dict[str, RunSummary] = {}
+        self._ui_ready = False
+
+    def compose(self) -> ComposeResult:
+        yield NavBar("runs")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="runs-info")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.add_column("Started", key="started")
+        table.add_column("Backbone", key="backbone")
+        table.add_column("Status", key="status")
+        table.add_column("Best acc", key="acc")
+        table.add_column("Epochs", key="epochs")
+        table.add_column("Data", key="data")
+        self.reload()
+        table.focus()
+        self._ui_ready = True
+
+    def on_screen_resume(self) -> None:
+        if self._ui_ready:  # the first resume can come before compose
+            self.reload()  # a run may have started, finished or been resumed meanwhile
+
+    def on_resize(self) -> None:
+        if self._ui_ready:
+            self.reload()  # the data column takes the width left
+
+    def reload(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        current = self.selected_run()
+        runs = list_runs(self._root)
+        self.runs = {str(r.run_dir): r for r in runs}
+        table.clear()
+        # The data column gets what the others leave of the width (its end is kept).
+        data_chars = max(15, self.size.width - 66) if self.size.width else MAX_DATA_CHARS
+        for run in runs:
+            table.add_row(
+                local_time(run.started),
+                run.backbone,
+                Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+                Text(accuracy_text(run), justify="right"),
+                Text(epochs_text(run), justify="right"),
+                short_path(run.train_dir, data_chars),
+                key=str(run.run_dir),
+            )
+        if current is not None and str(current.run_dir) in self.runs:
+            table.move_cursor(row=table.get_row_index(str(current.run_dir)))
+        self._show_info()
+        self.refresh_bindings()
+
+    def selected_run(self) -> RunSummary | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not self.runs or table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:  # noqa: BLE001 - no valid cursor
+            return None
+        return self.runs.get(str(key.value))
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_info()
+        self.refresh_bindings()
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_run()
+
+    def _show_info(self) -> None:
+        info = self.query_one("#runs-info", Static)
+        run = self.selected_run()
+        if run is None:
+            info.update(Text(
+                "No runs yet. Start one on Setup (F2) or with `dftui train`; each run is "
+                "recorded here.", style="dim"))
+            return
+        hints = ["Enter: charts"]
+        if weights_available(run):
+            hints.append("c: classify")
+        if run.resumable:
+            hints.append("r: resume")
+        text = Text.assemble(
+            ("data ", "dim"), run.train_dir or "?", ("  val ", "dim"), run.val_dir or "?", "\n",
+            ("weights ", "dim"), run.weights_path or "none saved", "\n",
+            no_wrap=True, overflow="ellipsis",
+        )
+        if run.message:
+            text.append(run.message + "\n", style="red")
+        text.append(" · ".join(hints), style="dim")
+        info.update(text)
+
+    def action_open_run(self) -> None:
+        run = self.selected_run()
+        if run is None:
+            return
+        fresh = read_run(run.run_dir) or run  # its status may have changed since the list
+        self.app.push_screen(RunDetailScreen(fresh))
+
+    async def action_classify(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            await open_classifier(self, run)
+
+    async def action_resume(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            await resume_run(self, read_run(run.run_dir) or run)
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Classify and Resume stay enabled: pressing them on a run without weights or
+        # without a checkpoint says why, which a hidden key would not.
+        if action == "open_run":
+            return self.selected_run() is not None if self._ui_ready else False
+        return True

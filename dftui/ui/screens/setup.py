@@ -1,0 +1,573 @@
+"""Setup: choose a backbone, the data, the hyperparameters and the output, then start.
+
+Fields are validated as they are typed; folders are scanned in a thread as soon as they are
+chosen; the choices are remembered between launches. Nothing here imports torch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from dftui.core.backbones import BACKBONES, offline
+from dftui.core.checkpoint import free_weights_path
+from dftui.core.config import PRECISION_CHOICES, ConfigError, TrainConfig
+from dftui.core.data import DataError, DatasetScan, scan_folder
+from dftui.ui.messages import TorchReady
+from dftui.ui.widgets.folder_picker import FolderPicker
+from dftui.ui.widgets.navbar import NavBar
+
+DEFAULTS = TrainConfig()
+PRETRAINED_FILE = "file"
+SCAN_DELAY_S = 0.3  # typing a path rescans once the user pauses
+SAVE_DELAY_S = 1.0
+
+# Text fields: id -> (label, default text)
+TEXT_FIELDS: dict[str, str] = {
+    "train_dir": str(DEFAULTS.train_dir),
+    "val_dir": str(DEFAULTS.val_dir),
+    "epochs": str(DEFAULTS.epochs),
+    "batch_size": str(DEFAULTS.batch_size),
+    "lr": "1e-4",
+    "img_size": "",
+    "pretrained_path": "",
+    "workers": "",
+    "seed": str(DEFAULTS.seed),
+    "weights": "",
+}
+
+
+def default_weights(backbone: str) -> str:
+    return str(DEFAULTS.out_dir / f"{backbone}_deepfake.pth")
+
+
+# -- validation (pure functions, so tests can call them directly) -------------------------
+def parse_int(text: str, name: str, minimum: int, blank_ok: bool = False) -> int | None:
+    text = text.strip()
+    if not text:
+        if blank_ok:
+            return None
+        raise ValueError(f"{name}: enter a whole number")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{name}: must be at least {minimum}")
+    return value
+
+
+def parse_lr(text: str) -> float:
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"learning rate: {text!r} is not a number (e.g. 1e-4)") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("learning rate: must be greater than 0")
+    if value >= 1:
+        raise ValueError("learning rate: must be below 1 for Adam fine-tuning (e.g. 1e-4)")
+    return value
+
+
+def validate_field(field: str, text: str, backbone: str) -> str | None:
+    """The message for a bad value of ``field``, or None when it is fine."""
+    try:
+        if field == "epochs":
+            parse_int(text, "epochs", 1)
+        elif field == "batch_size":
+            parse_int(text, "batch size", 1)
+        elif field == "lr":
+            parse_lr(text)
+        elif field == "img_size":
+            parse_int(text, "image size", BACKBONES[backbone].min_size, blank_ok=True)
+        elif field == "workers":
+            parse_int(text, "workers", 0, blank_ok=True)
+        elif field == "seed":
+            parse_int(text, "seed", 0)
+        elif field == "weights":
+            if not text.strip():
+                raise ValueError("weights path: enter a file name such as weights/model.pth")
+            if Path(text.strip()).expanduser().is_dir():
+                raise ValueError("weights path: this is a folder; give a file name ending in .pth")
+        elif field in ("train_dir", "val_dir"):
+            if not text.strip():
+                raise ValueError("enter a folder that holds real/ and fake/")
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def weights_note(path_text: str, overwrite: bool) -> tuple[str, str]:
+    """(css class, text) describing what saving to ``path_text`` would do."""
+    path = Path(path_text.strip()).expanduser()
+    if not path_text.strip():
+        return "hint", ""
+    if path.exists():
+        if overwrite:
+            return "warning", f"⚠ {path} exists and will be REPLACED by this run's best weights"
+        return "warning", (
+            f"⚠ {path} exists and is kept: this run saves to {free_weights_path(path).name} "
+            "(tick Overwrite to replace it)"
+        )
+    return "hint", f"best weights are saved to {path} (metadata beside it as .json)"
+
+
+def backbone_note(name: str) -> tuple[str, str]:
+    spec = BACKBONES[name]
+    base = f"{spec.params_2class:,} params · {spec.input_size}×{spec.input_size} px"
+    if spec.cached_weights.is_file():
+        return "ok", f"{base} · ImageNet weights cached ✓"
+    where = f"put {spec.weights_file} in {spec.cached_weights.parent}"
+    if offline():
+        return "warning", (
+            f"{base} · ImageNet weights not cached and offline (DFTUI_OFFLINE): {where}, "
+            "or set Pretrained to file… / none"
+        )
+    return "warning", (
+        f"{base} · ImageNet weights not cached: downloaded on start ({where} to skip that)"
+    )
+
+
+def scan_text(scan: DatasetScan) -> tuple[str, str]:
+    parts = [f"{scan.counts['real']:,} real", f"{scan.counts['fake']:,} fake"]
+    if scan.unreadable:
+        parts.append(f"{len(scan.unreadable):,} unreadable (skipped)")
+    text = "✓ " + ", ".join(parts)
+    imbalance = [w for w in scan.warnings if "imbalanced" in w]
+    if imbalance:
+        return "warning", text + "\n⚠ " + imbalance[0]
+    if scan.unreadable:
+        first, reason = scan.unreadable[0]
+        return "warning", text + f"\n⚠ e.g. {Path(first).name}: {reason}"
+    return "ok", text
+
+
+@dataclass
+class FolderScanned(Message):
+    field: str
+    path: str
+    css: str
+    text: str
+
+
+class SetupScreen(Screen[None]):
+    TITLE = "Setup"
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start training", priority=True, id="setup.start"),
+        Binding("ctrl+o", "browse", "Browse folder", id="setup.browse"),
+        Binding("ctrl+r", "reset", "Defaults", id="setup.reset"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: dict[str, str] = {}
+        self.scans: dict[str, DatasetScan | None] = {"train_dir": None, "val_dir": None}
+        self._scan_timers: dict[str, Timer] = {}
+        self._save_timer: Timer | None = None
+        self._restoring = False
+
+    # -- layout ------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield NavBar("setup")
+        saved = self._saved()
+        backbone = saved.get("backbone") if saved.get("backbone") in BACKBONES else DEFAULTS.backbone
+        with VerticalScroll(id="setup-form"):
+            with Horizontal(classes="row"):
+                yield Label("Backbone", classes="field-label")
+                yield Select(
+                    [(spec.title, name) for name, spec in BACKBONES.items()],
+                    value=backbone, allow_blank=False, id="backbone", compact=True,
+                )
+            yield Static("", id="backbone-note", classes="note")
+            for field, title in (("train_dir", "Train data"), ("val_dir", "Validation")):
+                with Horizontal(classes="row"):
+                    yield Label(title, classes="field-label")
+                    yield Input(self._text(saved, field), id=field, compact=True,
+                                placeholder="folder with real/ and fake/")
+                    yield Button("Browse", id=f"browse-{field}", compact=True, classes="browse")
+                yield Static("", id=f"{field}-note", classes="note")
+            with Horizontal(classes="row"):
+                yield Label("Epochs", classes="field-label")
+                yield Input(self._text(saved, "epochs"), id="epochs", compact=True, classes="short")
+                yield Label("Batch size", classes="field-label2")
+                yield Input(self._text(saved, "batch_size"), id="batch_size", compact=True,
+                            classes="short")
+            with Horizontal(classes="row"):
+                yield Label("Learning rate", classes="field-label")
+                yield Input(self._text(saved, "lr"), id="lr", compact=True, classes="short")
+                yield Label("Image size", classes="field-label2")
+                yield Input(self._text(saved, "img_size"), id="img_size", compact=True,
+                            classes="short", placeholder="auto")
+            with Horizontal(classes="row"):
+                yield Label("Pretrained", classes="field-label")
+                pretrained = saved.get("pretrained", "imagenet")
+                if pretrained not in ("imagenet", "none", PRETRAINED_FILE):
+                    pretrained = "imagenet"
+                yield Select(
+                    [("ImageNet", "imagenet"), ("none (random)", "none"), ("file…", PRETRAINED_FILE)],
+                    value=pretrained, allow_blank=False, id="pretrained", compact=True,
+                )
+                yield Input(self._text(saved, "pretrained_path"), id="pretrained_path",
+                            compact=True, placeholder="path to an ImageNet state_dict .pth")
+            with Horizontal(classes="row"):
+                yield Label("Device", classes="field-label")
+                yield Select([("auto (loading…)", "auto")], value="auto",
+                             allow_blank=False, id="device", compact=True)
+                yield Label("Precision", classes="field-label2")
+                precision = saved.get("precision", "auto")
+                yield Select([(p, p) for p in PRECISION_CHOICES],
+                             value=precision if precision in PRECISION_CHOICES else "auto",
+                             allow_blank=False, id="precision", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("Workers", classes="field-label")
+                yield Input(self._text(saved, "workers"), id="workers", compact=True,
+                            classes="short", placeholder="auto")
+                yield Label("Seed", classes="field-label2")
+                yield Input(self._text(saved, "seed"), id="seed", compact=True, classes="short")
+            with Horizontal(classes="row"):
+                yield Label("Weights file", classes="field-label")
+                weights = saved.get("weights") or default_weights(backbone)
+                yield Input(str(weights), id="weights", compact=True)
+                yield Checkbox("Overwrite", bool(saved.get("overwrite", False)), id="overwrite",
+                               compact=True)
+            yield Static("", id="weights-note", classes="note")
+            yield Static("", id="field-errors", classes="note error")
+            with Horizontal(classes="row", id="start-row"):
+                yield Button("Start training", variant="primary", id="start", compact=True)
+                yield Static("", id="start-note", classes="hint")
+        yield Footer()
+
+    def _saved(self) -> dict[str, Any]:
+        data = self.app.settings.data.get("setup")  # type: ignore[attr-defined]
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _text(saved: dict[str, Any], field: str) -> str:
+        value = saved.get(field)
+        return str(value) if isinstance(value, (str, int, float)) else TEXT_FIELDS[field]
+
+    def on_mount(self) -> None:
+        self._update_backbone_note()
+        self._update_pretrained()
+        self._update_weights_note()
+        for field in TEXT_FIELDS:
+            self._check(field)
+        for field in ("train_dir", "val_dir"):
+            self._scan_now(field)
+        devices = getattr(self.app, "devices", None)
+        if devices is not None:
+            self._fill_devices(devices)
+        elif getattr(self.app, "torch_error", None):
+            self._devices_failed(self.app.torch_error)  # type: ignore[attr-defined]
+        self._update_start_note()
+
+    # -- values ------------------------------------------------------------------------
+    def value(self, field: str) -> str:
+        return self.query_one(f"#{field}", Input).value
+
+    def select(self, field: str) -> Any:
+        return self.query_one(f"#{field}", Select).value
+
+    @property
+    def backbone(self) -> str:
+        return str(self.select("backbone"))
+
+    def form_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {field: self.value(field) for field in TEXT_FIELDS}
+        values.update(
+            backbone=self.backbone,
+            pretrained=self.select("pretrained"),
+            device=self.select("device"),
+            precision=self.select("precision"),
+            overwrite=self.query_one("#overwrite", Checkbox).value,
+        )
+        return values
+
+    def build_config(self) -> TrainConfig:
+        """A validated TrainConfig from the form; raises ConfigError with the first problem."""
+        for field in TEXT_FIELDS:
+            self._check(field)
+        if self.errors:
+            field, message = next(iter(self.errors.items()))
+            raise ConfigError(message)
+        v = self.form_values()
+        pretrained = v["pretrained"]
+        if pretrained == PRETRAINED_FILE:
+            path = v["pretrained_path"].strip()
+            if not path:
+                raise ConfigError("pretrained: give the path of an ImageNet state_dict file")
+            if not Path(path).expanduser().is_file():
+                raise ConfigError(f"pretrained: {path} is not a file")
+            pretrained = str(Path(path).expanduser())
+        weights = Path(v["weights"].strip()).expanduser()
+        config = TrainConfig(
+            backbone=v["backbone"],
+            train_dir=Path(v["train_dir"].strip()).expanduser(),
+            val_dir=Path(v["val_dir"].strip()).expanduser(),
+            epochs=int(v["epochs"]),
+            batch_size=int(v["batch_size"]),
+            lr=parse_lr(v["lr"]),
+            img_size=parse_int(v["img_size"], "image size", 1, blank_ok=True),
+            device=str(v["device"]),
+            precision=str(v["precision"]),
+            pretrained=pretrained,
+            workers=parse_int(v["workers"], "workers", 0, blank_ok=True),
+            seed=int(v["seed"]),
+            out_dir=weights.parent,
+            weights_name=weights.name,
+            overwrite=bool(v["overwrite"]),
+        )
+        config.validate()
+        return config
+
+    # -- reacting to edits ---------------------------------------------------------------
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        field = event.input.id or ""
+        if field not in TEXT_FIELDS:
+            return
+        self._check(field)
+        if field in ("train_dir", "val_dir"):
+            self._schedule_scan(field)
+        elif field == "weights":
+            self._update_weights_note()
+        elif field == "pretrained_path":
+            self._update_pretrained()
+        self._schedule_save()
+
+    @on(Input.Submitted)
+    def _input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id in ("train_dir", "val_dir"):
+            self._scan_now(event.input.id)
+        self.focus_next()
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "backbone":
+            self._backbone_changed()
+        elif event.select.id == "pretrained":
+            self._update_pretrained()
+        self._schedule_save()
+
+    @on(Checkbox.Changed, "#overwrite")
+    def _overwrite_changed(self) -> None:
+        self._update_weights_note()
+        self._schedule_save()
+
+    def _backbone_changed(self) -> None:
+        self._update_backbone_note()
+        # Follow the backbone in the weights name unless the user typed their own.
+        weights = self.query_one("#weights", Input)
+        if weights.value.strip() in {default_weights(n) for n in BACKBONES}:
+            weights.value = default_weights(self.backbone)
+        self._check("img_size")
+
+    def _check(self, field: str) -> None:
+        message = validate_field(field, self.value(field), self.backbone)
+        widget = self.query_one(f"#{field}", Input)
+        if message:
+            self.errors[field] = message
+            widget.add_class("invalid-field")
+        else:
+            self.errors.pop(field, None)
+            widget.remove_class("invalid-field")
+        shown = [m for f, m in self.errors.items() if f not in ("train_dir", "val_dir")]
+        self.query_one("#field-errors", Static).update("\n".join(shown))
+        self._update_start_note()
+
+    def _note(self, widget_id: str, css: str, text: str) -> None:
+        note = self.query_one(f"#{widget_id}", Static)
+        note.set_classes(f"note {css}")
+        note.update(text)
+
+    def _update_backbone_note(self) -> None:
+        self._note("backbone-note", *backbone_note(self.backbone))
+
+    def _update_pretrained(self) -> None:
+        source = self.select("pretrained")
+        path_input = self.query_one("#pretrained_path", Input)
+        path_input.display = source == PRETRAINED_FILE
+
+    def _update_weights_note(self) -> None:
+        css, text = weights_note(self.value("weights"), self.query_one("#overwrite", Checkbox).value)
+        self._note("weights-note", css, text)
+
+    def _update_start_note(self) -> None:
+        if not self.is_mounted:
+            return
+        problems = len(self.errors) + sum(
+            1 for f in ("train_dir", "val_dir") if self.scans.get(f) is None
+        )
+        if getattr(self.app, "devices", None) is None and not getattr(self.app, "torch_error", None):
+            text = "loading torch in the background…"
+        elif problems:
+            text = "fix the fields marked above to start"
+        else:
+            text = "ready: ctrl+s starts"
+        self.query_one("#start-note", Static).update(text)
+
+    # -- devices -------------------------------------------------------------------------
+    def on_torch_ready(self, message: TorchReady) -> None:
+        if message.devices is not None:
+            self._fill_devices(message.devices)
+        else:
+            self._devices_failed(message.error or "unknown error")
+        self._update_start_note()
+
+    def _fill_devices(self, devices: list[Any]) -> None:
+        select = self.query_one("#device", Select)
+        options = [("auto (" + devices[0].label + ")", "auto")]
+        options += [(d.label, d.id) for d in devices]
+        wanted = self._saved().get("device", "auto")
+        select.set_options(options)
+        ids = {"auto", *(d.id for d in devices)}
+        select.value = wanted if wanted in ids else "auto"
+
+    def _devices_failed(self, error: str) -> None:
+        select = self.query_one("#device", Select)
+        select.set_options([("auto (torch failed to load)", "auto")])
+        select.value = "auto"
+
+    # -- folder scans ------------------------------------------------------------------
+    def _schedule_scan(self, field: str) -> None:
+        timer = self._scan_timers.pop(field, None)
+        if timer is not None:
+            timer.stop()
+        self.scans[field] = None
+        self._note(f"{field}-note", "hint", "…")
+        self._scan_timers[field] = self.set_timer(SCAN_DELAY_S, lambda: self._scan_now(field))
+
+    def _scan_now(self, field: str) -> None:
+        text = self.value(field).strip()
+        self.scans[field] = None
+        if not text:
+            self._note(f"{field}-note", "error", "enter a folder that holds real/ and fake/")
+            return
+        self._note(f"{field}-note", "hint", "scanning…")
+        self.scan_folder_worker(field, text)
+
+    @work(thread=True, exit_on_error=False, group="scan")
+    def scan_folder_worker(self, field: str, text: str) -> None:
+        # Not exclusive (that would cancel the other folder's scan): a result for a path
+        # the user has since changed is dropped in on_folder_scanned.
+        worker = get_current_worker()
+        try:
+            scan = scan_folder(Path(text).expanduser())
+        except DataError as exc:
+            if not worker.is_cancelled:
+                self.post_message(FolderScanned(field, text, "error", f"✗ {exc}"))
+            return
+        except OSError as exc:
+            if not worker.is_cancelled:
+                self.post_message(FolderScanned(field, text, "error", f"✗ {text}: {exc}"))
+            return
+        if not worker.is_cancelled:
+            css, message = scan_text(scan)
+            msg = FolderScanned(field, text, css, message)
+            msg.scan = scan  # type: ignore[attr-defined]
+            self.post_message(msg)
+
+    def on_folder_scanned(self, message: FolderScanned) -> None:
+        if self.value(message.field).strip() != message.path:
+            return  # an older scan of a path the user has since changed
+        self.scans[message.field] = getattr(message, "scan", None)
+        self._note(f"{message.field}-note", message.css, message.text)
+        self._update_start_note()
+
+    # -- folder picker -----------------------------------------------------------------
+    @on(Button.Pressed, ".browse")
+    def _browse_pressed(self, event: Button.Pressed) -> None:
+        field = (event.button.id or "").removeprefix("browse-")
+        self.browse(field)
+
+    def action_browse(self) -> None:
+        focused = self.focused
+        field = "val_dir" if focused is not None and "val_dir" in (focused.id or "") else "train_dir"
+        self.browse(field)
+
+    def browse(self, field: str) -> None:
+        current = Path(self.value(field).strip() or ".").expanduser()
+        title = "Training data folder" if field == "train_dir" else "Validation data folder"
+
+        def chosen(path: Path | None) -> None:
+            if path is None:
+                return
+            try:
+                shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+            except ValueError:
+                shown = str(path)
+            self.query_one(f"#{field}", Input).value = shown
+            self._scan_now(field)
+
+        self.app.push_screen(FolderPicker(title, current), chosen)
+
+    # -- settings ------------------------------------------------------------------------
+    def _schedule_save(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        self._save_timer = self.set_timer(SAVE_DELAY_S, self.remember)
+
+    def remember(self) -> None:
+        if not self.is_mounted:
+            return
+        self.app.settings.update(setup=self.form_values())  # type: ignore[attr-defined]
+
+    def on_screen_suspend(self) -> None:
+        self.remember()
+
+    def action_reset(self) -> None:
+        for field, default in TEXT_FIELDS.items():
+            self.query_one(f"#{field}", Input).value = default
+        self.query_one("#backbone", Select).value = DEFAULTS.backbone
+        self.query_one("#pretrained", Select).value = "imagenet"
+        self.query_one("#device", Select).value = "auto"
+        self.query_one("#precision", Select).value = "auto"
+        self.query_one("#overwrite", Checkbox).value = False
+        self.query_one("#weights", Input).value = default_weights(DEFAULTS.backbone)
+
+    # -- start ---------------------------------------------------------------------------
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        # A worker, because asking before an overwrite waits on a modal screen.
+        self.run_worker(self._start(), exclusive=True, group="start")
+
+    async def _start(self) -> None:
+        try:
+            config = self.build_config()
+        except (ConfigError, ValueError) as exc:
+            self.notify(str(exc), title="Cannot start", severity="error", timeout=8)
+            return
+        for field, title in (("train_dir", "training"), ("val_dir", "validation")):
+            if self.scans.get(field) is None:
+                note = str(self.query_one(f"#{field}-note", Static).render())
+                if note.startswith("✗"):
+                    self.notify(f"{title} data: {note[2:]}", title="Cannot start",
+                                severity="error", timeout=8)
+                    return
+        self.remember()
+        target = config.weights_path
+        if config.overwrite and target.exists():
+            from dftui.ui.screens.confirm import ConfirmScreen
+
+            yes = await self.app.push_screen_wait(
+                ConfirmScreen(f"{target} exists.\nReplace it with this run's best weights?",
+                              yes="Replace", no="Cancel")
+            )
+            if not yes:
+                return
+        await self.app.start_training(config)  # type: ignore[attr-defined]
