@@ -65,6 +65,26 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         pass
 
 
+def remove_stale_temp(path: str | Path) -> int:
+    """Delete the temporary files a killed atomic_write left for ``path`` (call only when no
+    other process can be writing it). Returns how many were removed."""
+    path = Path(path)
+    removed = 0
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
 def save_torch(obj: Any, path: str | Path) -> None:
     import torch
 

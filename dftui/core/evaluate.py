@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 RECORD_FORMAT = 1
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress events a second
 EVALUATIONS = "evaluations"
+INDEX = "index.jsonl"  # records kept with their run, listed from the data folder too
 
 
 class EvaluationError(ValueError):
@@ -543,6 +544,13 @@ def save_evaluation(
         data["robustness"] = robust.to_dict()
     result.write_csv(record / "scores.csv")
     save_json(data, record / "evaluation.json")
+    home_root = data_home() / EVALUATIONS
+    if record.parent != home_root:
+        # Records kept with a run are also indexed here, so list_evaluations() finds them
+        # wherever that run lives (``--runs-dir``).
+        home_root.mkdir(parents=True, exist_ok=True)
+        with open(home_root / INDEX, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"record_dir": str(record)}) + "\n")
     return record
 
 
@@ -602,18 +610,47 @@ def _summary(record_dir: Path) -> EvaluationSummary | None:
 def list_evaluations(run_dir: str | Path | None = None) -> list[EvaluationSummary]:
     """Saved evaluations, newest first: those of one run when ``run_dir`` is given, else all
     of them (every run's, and those of weights without a run record)."""
+    dirs: list[Path] = []
     if run_dir is not None:
         roots = [Path(run_dir) / EVALUATIONS]
     else:
-        roots = [data_home() / EVALUATIONS]
+        home_root = data_home() / EVALUATIONS
+        roots = [home_root]
         runs = runs_root()
         if runs.is_dir():
             roots += [p / EVALUATIONS for p in runs.iterdir() if (p / EVALUATIONS).is_dir()]
-    found = []
+        dirs += _indexed(home_root / INDEX)
     for root in roots:
         if root.is_dir():
-            found += [s for p in root.iterdir() if p.is_dir() and (s := _summary(p))]
+            dirs += [p for p in root.iterdir() if p.is_dir()]
+    seen: set[Path] = set()
+    found = []
+    for path in dirs:
+        key = path.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        summary = _summary(path)
+        if summary is not None:
+            found.append(summary)
     return sorted(found, key=lambda s: (s.created, s.record_dir.name), reverse=True)
+
+
+def _indexed(index: Path) -> list[Path]:
+    """Record folders named in the index that still exist (deleted runs drop out)."""
+    out = []
+    try:
+        lines = index.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            path = Path(json.loads(line)["record_dir"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if path.is_dir():
+            out.append(path)
+    return out
 
 
 def load_evaluation(record_dir: str | Path) -> EvaluationResult:

@@ -24,6 +24,9 @@ from dftui.core.backbones import CLASS_NAMES, WeightsError, count_parameters, ge
 from dftui.core.checkpoint import (
     build_metadata,
     free_weights_path,
+    metadata_path,
+    remove_stale_temp,
+    save_json,
     save_torch,
     save_weights,
 )
@@ -319,6 +322,12 @@ class _Trainer:
         self.emit = tee
         if resume is not None:
             recorder.trim_after(self.state.epoch)
+            # The run's previous process is gone (checked): half-written temporary files
+            # from a kill inside a save are litter now.
+            for name in (RESUME_FILE, "run.json", "config.json", "metrics.csv", SKIPPED_FILE):
+                remove_stale_temp(self.run_dir / name)
+            remove_stale_temp(self.weights_path)
+            remove_stale_temp(metadata_path(self.weights_path))
         for event in early:
             recorder(event)
         self._write_skipped()
@@ -670,6 +679,8 @@ class _Trainer:
         st.history.append(row)
         if is_best:
             self._save_best(epoch)
+        elif self.saved_best is not None:
+            self._update_metadata()
         self.emit(
             EpochEnd(
                 epoch=epoch,
@@ -701,6 +712,7 @@ class _Trainer:
             epochs=st.history,
             config=self.config.to_dict(),
             precision=self.precision.name,
+            channels_last=self.channels_last,
             device=str(self.device),
             run_id=self.run_dir.name,
             run_dir=str(self.run_dir),
@@ -720,6 +732,15 @@ class _Trainer:
             ) from None
         self.saved_best = epoch
         self.emit(CheckpointSaved("best", str(self.weights_path), epoch))
+
+    def _update_metadata(self) -> None:
+        """The weights' metadata carries the run's whole history, not only the epochs up to
+        the best one: rewrite the small .json (atomically) after every later epoch."""
+        path = metadata_path(self.weights_path)
+        try:
+            save_json(self._metadata(), path)
+        except OSError as exc:
+            self.emit(LogMessage("warning", f"could not update {path}: {_why_save(exc)}"))
 
     def _save_resume(self) -> None:
         st = self.state

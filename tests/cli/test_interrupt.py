@@ -241,13 +241,15 @@ def test_kill_9_at_random_moments_then_resume(dataset, tmp_path):
             moment = f"{delay:.2f}s in"
         if proc.p.poll() is None:
             proc.p.kill()
+            kills.append(moment)
         proc.finish()
-        kills.append(moment)
         _check_disk_state(run_dir, out)
         if read_run(run_dir).status == "finished":
             break  # it ended before the kill came
 
     assert run_dir is not None
+    print("kill -9 moments:", kills)
+    assert len(kills) >= 3, kills  # most attempts really killed a running trainer
     if not (run_dir / RESUME_FILE).exists():
         proc = Proc(_train_args(dataset, out, epochs=epochs), env=env)
         proc.finish()
@@ -255,8 +257,11 @@ def test_kill_9_at_random_moments_then_resume(dataset, tmp_path):
     elif read_run(run_dir).status != "finished":
         final = Proc(["--resume", str(run_dir), "--plain"], env=env)
         assert final.finish() == 0, (kills, final.err)
+        assert not list(out.glob(".*.tmp")), kills
     summary = read_run(run_dir)
     assert summary.status == "finished", (kills, summary)
+    # The resumed run swept up what kills inside saves left half-written.
+    assert not list(run_dir.glob(".*.tmp")), kills
     rows = _metric_rows(run_dir)
     assert [int(r[0]) for r in rows] == list(range(1, epochs + 1)), (kills, rows)
     _check_disk_state(run_dir, out)

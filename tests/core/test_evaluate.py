@@ -175,5 +175,12 @@ def test_records_with_the_run_and_without(predictor: Predictor, weights: Path,
     record2 = save_evaluation(res2)
     assert record2.parent == evaluations_root(None) == data_home() / "evaluations"
     assert {s.record_dir for s in list_evaluations()} == {record, record2}
+    # A damaged record is skipped, not fatal.
+    broken = record2.parent / "20000101-000000-broken"
+    broken.mkdir()
+    (broken / "evaluation.json").write_text("{not json")
+    assert {s.record_dir for s in list_evaluations()} == {record, record2}
+    with pytest.raises(EvaluationError, match="no readable evaluation.json"):
+        load_evaluation(broken)
     scan = scan_folder(dataset["val"])
     assert res2.folder == str(scan.root)

@@ -46,7 +46,7 @@ def test_default_policy_is_resolved_and_recorded(runs: dict[str, Any]) -> None:
     assert started.precision == expected
     assert started.channels_last is True
     meta = json.loads(Path(final.metadata_path).read_text(encoding="utf-8"))
-    assert meta["precision"] == expected
+    assert meta["precision"] == expected and meta["channels_last"] is True
     _, started32 = runs["fp32"]
     assert (started32.precision, started32.channels_last) == ("fp32", False)
 

@@ -208,3 +208,18 @@ def test_classification_skips_bad_files(bad_data, tmp_path):
     # Named directly, the symlink loop gets an error too.
     single = predictor.predict_image(bad_data["odd"] / "loop.jpg")
     assert not single.ok and single.error
+
+
+def test_evaluation_skips_bad_files(bad_data, tmp_path):
+    from dftui.core.evaluate import evaluate_folder
+
+    spec = get_backbone("mobilenet_v2")
+    pre = Preprocessing(32, spec.mean, spec.std, spec.interpolation)
+    weights = tmp_path / "m.pth"
+    save_weights(spec.build().eval().state_dict(), weights, build_metadata(spec.name, pre))
+    result = evaluate_folder(Predictor(weights, device="cpu"), bad_data["root"] / "train")
+    skipped = {os.path.basename(p) for p, _ in result.unreadable}
+    expected = bad_data["expected"]
+    assert skipped == {n for n, o in expected.items() if o in ("skip", "decode")}
+    good = sum(1 for o in expected.values() if o is None)
+    assert len(result.images) == 24 + good

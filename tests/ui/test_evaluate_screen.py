@@ -16,7 +16,7 @@ from dftui.core.config import TrainConfig
 from dftui.core.events import RunFinished
 from dftui.core.evaluate import list_evaluations
 from dftui.ui.app import DftuiApp
-from dftui.ui.screens.evaluate import CamScreen, EvaluateScreen, MetricCard
+from dftui.ui.screens.evaluate import CamScreen, EvaluateScreen, MetricCard, RobustnessScreen
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.roc import RocChart
 
@@ -117,6 +117,15 @@ async def test_evaluate_threshold_and_gradcam(workspace, monkeypatch, tmp_path) 
                        what="Grad-CAM of the other class")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen, what="closing the Grad-CAM view")
+        # k: the shown folder under every corruption at every severity, in a table.
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, RobustnessScreen),
+                       what="the robustness table")
+        rob = screen.last_robustness
+        assert rob.rows[0].label == "clean" and len(rob.rows) == 13
+        assert app.screen.query_one("#robust-table").row_count == 13
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="closing the robustness table")
 
 
 async def test_bad_folder_and_weights_leave_the_screen_usable(workspace, monkeypatch, tmp_path) -> None:
@@ -132,7 +141,7 @@ async def test_bad_folder_and_weights_leave_the_screen_usable(workspace, monkeyp
         screen.add_folder(workspace["root"] / "processed_data" / "test_dev_cropped")
         await pilot.press("r")
         await wait_for(pilot, lambda: not screen.running, what="the failed evaluation")
-        assert "not a readable PyTorch weights file" in screen.status_text
+        assert "bad.pth" in screen.status_text and "weights" in screen.status_text
         assert screen.query_one("#eval-status").has_class("-error")
 
 

@@ -72,7 +72,7 @@ def make_app(tmp: Path, initial: str = "runs") -> DftuiApp:
 
 def select(screen: RunsScreen, status: str) -> None:
     table = screen.query_one("#runs-table")
-    for index, run in enumerate(screen.runs.values()):
+    for run in screen.runs.values():
         if run.status == status:
             table.move_cursor(row=table.get_row_index(str(run.run_dir)))
             return

@@ -35,9 +35,9 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from dftui.core.checkpoint import atomic_write, list_weights
+from dftui.core.checkpoint import atomic_write, list_weights, read_metadata
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
-from dftui.ui.widgets.image_view import MAX_DRAW_PIXELS, ImageView
+from dftui.ui.widgets.image_view import ImageView, fit_for_display
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.prob_bars import ProbBars, Verdict
 
@@ -82,7 +82,7 @@ def weights_description(meta: dict[str, Any] | None) -> str:
     acc = meta.get("best_val_accuracy")
     if isinstance(acc, (int, float)):
         parts.append(f"{acc:.1%}")  # best validation accuracy
-    return " · ".join(parts)
+    return " ".join(parts)  # single spaces: it must fit a 30-column list
 
 
 def truth_of(path: Path, folder: Path) -> str:
@@ -322,6 +322,8 @@ class ClassifyScreen(Screen[None]):
     }
     ClassifyScreen #model-status.-error {
         color: $text-error;
+        height: auto;
+        max-height: 4;
     }
     ClassifyScreen #verdict {
         height: 4;
@@ -418,15 +420,15 @@ class ClassifyScreen(Screen[None]):
         options = self.query_one("#weights-list", OptionList)
         highlighted = options.highlighted_option.id if options.highlighted_option else None
         entries = list_weights(self._weights_dir)
-        known = {str(p) for p, _ in entries}
+        # Compared resolved: weights/x.pth and /abs/weights/x.pth are one file.
+        known = {p.resolve() for p, _ in entries}
         extra = [self._initial_weights] if self._initial_weights else []
         extra += [self.weights_path] if self.weights_path else []
         for path in extra:
-            if path is not None and str(path) not in known and path.is_file():
-                from dftui.core.checkpoint import read_metadata
-
+            if path is not None and path.resolve() not in known and path.is_file():
                 entries.append((path, read_metadata(path)))
-                known.add(str(path))
+                known.add(path.resolve())
+        loaded_path = self.weights_path.resolve() if self.weights_path else None
         options.clear_options()
         if not entries:
             options.add_option(
@@ -434,16 +436,20 @@ class ClassifyScreen(Screen[None]):
             )
             return
         for path, meta in entries:
-            loaded = self.weights_path is not None and path == self.weights_path
+            loaded = path.resolve() == loaded_path
             prompt = Text.assemble(
                 ("● " if loaded else "", "green"), (path.name, "bold"), "\n",
                 (weights_description(meta), "dim"),
                 overflow="ellipsis", no_wrap=True,
             )
             options.add_option(Option(prompt, id=str(path)))
-        target = highlighted or (str(self.weights_path) if self.weights_path else None)
-        if target in known:
-            options.highlighted = options.get_option_index(target)
+        ids = [str(p) for p, _ in entries]
+        if highlighted in ids:
+            options.highlighted = ids.index(highlighted)
+        else:
+            resolved = [p.resolve() for p, _ in entries]
+            if loaded_path in resolved:
+                options.highlighted = resolved.index(loaded_path)
 
     @on(OptionList.OptionSelected, "#weights-list")
     def _weights_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -526,7 +532,8 @@ class ClassifyScreen(Screen[None]):
 
     def _set_status(self, text: str, error: bool) -> None:
         status = self.query_one("#model-status", Static)
-        status.update(Text(text, overflow="ellipsis", no_wrap=True))
+        # Errors wrap (up to 4 lines) so the whole reason shows; a model line stays one line.
+        status.update(Text(text, overflow="ellipsis", no_wrap=not error))
         status.set_class(error, "-error")
 
     # -- one image ------------------------------------------------------------------------
@@ -586,8 +593,7 @@ class ClassifyScreen(Screen[None]):
         except Exception as exc:  # noqa: BLE001 - unreadable or not an image
             self.post_message(ImageDecoded(path, None, _short_reason(exc)))
             return
-        thumb = image.copy()
-        thumb.thumbnail((MAX_DRAW_PIXELS, MAX_DRAW_PIXELS))
+        thumb = fit_for_display(image)  # shrunk here, off the UI thread
         self.post_message(ImageDecoded(path, thumb))
         if predictor is None or worker.is_cancelled:
             return

@@ -100,6 +100,59 @@ class EvalEnded(Message):
         self.stopped = stopped
 
 
+class RobustnessReady(Message):
+    def __init__(self, robust: Any, error: str = "") -> None:
+        super().__init__()
+        self.robust = robust
+        self.error = error
+
+
+class RobustnessScreen(ModalScreen[None]):
+    """Accuracy and AUC per corruption and severity, against the clean images."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close", id="evaluate.robust_close")]
+    DEFAULT_CSS = """
+    RobustnessScreen > Vertical {
+        width: 84;
+        max-width: 100%;
+        height: auto;
+        max-height: 90%;
+        border: thick $accent;
+        background: $surface;
+        padding: 0 1;
+    }
+    RobustnessScreen #robust-table { height: auto; max-height: 24; }
+    RobustnessScreen #robust-title { text-style: bold; }
+    """
+
+    def __init__(self, robust: Any) -> None:
+        super().__init__()
+        self.robust = robust
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text(f"Robustness on {Path(self.robust.clean.folder).name}"
+                              + (" (stopped early)" if self.robust.stopped else "")),
+                         id="robust-title")
+            yield DataTable(id="robust-table", cursor_type="row", zebra_stripes=True)
+            yield Static("accuracy at the threshold of the evaluation; Escape closes",
+                         classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("corruption", "images", "accuracy", "Δ accuracy", "AUC", "EER")
+        base = self.robust.rows[0].accuracy
+        for row in self.robust.rows:
+            delta = row.accuracy - base
+            table.add_row(row.label, str(row.n), _fmt(row.accuracy),
+                          Text(f"{delta:+.1%}", style="red" if delta < -0.02 else ""),
+                          _fmt(row.roc_auc, pct=False), _fmt(row.eer))
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
 class CamReady(Message):
     def __init__(self, path: str, result: CamResult | None, error: str = "") -> None:
         super().__init__()
@@ -196,7 +249,7 @@ class CamScreen(ModalScreen[None]):
         try:
             from dftui.core.gradcam import grad_cam
 
-            predictor = self.owner.predictor_for_cam()
+            predictor = self.owner.predictor_for_results()
             with self.owner.model_lock:
                 result = grad_cam(predictor, self.path, target=self.target)
             self.post_message(CamReady(self.path, result))
@@ -242,6 +295,8 @@ class EvaluateScreen(Screen[None]):
         Binding("0", "reset_threshold", "Threshold 0.5", show=False, id="evaluate.threshold_reset"),
         Binding("E", "eer_threshold", "Threshold at EER", show=False, id="evaluate.threshold_eer"),
         Binding("n", "next_result", "Next folder", id="evaluate.next"),
+        Binding("k", "robustness", "Robustness", id="evaluate.robustness",
+                tooltip="Evaluate the shown folder under JPEG, blur, noise and rescaling"),
         Binding("x", "remove_folder", "Remove folder", show=False, id="evaluate.remove_folder"),
         Binding("w", "focus('#eval-weights')", "Weights", show=False, id="evaluate.focus_weights"),
         Binding("o", "focus('#eval-folder-path')", "Add folder", show=False,
@@ -295,6 +350,7 @@ class EvaluateScreen(Screen[None]):
         self._predictor_lock = threading.Lock()
         self.model_lock = threading.Lock()  # one forward pass at a time on the shared model
         self._errors_shown: list[Any] = []
+        self.last_robustness: Any = None
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -450,7 +506,7 @@ class EvaluateScreen(Screen[None]):
             self._stop.set()
             self._set_status("stopping after this batch...")
 
-    def predictor_for_cam(self) -> Predictor:
+    def predictor_for_results(self) -> Predictor:
         """The model of the shown results (loaded here, in a worker thread, if needed)."""
         weights = Path(self.results[self.current].weights) if self.results else self.weights_path
         if weights is None:
@@ -507,14 +563,13 @@ class EvaluateScreen(Screen[None]):
     def on_eval_event(self, message: EvalEvent) -> None:
         event = message.event
         bar = self.query_one("#eval-progress", ProgressBar)
-        if isinstance(event, EvalStarted):
-            bar.update(total=max(1, event.total), progress=0)
-            self._set_status(f"scoring {Path(event.folder).name} ({event.pass_index}/{event.passes})"
-                             f": {event.total} images")
-        elif isinstance(event, EvalProgress):
-            bar.update(total=max(1, event.total), progress=event.done)
-            self._set_status(f"scoring {Path(event.folder).name} ({event.pass_index}/{event.passes})"
-                             f": {event.done}/{event.total}, {event.images_per_s:.0f} img/s")
+        if isinstance(event, (EvalStarted, EvalProgress)):
+            done = event.done if isinstance(event, EvalProgress) else 0
+            bar.update(total=max(1, event.total), progress=done)
+            what = Path(event.folder).name + ("" if event.label == "clean" else f" {event.label}")
+            speed = f", {event.images_per_s:.0f} img/s" if isinstance(event, EvalProgress) else ""
+            self._set_status(f"scoring {what} ({event.pass_index}/{event.passes}): "
+                             f"{done}/{event.total}{speed}")
         elif isinstance(event, EvalFinished):
             bar.update(total=max(1, event.n), progress=event.n)
         elif isinstance(event, _Note):
@@ -537,6 +592,48 @@ class EvaluateScreen(Screen[None]):
                 f"done: {len(self.results)} folder(s) evaluated"
                 + (f"; saved under {Path(where).parent}" if where else "")
             )
+
+    # -- robustness ---------------------------------------------------------------------------
+    def action_robustness(self) -> None:
+        if self.running:
+            self._set_status("an evaluation is running; s stops it")
+            return
+        if not self.results:
+            self._set_status("evaluate first (r), then k measures robustness", error=True)
+            return
+        self.running = True
+        self._stop = threading.Event()
+        clean = self.results[self.current]
+        self._set_status(f"robustness of {Path(clean.folder).name}: starting...")
+        self._robustness(clean, self._stop)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate")
+    def _robustness(self, clean: EvaluationResult, stop: threading.Event) -> None:
+        try:
+            from dftui.core.augment import CORRUPTIONS
+            from dftui.core.evaluate import robustness, save_evaluation
+
+            predictor = self.predictor_for_results()
+            with self.model_lock:
+                robust = robustness(predictor, clean.folder, list(CORRUPTIONS), clean=clean,
+                                    threshold=clean.threshold, batch_size=self.batch_size,
+                                    stop=stop, emit=lambda e: self.post_message(EvalEvent(e)))
+            try:
+                save_evaluation(clean, robust)
+            except OSError as exc:
+                self.post_message(EvalEvent(_Note(f"record not saved: {exc}")))
+            self.post_message(RobustnessReady(robust))
+        except Exception as exc:  # noqa: BLE001 - shown, never a dead app
+            self.post_message(RobustnessReady(None, f"{type(exc).__name__}: {exc}"))
+
+    def on_robustness_ready(self, message: RobustnessReady) -> None:
+        self.running = False
+        if message.robust is None:
+            self._set_status(f"robustness failed: {message.error}", error=True)
+            return
+        self.last_robustness = message.robust
+        self._set_status("robustness done" + (" (stopped early)" if message.robust.stopped else ""))
+        self.app.push_screen(RobustnessScreen(message.robust))
 
     # -- threshold and results --------------------------------------------------------------
     def action_threshold(self, delta: float) -> None:

@@ -30,6 +30,7 @@ from dftui.ui.widgets.navbar import NavBar
 
 DEFAULTS = TrainConfig()
 PRETRAINED_FILE = "file"
+DEVICE_LOADING = "auto-loading"  # a placeholder value, so filling the list changes the value
 SCAN_DELAY_S = 0.3  # typing a path rescans once the user pauses
 SAVE_DELAY_S = 1.0
 
@@ -223,7 +224,7 @@ class SetupScreen(Screen[None]):
                             compact=True, placeholder="path to an ImageNet state_dict .pth")
             with Horizontal(classes="row"):
                 yield Label("Device", classes="field-label")
-                yield Select([("auto (loading…)", "auto")], value="auto",
+                yield Select([("auto (loading…)", DEVICE_LOADING)], value=DEVICE_LOADING,
                              allow_blank=False, id="device", compact=True)
                 yield Label("Precision", classes="field-label2")
                 precision = saved.get("precision", "auto")
@@ -289,7 +290,7 @@ class SetupScreen(Screen[None]):
         values.update(
             backbone=self.backbone,
             pretrained=self.select("pretrained"),
-            device=self.select("device"),
+            device="auto" if self.select("device") == DEVICE_LOADING else self.select("device"),
             precision=self.select("precision"),
             overwrite=self.query_one("#overwrite", Checkbox).value,
         )
@@ -438,7 +439,6 @@ class SetupScreen(Screen[None]):
     def _devices_failed(self, error: str) -> None:
         select = self.query_one("#device", Select)
         select.set_options([("auto (torch failed to load)", "auto")])
-        select.value = "auto"
 
     # -- folder scans ------------------------------------------------------------------
     def _schedule_scan(self, field: str) -> None:
@@ -532,7 +532,9 @@ class SetupScreen(Screen[None]):
             self.query_one(f"#{field}", Input).value = default
         self.query_one("#backbone", Select).value = DEFAULTS.backbone
         self.query_one("#pretrained", Select).value = "imagenet"
-        self.query_one("#device", Select).value = "auto"
+        device = self.query_one("#device", Select)
+        if device.value != DEVICE_LOADING:
+            device.value = "auto"
         self.query_one("#precision", Select).value = "auto"
         self.query_one("#overwrite", Checkbox).value = False
         self.query_one("#weights", Input).value = default_weights(DEFAULTS.backbone)

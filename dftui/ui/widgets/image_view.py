@@ -3,7 +3,7 @@
 textual-image draws with sixel or the kitty graphics protocol where the terminal supports
 them and with coloured half-block characters otherwise, so images also show over plain SSH.
 It picks the method by querying the terminal, which only works before the app starts:
-``dftui.ui.launch`` imports it first (see ``prepare_terminal``). Headless (``run_test``, SVG
+``dftui.ui.launch`` imports ``textual_image.widget`` first. Headless (``run_test``, SVG
 snapshots) half blocks are always used, so what the tests see is the same everywhere."""
 
 from __future__ import annotations
@@ -23,12 +23,6 @@ if TYPE_CHECKING:
 # Larger images are shrunk before drawing: the terminal shows at most a few hundred pixels,
 # and textual-image rescales on every repaint.
 MAX_DRAW_PIXELS = 768
-
-
-def prepare_terminal() -> None:
-    """Let textual-image query the terminal (sixel / kitty support, cell size). Call before
-    ``App.run()``: once Textual reads stdin the terminal's answers would be lost."""
-    import textual_image.widget  # noqa: F401
 
 
 def image_widget_class(headless: bool) -> type[Widget]:

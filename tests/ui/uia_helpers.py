@@ -1,0 +1,42 @@
+"""Helpers for the app-shell, Setup, Training and worker tests (engineer UI-A's files)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from dftui.core.config import TrainConfig
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 90.0,
+                   what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        await pilot.pause(0.05)
+
+
+def one_thread() -> None:
+    """This shared 2-core box is heavily oversubscribed: torch's OpenMP threads spin and a
+    tiny batch takes seconds instead of milliseconds. One thread keeps runs fast."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_config(dataset: dict[str, Path], standin: Path, out: Path, **changes: Any) -> TrainConfig:
+    """A 2-epoch, 32 px, batch 8 run on the session's generated set."""
+    base = TrainConfig(
+        train_dir=dataset["train"],
+        val_dir=dataset["val"],
+        epochs=2,
+        batch_size=8,
+        img_size=32,
+        pretrained=str(standin),
+        workers=0,
+        device="cpu",
+        precision="fp32",
+        out_dir=out,
+    )
+    return base.with_(**changes)
