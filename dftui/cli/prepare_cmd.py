@@ -157,7 +157,10 @@ class RichPrinter:
                 f"{event.faces_per_s:.1f} faces/s"
             ))
         elif isinstance(event, SplitFinished):
-            style = "red" if event.summary.status == "failed" else "green"
+            summary = event.summary
+            if summary.split in self.tasks:
+                p.update(self.tasks[summary.split], completed=summary.images_done)
+            style = "red" if summary.status == "failed" else "green"
             p.console.print(f"[{style}]{event.summary.line()}[/]", highlight=False)
         elif isinstance(event, LogMessage):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")

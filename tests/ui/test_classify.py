@@ -286,6 +286,37 @@ async def test_bad_weights_and_images_show_a_message(in_workspace, tmp_path: Pat
         assert "does not exist" in bars.message
 
 
+async def test_image_view_draws_pil_images_files_and_messages(tmp_path: Path) -> None:
+    from PIL import Image
+    from textual.app import App
+    from textual.widgets import Static
+
+    class Host(App[None]):
+        def compose(self):
+            yield ImageView("nothing yet")
+
+    pin_cell_size()
+    big = Image.new("RGBA", (2000, 1000), (255, 0, 0, 128))
+    path = tmp_path / "x.png"
+    big.save(path)
+    (tmp_path / "bad.png").write_text("not an image")
+    async with Host().run_test(size=(60, 20)) as pilot:
+        view = pilot.app.query_one(ImageView)
+        view.show_image(big, "big one")
+        await pilot.pause()
+        assert view.image.size == (768, 384) and view.image.mode == "RGB"
+        assert view.caption == "big one"
+        view.show_path(path)
+        assert view.caption == "x.png" and view.image is not None
+        view.clear("gone")
+        await pilot.pause()
+        assert view.image is None
+        assert str(view.query_one("#image-placeholder", Static).content) == "gone"
+        view.show_path(tmp_path / "bad.png")
+        assert view.image is None
+        assert "Cannot show bad.png" in str(view.query_one("#image-placeholder", Static).content)
+
+
 def test_screen_modules_do_not_import_torch() -> None:
     code = (
         "import sys; import dftui.ui.screens.classify, dftui.ui.screens.runs, "

@@ -145,6 +145,37 @@ async def test_bad_folder_and_weights_leave_the_screen_usable(workspace, monkeyp
         assert screen.query_one("#eval-status").has_class("-error")
 
 
+async def test_compare_two_weights(workspace, monkeypatch, tmp_path) -> None:
+    import torch
+
+    monkeypatch.chdir(workspace["root"])
+    # B: A with the head's bias pushed toward fake, so it calls more images fake.
+    state = torch.load(workspace["weights"], weights_only=True)
+    state["classifier.1.bias"] = state["classifier.1.bias"] + torch.tensor([-4.0, 4.0])
+    b_path = tmp_path / "biased.pth"
+    torch.save(state, b_path)
+    dev = workspace["root"] / "processed_data" / "test_dev_cropped"
+    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "settings.json")
+    async with app.run_test(size=(140, 48)) as pilot:
+        screen = await app.open_screen("evaluate", weights=workspace["weights"], folders=[dev])
+        await pilot.pause()
+        screen.query_one("#eval-compare-path").focus()
+        await pilot.press(*str(b_path), "enter")
+        assert screen.compare_path == b_path
+        screen.query_one("#eval-summary").focus()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: not screen.running, what="evaluating A and B")
+        a, b = screen.results
+        assert (Path(a.weights), Path(b.weights)) == (workspace["weights"], b_path)
+        assert a.folder == b.folder
+        summary = screen.query_one("#eval-summary")
+        row_b = [str(c) for c in summary.get_row_at(1)]
+        assert row_b[1] == "B biased.pth"
+        diff = b.metrics.accuracy - a.metrics.accuracy
+        assert row_b[5] == f"{diff:+.1%}"
+        assert b.metrics.confusion.fp + b.metrics.confusion.tp >= a.metrics.confusion.fp + a.metrics.confusion.tp
+
+
 def test_screen_module_does_not_import_torch() -> None:
     code = ("import sys, dftui.ui.screens.evaluate; "
             "print(sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules))")

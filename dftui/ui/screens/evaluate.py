@@ -71,6 +71,11 @@ def _fmt(value: float | None, pct: bool = True) -> str:
     return f"{value:.1%}" if pct else f"{value:.3f}"
 
 
+def _delta(value: float, pct: bool) -> Text:
+    text = f"{value:+.1%}" if pct else f"{value:+.3f}"
+    return Text(text, style="green" if value > 0 else "red" if value < 0 else "")
+
+
 # -- messages from the workers ----------------------------------------------------------------
 class EvalEvent(Message):
     """An evaluation event from the worker; progress messages merge when the UI lags."""
@@ -298,6 +303,8 @@ class EvaluateScreen(Screen[None]):
         Binding("k", "robustness", "Robustness", id="evaluate.robustness",
                 tooltip="Evaluate the shown folder under JPEG, blur, noise and rescaling"),
         Binding("x", "remove_folder", "Remove folder", show=False, id="evaluate.remove_folder"),
+        Binding("b", "compare_highlighted", "Compare with", show=False, id="evaluate.compare",
+                tooltip="Evaluate the highlighted weights too, as B beside A"),
         Binding("w", "focus('#eval-weights')", "Weights", show=False, id="evaluate.focus_weights"),
         Binding("o", "focus('#eval-folder-path')", "Add folder", show=False,
                 id="evaluate.focus_folder"),
@@ -346,7 +353,8 @@ class EvaluateScreen(Screen[None]):
         self.running = False
         self.status_text = ""
         self._stop = threading.Event()
-        self._predictor: Predictor | None = None
+        self.compare_path: Path | None = None  # weights B, evaluated beside A when set
+        self._predictors: dict[str, Predictor] = {}  # loaded models by weights path
         self._predictor_lock = threading.Lock()
         self.model_lock = threading.Lock()  # one forward pass at a time on the shared model
         self._errors_shown: list[Any] = []
@@ -361,6 +369,8 @@ class EvaluateScreen(Screen[None]):
                 yield OptionList(id="eval-weights")
                 yield Input(placeholder="or a weights path, Enter", id="eval-weights-path",
                             compact=True)
+                yield Input(placeholder="compare with (B): a weights path, Enter; b: the "
+                            "highlighted one", id="eval-compare-path", compact=True)
                 yield Label("Test folders (x removes)", classes="section")
                 yield OptionList(id="eval-folders")
                 yield Input(placeholder="add a folder path, Enter (o)",
@@ -382,7 +392,8 @@ class EvaluateScreen(Screen[None]):
 
     def on_mount(self) -> None:
         summary = self.query_one("#eval-summary", DataTable)
-        summary.add_columns("folder", "images", "unreadable", "accuracy", "F1", "AUC", "EER")
+        summary.add_columns("folder", "weights", "images", "unreadable", "accuracy", "Δ acc",
+                            "F1", "AUC", "Δ AUC", "EER")
         errors = self.query_one("#eval-errors", DataTable)
         errors.add_columns("file", "truth", "called", "p_fake", "confidence")
         errors.border_title = "Misclassified (Enter: Grad-CAM)"
@@ -406,14 +417,18 @@ class EvaluateScreen(Screen[None]):
         options = self.query_one("#eval-weights", OptionList)
         entries = list_weights(self._weights_dir)
         known = {str(p) for p, _ in entries}
-        if self.weights_path and str(self.weights_path) not in known and self.weights_path.is_file():
-            from dftui.core.checkpoint import read_metadata
+        for extra in (self.weights_path, self.compare_path):
+            if extra and str(extra) not in known and extra.is_file():
+                from dftui.core.checkpoint import read_metadata
 
-            entries.append((self.weights_path, read_metadata(self.weights_path)))
+                entries.append((extra, read_metadata(extra)))
+                known.add(str(extra))
         options.clear_options()
         for path, meta in entries:
             backbone = (meta or {}).get("backbone", "reference format")
             mark = "● " if self.weights_path and str(path) == str(self.weights_path) else "  "
+            if self.compare_path and str(path) == str(self.compare_path):
+                mark = "B "
             options.add_option(Option(Text(f"{mark}{path.name}  {backbone}"), id=str(path)))
         if not entries:
             options.add_option(Option(Text(f"no .pth in {self._weights_dir}/"), disabled=True))
@@ -434,10 +449,32 @@ class EvaluateScreen(Screen[None]):
     def choose_weights(self, path: Path) -> None:
         if self.weights_path != path:
             self.weights_path = path
-            with self._predictor_lock:
-                self._predictor = None
         self.refresh_weights()
         self._set_status(f"weights {path}; r to evaluate")
+
+    @on(Input.Submitted, "#eval-compare-path")
+    def _compare_typed(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            self.set_compare(None)
+            return
+        path = Path(text).expanduser()
+        if not path.is_file():
+            self._set_status(f"weights file {path} does not exist", error=True)
+            return
+        self.set_compare(path)
+
+    def action_compare_highlighted(self) -> None:
+        opt = self.query_one("#eval-weights", OptionList).highlighted_option
+        if opt is not None and opt.id:
+            self.set_compare(Path(opt.id))
+
+    def set_compare(self, path: Path | None) -> None:
+        """Weights B: evaluated on the same folders, shown beside A with the difference."""
+        self.compare_path = path
+        self.refresh_weights()
+        self._set_status(f"compare with {path.name} (B); r to evaluate" if path else
+                         "no comparison")
 
     def _refresh_folders(self) -> None:
         options = self.query_one("#eval-folders", OptionList)
@@ -499,42 +536,55 @@ class EvaluateScreen(Screen[None]):
         self.current = 0
         self._show_current()
         self._set_status(f"loading {self.weights_path.name}...")
-        self._evaluate(self.weights_path, list(self.folders), self._stop)
+        self._evaluate(self.weights_path, self.compare_path, list(self.folders), self._stop)
 
     def action_stop(self) -> None:
         if self.running:
             self._stop.set()
             self._set_status("stopping after this batch...")
 
+    def predictor(self, weights: Path) -> Predictor:
+        """A loaded model for ``weights`` (call from a worker thread: loading takes time).
+        A file changed on disk since it was loaded is loaded again."""
+        from dftui.core.predict import Predictor
+
+        key = str(weights)
+        stamp = weights.stat().st_mtime if weights.exists() else None
+        with self._predictor_lock:
+            cached = self._predictors.get(key)
+            if cached is None or getattr(cached, "_dftui_mtime", None) != stamp:
+                cached = Predictor(weights, self.device)
+                cached._dftui_mtime = stamp  # type: ignore[attr-defined]
+                if len(self._predictors) >= 2:  # A and B; older models are dropped
+                    self._predictors.pop(next(iter(self._predictors)))
+                self._predictors[key] = cached
+            return cached
+
     def predictor_for_results(self) -> Predictor:
-        """The model of the shown results (loaded here, in a worker thread, if needed)."""
+        """The model of the shown result."""
         weights = Path(self.results[self.current].weights) if self.results else self.weights_path
         if weights is None:
             raise RuntimeError("no weights chosen")
-        with self._predictor_lock:
-            if self._predictor is None or Path(self._predictor.weights) != weights:
-                from dftui.core.predict import Predictor
-
-                self._predictor = Predictor(weights, self.device)
-            return self._predictor
+        return self.predictor(weights)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate")
-    def _evaluate(self, weights: Path, folders: list[Path], stop: threading.Event) -> None:
+    def _evaluate(self, weights: Path, compare: Path | None, folders: list[Path],
+                  stop: threading.Event) -> None:
         try:
             from dftui.core.backbones import WeightsError
             from dftui.core.data import DataError
             from dftui.core.devices import DeviceError
             from dftui.core.evaluate import EvaluationError, evaluate_folder, save_evaluation
-            from dftui.core.predict import Predictor
+            import dftui.core.predict  # noqa: F401 - torch loads here, in the worker
         except Exception as exc:  # noqa: BLE001 - a broken torch install
             self.post_message(EvalEnded(f"cannot load the engine: {exc}"))
             return
         try:
-            with self._predictor_lock:
-                if self._predictor is None or Path(self._predictor.weights) != weights:
-                    self._predictor = Predictor(weights, self.device)
-                predictor = self._predictor
-            for i, folder in enumerate(folders, 1):
+            predictors = [self.predictor(weights)]
+            if compare is not None:
+                predictors.append(self.predictor(compare))
+            jobs = [(folder, p) for folder in folders for p in predictors]
+            for i, (folder, predictor) in enumerate(jobs, 1):
                 if stop.is_set():
                     self.post_message(EvalEnded(stopped=True))
                     return
@@ -542,7 +592,7 @@ class EvaluateScreen(Screen[None]):
                     result = evaluate_folder(
                         predictor, folder, batch_size=self.batch_size, stop=stop,
                         emit=lambda e: self.post_message(EvalEvent(e)),
-                        pass_index=i, passes=len(folders),
+                        pass_index=i, passes=len(jobs),
                     )
                 try:
                     save_evaluation(result)
@@ -730,15 +780,32 @@ class EvaluateScreen(Screen[None]):
                 f"{max(im.p_fake, 1 - im.p_fake):.3f}",
             )
 
+    def _baseline(self, res: EvaluationResult) -> EvaluationResult | None:
+        """A's result on the same folder, when ``res`` is B's."""
+        for other in self.results:
+            if other.folder == res.folder:
+                return None if other is res else other
+        return None
+
     def _summary_cells(self, res: EvaluationResult) -> list[Any]:
         m = res.metrics_at(self.threshold)
+        base = self._baseline(res)
+        d_acc = d_auc = ""
+        if base is not None:
+            mb = base.metrics_at(self.threshold)
+            d_acc = _delta(m.accuracy - mb.accuracy, pct=True)
+            if m.roc_auc is not None and mb.roc_auc is not None:
+                d_auc = _delta(m.roc_auc - mb.roc_auc, pct=False)
         return [
             Text(Path(res.folder).name + (" (stopped)" if res.stopped else "")),
+            Text(("B " if base is not None else "") + Path(res.weights).name),
             str(m.n),
             str(len(res.unreadable)),
             _fmt(m.accuracy),
+            d_acc,
             _fmt(m.f1),
             _fmt(m.roc_auc, pct=False),
+            d_auc,
             _fmt(m.eer),
         ]
 
