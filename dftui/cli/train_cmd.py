@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -75,16 +74,6 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _resume_config(args: argparse.Namespace, run_dir: Path) -> Any:
-    from dftui.core.config import TrainConfig
-
-    data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    config = TrainConfig.from_dict(data)
-    if args.epochs is not None:  # the only setting a resumed run may change: train longer
-        config = config.with_(epochs=args.epochs)
-    return config
-
-
 class _SafePrinter:
     """Passes events to the printer until the terminal goes away (a dropped SSH session
     closes it: writes fail with EIO or a broken pipe); then training goes on silently and
@@ -99,7 +88,9 @@ class _SafePrinter:
             return
         try:
             self.printer(event)
-        except (OSError, ValueError):  # ValueError: write to a closed file
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "closed file" not in str(exc):
+                raise  # a printer bug, not a lost terminal
             self.broken = True
             _silence_stdout()
 
@@ -128,7 +119,7 @@ def _silence_stdout() -> None:
 def run(args: argparse.Namespace) -> int:
     from dftui.cli import fail
     from dftui.core.config import ConfigError
-    from dftui.core.runs import find_run
+    from dftui.core.runs import find_run, resume_config
 
     resume_dir = None
     if args.resume:
@@ -136,9 +127,9 @@ def run(args: argparse.Namespace) -> int:
         if resume_dir is None or not (resume_dir / "config.json").is_file():
             return fail(f"no run {args.resume!r} to resume; see the run folders with `dftui runs`")
         try:
-            config = _resume_config(args, resume_dir)
-        except (OSError, ValueError, TypeError) as exc:
-            return fail(f"the settings of run {resume_dir} cannot be read ({exc}); start a new run")
+            config = resume_config(resume_dir, args.epochs)
+        except ValueError as exc:
+            return fail(f"{exc}; start a new run")
     else:
         config = _config_from_args(args)
     # Settings are checked before torch is imported (seconds) or any data is scanned.

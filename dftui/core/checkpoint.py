@@ -70,7 +70,7 @@ def remove_stale_temp(path: str | Path) -> int:
     other process can be writing it). Returns how many were removed."""
     path = Path(path)
     removed = 0
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+    for tmp in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
         try:
             tmp.unlink()
             removed += 1
@@ -79,7 +79,7 @@ def remove_stale_temp(path: str | Path) -> int:
     return removed
 
 
-def glob_escape(name: str) -> str:
+def _glob_escape(name: str) -> str:
     import glob
 
     return glob.escape(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at least 1 (got {self.epochs})")
         if self.batch_size <= 0:
             raise ConfigError(f"batch size must be at least 1 (got {self.batch_size})")
-        if not self.lr > 0:
-            raise ConfigError(f"learning rate must be greater than 0 (got {self.lr})")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be a number greater than 0 (got {self.lr})")
         if self.img_size is not None:
             minimum = BACKBONES[self.backbone].min_size
             if self.img_size < minimum:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dftui.core.checkpoint import atomic_write, save_json
 from dftui.core.events import (
@@ -36,6 +36,9 @@ METRIC_COLUMNS = (
     "data_wait",
     "is_best",
 )
+if TYPE_CHECKING:
+    from dftui.core.config import TrainConfig
+
 BATCH_RECORD_INTERVAL_S = 2.0  # batch events are thinned in the record; epochs are all kept
 
 
@@ -319,6 +322,23 @@ def find_run(ref: str, root: Path | None = None) -> Path | None:
         if run.run_id == ref or run.run_dir.name == ref:
             return run.run_dir
     return None
+
+
+def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
+    """The settings a run was started with (its config.json), for ``fit(config, ...,
+    resume=run_dir)``; ``epochs`` may raise the epoch count to train longer. Raises
+    ValueError with a readable message when the file is missing or damaged."""
+    from dftui.core.config import TrainConfig
+
+    path = Path(run_dir) / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        config = TrainConfig.from_dict(data)
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir} has no config.json; it cannot be resumed") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"the settings of run {run_dir} cannot be read ({exc})") from None
+    return config.with_(epochs=epochs) if epochs is not None else config
 
 
 def read_events(run_dir: Path) -> list[Event]:

@@ -417,12 +417,34 @@ class _Trainer:
                 skipped=list(st.get("skipped", [])),
             )
             self.state.skipped_set = set(self.state.skipped)
+            saved = ckpt.get("config") or {}
             ckpt["model"], ckpt["optimizer"], ckpt["rng"], ckpt["weights_path"]  # noqa: B018
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets one message
             raise RunAborted(
                 f"resume checkpoint {path} cannot be read ({type(exc).__name__}: "
                 f"{str(exc)[:200]}); start a new run"
             ) from None
+        # The model must be the one saved; other changed settings would make the resumed
+        # run differ from an uninterrupted one: say so.
+        if saved.get("backbone") not in (None, self.config.backbone):
+            raise RunAborted(
+                f"{path} holds a {saved['backbone']} run, but the settings given are for "
+                f"{self.config.backbone}; resume with the run's own settings (its config.json)"
+            )
+        given = self.config.to_dict()
+        changed = [
+            key
+            for key in ("img_size", "batch_size", "lr", "seed", "augment", "train_dir", "val_dir")
+            if key in saved and str(saved[key]) != str(given.get(key))
+        ]
+        if changed:
+            self.emit(
+                LogMessage(
+                    "warning",
+                    f"resuming with settings that differ from the run's own ({', '.join(changed)}); "
+                    "the result will not match an uninterrupted run",
+                )
+            )
         return ckpt
 
     # -- the loop ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ import importlib.util
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from textual import work
@@ -74,7 +75,8 @@ def _screen_bindings() -> list[Binding]:
 class DftuiApp(App[None]):
     TITLE = "dftui"
     SUB_TITLE = "fine-tune DeepFake detectors"
-    CSS_PATH = "app.tcss"
+    # Absolute, so subclasses defined elsewhere (tests, benchmarks) find it too.
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
         Binding("f1", "help", "Help", priority=True, id="app.help"),

@@ -13,7 +13,7 @@ import torch
 
 from dftui.core.config import TrainConfig
 from dftui.core.events import EpochEnd, RunFailed, RunFinished
-from dftui.core.runs import list_runs, read_run
+from dftui.core.runs import list_runs, read_run, resume_config
 from dftui.core.train import RESUME_FILE, StopFlag, fit
 
 
@@ -123,6 +123,16 @@ def test_resume_refused_while_the_run_is_alive(dataset, tmp_path):
     _, final = _run(cfg, resume=run_dir)
     assert isinstance(final, RunFailed)
     assert "still running" in final.message and str(os.getppid()) in final.message
+
+    # Settings for a resume come from the run's own config.json (what the Runs screen uses).
+    info["status"] = "interrupted"
+    (run_dir / "run.json").write_text(json.dumps(info))
+    own = resume_config(run_dir)
+    assert own.to_dict() == cfg.to_dict()
+    assert resume_config(run_dir, epochs=5).epochs == 5
+    # Settings for another backbone are refused with the reason, not a state_dict error.
+    _, final = _run(cfg.with_(backbone="xception"), resume=run_dir)
+    assert isinstance(final, RunFailed) and "holds a mobilenet_v2 run" in final.message
 
 
 def test_resume_without_checkpoint_or_with_a_damaged_one(dataset, tmp_path):

@@ -123,7 +123,11 @@ async def test_evaluate_threshold_and_gradcam(workspace, monkeypatch, tmp_path) 
                        what="the robustness table")
         rob = screen.last_robustness
         assert rob.rows[0].label == "clean" and len(rob.rows) == 13
-        assert app.screen.query_one("#robust-table").row_count == 13
+        def robust_rows() -> int:
+            tables = app.screen.query("#robust-table")  # empty until the modal is composed
+            return tables.first().row_count if tables else -1
+
+        await wait_for(pilot, lambda: robust_rows() == 13, what="the robustness rows")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen, what="closing the robustness table")
 

@@ -265,8 +265,8 @@ class SetupScreen(Screen[None]):
         self._update_weights_note()
         for field in TEXT_FIELDS:
             self._check(field)
-        for field in ("train_dir", "val_dir"):
-            self._scan_now(field)
+        # Scans start after the first frame is on screen, not before.
+        self.call_after_refresh(lambda: [self._scan_now(f) for f in ("train_dir", "val_dir")])
         devices = getattr(self.app, "devices", None)
         if devices is not None:
             self._fill_devices(devices)
@@ -290,11 +290,19 @@ class SetupScreen(Screen[None]):
         values.update(
             backbone=self.backbone,
             pretrained=self.select("pretrained"),
-            device="auto" if self.select("device") == DEVICE_LOADING else self.select("device"),
+            device=self._device_value(),
             precision=self.select("precision"),
             overwrite=self.query_one("#overwrite", Checkbox).value,
         )
         return values
+
+    def _device_value(self) -> str:
+        value = self.select("device")
+        if value == DEVICE_LOADING:
+            # The list is not filled yet: keep the remembered choice (fit checks it exists).
+            saved = self._saved().get("device", "auto")
+            return saved if isinstance(saved, str) and saved else "auto"
+        return str(value)
 
     def build_config(self) -> TrainConfig:
         """A validated TrainConfig from the form; raises ConfigError with the first problem."""

@@ -316,9 +316,8 @@ class TrainingScreen(Screen[None]):
         lines = [head]
         if event.weights_path:
             acc = event.best_val_accuracy or 0.0
-            lines.append(f"best epoch {event.best_epoch}: val acc {acc * 100:.2f}%")
-            lines.append(f"weights: {event.weights_path}")
-            lines.append(f"press {key} to classify images with them")
+            lines[0] += f" · best epoch {event.best_epoch}, val acc {acc * 100:.2f}%"
+            lines.append(f"weights: {event.weights_path} · {key} classifies with them")
         else:
             lines.append("no epoch completed, so no weights were saved")
         outcome = self.query_one("#outcome", Static)

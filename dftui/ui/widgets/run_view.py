@@ -64,10 +64,10 @@ class RunView(Vertical):
 
     DEFAULT_CSS = """
     RunView { height: 1fr; }
-    RunView #run-charts { height: 1fr; min-height: 7; }
+    RunView #run-charts { height: 3fr; min-height: 8; }
     RunView #loss-chart { width: 2fr; }
     RunView #acc-chart { width: 1fr; }
-    RunView #epoch-table { height: 1fr; min-height: 4; }
+    RunView #epoch-table { height: 2fr; min-height: 4; }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:

@@ -1,0 +1,214 @@
+"""Dashboard figures: time to first frame, UI event-loop delay while training, and training
+speed inside the app against `dftui train` on the same generated data.
+
+    .venv/bin/python benchmarks/ui_bench.py [--images 256] [--size 64] [--epochs 3]
+        [--batch 32] [--workers auto] [--rounds 2] [--frames 3]
+
+1. First frame: `dftui` is started in a pseudo-terminal (80x24) and the clock stops when
+   the Setup screen's text first reaches the terminal. Median of --frames launches.
+2. Event-loop delay: inside the app (Textual headless driver, the same event loop and
+   message path as a terminal) a 20 ms interval timer records how late each tick runs
+   while a run trains at full CPU; p50/p95/max of that lateness.
+3. Throughput: images/s of the training epochs after the first (warm-up), read from the
+   run records (metrics.csv), for `python -m dftui train` in a subprocess and for the same
+   config started from the app. Rounds alternate (CLI, app, CLI, app ...) so a busy machine
+   affects both; the ratio is the mean app images/s over the mean CLI images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import pty
+import select
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FIRST_FRAME_MARKER = b"Start training"
+
+
+# -- 1. time to first frame -----------------------------------------------------------------
+def first_frame_once(home: Path, timeout: float = 30.0) -> float:
+    import fcntl
+    import termios
+
+    exe = Path(sys.executable).with_name("dftui")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dftui"]
+    env = {**os.environ, "DFTUI_HOME": str(home), "TERM": "xterm-256color", "DFTUI_OFFLINE": "1"}
+    t0 = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(cmd[0], cmd, env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    seen = b""
+    elapsed = float("nan")
+    try:
+        while time.monotonic() - t0 < timeout:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if b"\x1b[6n" in chunk or b"\x1b[c" in chunk:
+                # Answer terminal queries (cursor position, device attributes) as a terminal would.
+                os.write(fd, b"\x1b[1;1R\x1b[?62;4c")
+            if FIRST_FRAME_MARKER in seen:
+                elapsed = time.monotonic() - t0
+                break
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            try:  # keep draining so the child is never blocked on a full pty
+                if select.select([fd], [], [], 0.05)[0]:
+                    os.read(fd, 65536)
+            except OSError:
+                pass
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    return elapsed
+
+
+# -- data ------------------------------------------------------------------------------------
+def make_data(root: Path, images: int, size: int) -> dict[str, Path]:
+    from dftui.core.synthetic import SyntheticSpec, make_dataset
+
+    make_dataset(root / "train", SyntheticSpec(n_per_class=images // 2, size=size, seed=1))
+    make_dataset(root / "val", SyntheticSpec(n_per_class=max(8, images // 8), size=size, seed=2))
+    return {"train": root / "train", "val": root / "val"}
+
+
+def epoch_ips(run_dir: Path) -> list[float]:
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [float(r["images_per_s"]) for r in rows]
+
+
+def newest_run(runs: Path) -> Path:
+    return max((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+
+
+# -- 3a. `dftui train` -----------------------------------------------------------------------
+def cli_run(data: dict[str, Path], args: argparse.Namespace, home: Path, out: Path) -> Path:
+    cmd = [
+        sys.executable, "-m", "dftui", "train", "--train", str(data["train"]), "--val",
+        str(data["val"]), "--epochs", str(args.epochs), "--batch-size", str(args.batch),
+        "--img-size", str(args.size), "--pretrained", "none", "--out", str(out), "--overwrite",
+        "--device", args.device, "--plain",
+    ]
+    if args.workers != "auto":
+        cmd += ["--workers", args.workers]
+    env = {**os.environ, "DFTUI_HOME": str(home), "DFTUI_OFFLINE": "1"}
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
+    return newest_run(home / "runs")
+
+
+# -- 2 + 3b. inside the app --------------------------------------------------------------
+async def app_run(data: dict[str, Path], args: argparse.Namespace, home: Path, out: Path
+                  ) -> tuple[Path, list[float]]:
+    os.environ["DFTUI_HOME"] = str(home)
+    from dftui.core.config import TrainConfig
+    from dftui.ui.app import DftuiApp
+
+    config = TrainConfig(
+        train_dir=data["train"], val_dir=data["val"], epochs=args.epochs, batch_size=args.batch,
+        img_size=args.size, pretrained="none", out_dir=out, overwrite=True, device=args.device,
+        workers=None if args.workers == "auto" else int(args.workers),
+    )
+    interval = 0.02
+    lateness: list[float] = []
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        last = [time.monotonic()]
+
+        def tick() -> None:
+            now = time.monotonic()
+            lateness.append(max(0.0, now - last[0] - interval))
+            last[0] = now
+
+        await app.start_training(config)
+        screen = app.screen
+        last[0] = time.monotonic()
+        app.set_interval(interval, tick)
+        while screen.final is None:
+            await pilot.pause(0.2)
+        final = screen.final
+    if getattr(final, "status", None) != "finished":
+        raise SystemExit(f"the in-app run did not finish: {final}")
+    return Path(final.run_dir), lateness
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=256, help="training images (half real)")
+    parser.add_argument("--size", type=int, default=64, help="image size in pixels")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--workers", default="auto", help="data-loader workers or 'auto'")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--rounds", type=int, default=2, help="CLI/app pairs")
+    parser.add_argument("--frames", type=int, default=3, help="first-frame launches")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="dftui-ui-bench-"))
+    print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+
+    frames = [first_frame_once(tmp / f"ff{i}") for i in range(args.frames)]
+    good = [f for f in frames if f == f]
+    print(f"first frame of `dftui` (80x24 pty): median {statistics.median(good):.3f} s "
+          f"(runs: {', '.join(f'{f:.3f}' for f in frames)})" if good else
+          "first frame: not seen (no Setup text within the timeout)")
+
+    data = make_data(tmp / "data", args.images, args.size)
+    all_lateness: list[float] = []
+    cli_ips: list[float] = []
+    app_ips: list[float] = []
+    for r in range(args.rounds):
+        run = cli_run(data, args, tmp / f"cli{r}", tmp / f"wcli{r}")
+        cli_ips += epoch_ips(run)[1:]
+        run, lateness = asyncio.run(app_run(data, args, tmp / f"app{r}", tmp / f"wapp{r}"))
+        app_ips += epoch_ips(run)[1:]
+        all_lateness += lateness
+    ms = [x * 1000 for x in all_lateness]
+    print(f"UI event-loop delay while training ({len(ms)} ticks of a 20 ms timer): "
+          f"p50 {pct(ms, 0.5):.1f} ms, p95 {pct(ms, 0.95):.1f} ms, max {max(ms):.1f} ms")
+    cli_mean = statistics.mean(cli_ips)
+    app_mean = statistics.mean(app_ips)
+    print(f"training images/s, epochs after the first: dftui train {cli_mean:.1f} "
+          f"(epochs: {', '.join(f'{x:.0f}' for x in cli_ips)}), app {app_mean:.1f} "
+          f"(epochs: {', '.join(f'{x:.0f}' for x in app_ips)})")
+    print(f"app / dftui train throughput ratio: {app_mean / cli_mean:.3f}")
+    print(f"({args.images} images {args.size}px, batch {args.batch}, {args.epochs} epochs, "
+          f"workers {args.workers}, device {args.device}, {args.rounds} rounds)")
+
+
+if __name__ == "__main__":
+    main()
