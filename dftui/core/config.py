@@ -54,7 +54,7 @@ class TrainConfig:
         if self.batch_size <= 0:
             raise ConfigError(f"batch size must be at least 1 (got {self.batch_size})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a number greater than 0 (got {self.lr})")
+            raise ConfigError(f"learning rate must be greater than 0 and finite (got {self.lr})")
         if self.img_size is not None:
             minimum = BACKBONES[self.backbone].min_size
             if self.img_size < minimum:
