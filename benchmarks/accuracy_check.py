@@ -49,16 +49,29 @@ def main() -> int:
     ap.add_argument("--train-per-class", type=int, default=120)
     ap.add_argument("--val-per-class", type=int, default=60)
     ap.add_argument("--pretrained", default=None,
-                    help="imagenet (when cached), none, or a .pth (default: imagenet if cached, else none)")
+                    help="imagenet, none, or a .pth (default: imagenet when cached, else a stand-in "
+                    "pre-trained here on other generated images, as the tests do: a random start "
+                    "does not learn in a few epochs and would make the comparison empty)")
+    ap.add_argument("--standin-size", type=int, default=64, help="image size of the stand-in pre-training")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--tolerance", type=float, default=1.0, help="points of accuracy")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
 
     pretrained = args.pretrained
-    if pretrained is None:
-        pretrained = "imagenet" if get_backbone(args.backbone).cached_weights.is_file() else "none"
     work = Path(tempfile.mkdtemp(prefix="dftui-acc-"))
+    if pretrained is None:
+        if get_backbone(args.backbone).cached_weights.is_file():
+            pretrained = "imagenet"
+        elif args.backbone == "mobilenet_v2":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from conftest import make_standin  # the tests' ImageNet stand-in
+
+            t0 = time.perf_counter()
+            pretrained = str(make_standin(work / "standin", args.standin_size))
+            print(f"stand-in pre-training ({args.standin_size} px): {time.perf_counter() - t0:.0f} s", flush=True)
+        else:
+            pretrained = "none"
     root = (args.data or work / "data") / f"acc-{args.train_per_class}-{args.val_per_class}"
     data = make_split(root, args.train_per_class, args.val_per_class, seed=args.seed)
     base = TrainConfig(backbone=args.backbone, train_dir=data["train"], val_dir=data["val"],

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 
 def launch() -> int:
-    from dftui.ui.workers import prepare_multiprocessing
-
-    # Before Textual takes over stderr: data-loader workers started with 'spawn' or
-    # 'forkserver' need the resource tracker (see dftui.ui.workers).
-    prepare_multiprocessing()
+    # Data-loader workers under 'spawn'/'forkserver' need multiprocessing's resource tracker
+    # started with a real stderr; the Training screen does that before each run (see
+    # dftui.ui.workers), so nothing is spawned here, on the way to the first frame.
     try:
         # textual-image queries the terminal when imported, so it must happen before the
         # app owns the terminal (the Classify screen draws images with it).

@@ -108,9 +108,23 @@ async def test_command_palette_lists_screens_and_actions() -> None:
         assert "Open Training" in titles and "Open Setup" in titles
         assert "Setup: Start training" in titles
         assert "Toggle light/dark theme" in titles
+        # A screen action run from the palette: "Setup: Defaults" resets the form.
+        app.screen.query_one("#epochs").value = "7"
         await pilot.press("ctrl+p")
-        await pilot.pause()
+        await pilot.pause(0.2)
         assert type(app.screen).__name__ == "CommandPalette"
+        await pilot.press(*"Setup: Defaults")
+        await pilot.pause(0.4)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="palette closed")
+        await wait_for(pilot, lambda: app.screen.query_one("#epochs").value == "15",
+                       what="defaults restored")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Open Training")
+        await pilot.pause(0.4)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainingScreen), what="training")
 
 
 async def test_theme_toggle_is_remembered() -> None:
@@ -148,8 +162,8 @@ def test_broken_settings_file_is_set_aside() -> None:
 async def test_torch_ready_reaches_setup() -> None:
     app = DftuiApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.devices is not None, what="torch")
-        await pilot.pause()
         select = app.screen.query_one("#device")
+        await wait_for(pilot, lambda: "cpu" in [v for _, v in select._options], what="devices")
         values = [value for _, value in select._options]
-        assert "auto" in values and "cpu" in values
+        assert values[0] == "auto" and "auto-loading" not in values
+        assert select.value == "auto"

@@ -34,7 +34,9 @@ async def test_run_from_setup_to_weights(dataset, standin_weights, tmp_path: Pat
     async with app.run_test(size=(100, 32)) as pilot:
         setup = app.screen
         assert isinstance(setup, SetupScreen)
-        await wait_for(pilot, lambda: app.devices is not None, what="torch to load")
+        device = setup.query_one("#device")
+        await wait_for(pilot, lambda: "cpu" in [v for _, v in device._options],
+                       what="torch to load and the device list to fill")
         _set(app, "train_dir", str(dataset["train"]))
         _set(app, "val_dir", str(dataset["val"]))
         _set(app, "epochs", "2")
@@ -44,7 +46,7 @@ async def test_run_from_setup_to_weights(dataset, standin_weights, tmp_path: Pat
         _set(app, "weights", str(weights))
         setup.query_one("#pretrained").value = "file"
         _set(app, "pretrained_path", str(standin_weights))
-        setup.query_one("#device").value = "cpu"
+        device.value = "cpu"
         # The data set summaries appear once the folders are scanned.
         await wait_for(pilot, lambda: all(setup.scans.values()), what="folder scans")
         note = str(setup.query_one("#train_dir-note", Static).render())

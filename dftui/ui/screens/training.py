@@ -125,7 +125,8 @@ class TrainingScreen(Screen[None]):
             f"starting {config.backbone} on {config.train_dir} (loading the engine…)"
         )
         self.query_one("#epoch-bar", ProgressBar).update(total=config.epochs, progress=0)
-        self.query_one("#batch-bar", ProgressBar).update(total=None, progress=0)
+        # A known total: an indeterminate bar animates (and costs CPU) until the first batch.
+        self.query_one("#batch-bar", ProgressBar).update(total=1, progress=0)
         self.query_one("#epoch-label", Label).update(f"epoch  0/{config.epochs}")
         self.query_one("#batch-label", Label).update("batch  -/-")
         self.query_one("#speed-label", Label).update("")

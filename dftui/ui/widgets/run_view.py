@@ -17,7 +17,7 @@ from dftui.core.events import BatchEnd, EpochEnd, Event, RunStarted
 
 SMOOTHING = 0.9  # exponential moving average of the per-batch training loss
 MAX_BATCH_POINTS = 4000  # older points are thinned beyond this, keeping the chart cheap
-REDRAW_INTERVAL_S = 0.4
+REDRAW_INTERVAL_S = 1.0  # plotext rebuilds are the costliest UI work during a run
 BEST_MARK = "★"
 
 COLUMNS = (
