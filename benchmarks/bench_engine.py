@@ -359,7 +359,8 @@ def main() -> None:
                   f"{'target':>6s}  {'data-wait ref/dftui':>19s}  {'peak RSS MiB ref/dftui':>22s}")
         if device.startswith("cuda"):
             header += f"  {'CUDA peak MiB ref/dftui':>23s}"
-        lines = []
+        print("\nimages/s (training: fit() with its defaults vs the reference loop)")
+        print(header, flush=True)
         for backbone in args.backbones:
             payload = {"backbone": backbone, "data": data, "batch": args.batch, "device_name": device}
             ref = run_child("reference", payload, env, args.timeout)
@@ -374,17 +375,13 @@ def main() -> None:
                 if device.startswith("cuda"):
                     line += f"  {fmt(ref['cuda_peak_mb'], '.0f')}/{fmt(eng['cuda_peak_mb'], '.0f'):>23s}"
                 line += "" if speedup >= target else "  (below target)"
-                lines.append(line)
+                print(line, flush=True)
                 results["rows"].append({"backbone": backbone, "phase": phase, "reference": ref[f"{phase}_ips"],
                                         "dftui": eng[f"{phase}_ips"], "speedup": speedup, "target": target,
                                         "reference_run": ref, "dftui_run": eng})
-            print(f"  ... {backbone} done; dftui ran {eng['precision']}, "
-                  f"{'channels-last' if eng['channels_last'] else 'contiguous'}, {eng['workers']} worker(s)",
-                  flush=True)
-        print("\nimages/s (training: fit() with its defaults vs the reference loop)")
-        print(header)
-        for line in lines:
-            print(line)
+            print(f"{'':13s} (dftui ran {eng['precision']}, "
+                  f"{'channels-last' if eng['channels_last'] else 'contiguous'}, {eng['workers']} "
+                  f"data-loader worker(s))", flush=True)
 
     if "latency" not in args.skip:
         weights_dir = work / "weights"

@@ -12,7 +12,7 @@ speed inside the app against `dftui train` on the same generated data.
 3. Throughput: images/s of the training epochs after the first (warm-up), read from the
    run records (metrics.csv), for `python -m dftui train` in a subprocess and for the same
    config started from the app. Rounds alternate (CLI, app, CLI, app ...) so a busy machine
-   affects both; the ratio is the mean app images/s over the mean CLI images/s.
+   affects both; the ratio is the median app images/s over the median CLI images/s.
 """
 
 from __future__ import annotations
@@ -140,6 +140,10 @@ async def app_run(data: dict[str, Path], args: argparse.Namespace, home: Path, o
     interval = 0.02
     lateness: list[float] = []
     ui_cpu = UI_CPU
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     app = DftuiApp(load_torch=False)
     async with app.run_test(size=(120, 40)) as pilot:
         last = [time.monotonic()]
@@ -181,7 +185,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=2, help="CLI/app pairs")
     parser.add_argument("--frames", type=int, default=3, help="first-frame launches")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads for both sides (0: torch's default). On a small "
+                        "shared machine 1 avoids OpenMP spinning against other processes")
     args = parser.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the CLI subprocess inherits it
 
     tmp = Path(tempfile.mkdtemp(prefix="dftui-ui-bench-"))
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
@@ -205,9 +214,10 @@ def main() -> None:
     ms = [x * 1000 for x in all_lateness]
     print(f"UI event-loop delay while training ({len(ms)} ticks of a 20 ms timer): "
           f"p50 {pct(ms, 0.5):.1f} ms, p95 {pct(ms, 0.95):.1f} ms, max {max(ms):.1f} ms")
-    cli_mean = statistics.mean(cli_ips)
-    app_mean = statistics.mean(app_ips)
-    print(f"training images/s, epochs after the first: dftui train {cli_mean:.1f} "
+    # Medians: on a shared machine single epochs swing with other people's load.
+    cli_mean = statistics.median(cli_ips)
+    app_mean = statistics.median(app_ips)
+    print(f"training images/s (median of the epochs after the first): dftui train {cli_mean:.1f} "
           f"(epochs: {', '.join(f'{x:.0f}' for x in cli_ips)}), app {app_mean:.1f} "
           f"(epochs: {', '.join(f'{x:.0f}' for x in app_ips)})")
     cpu = sum(c for c, _ in UI_CPU) / max(1e-9, sum(w for _, w in UI_CPU))
@@ -215,7 +225,8 @@ def main() -> None:
           f"{cpu * 100:.1f}% of one core")
     print(f"app / dftui train throughput ratio: {app_mean / cli_mean:.3f}")
     print(f"({args.images} images {args.size}px, batch {args.batch}, {args.epochs} epochs, "
-          f"workers {args.workers}, device {args.device}, {args.rounds} rounds)")
+          f"workers {args.workers}, device {args.device}, torch threads "
+          f"{args.threads or 'default'}, {args.rounds} rounds)")
 
 
 if __name__ == "__main__":

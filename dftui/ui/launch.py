@@ -15,5 +15,7 @@ def launch() -> int:
         pass
     from dftui.ui.app import DftuiApp
 
-    DftuiApp().run()
+    app = DftuiApp()
+    app.offer_demo_data = True  # type: ignore[attr-defined]  # issue #4: Setup offers demo data when the default folders are empty
+    app.run()
     return 0

@@ -164,3 +164,20 @@ async def test_demo_folders_reach_an_open_setup_screen(tmp_path: Path, monkeypat
         assert setup.query_one("#val_dir", Input).value == "demo/val_cropped"
         await pilot.press("ctrl+u")  # Use in Setup: opens it
         await wait_for(pilot, lambda: app.screen is setup)
+
+
+async def test_setup_offers_demo_data_when_launched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """launch() sets ``offer_demo_data``; the Setup screen then asks once, after its first frame."""
+    monkeypatch.chdir(tmp_path)
+    app = make_app(tmp_path, initial="setup")
+    app.offer_demo_data = True  # what dftui.ui.launch.launch() does
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DemoDataOffer))
+        await pilot.press("n")
+        await pilot.pause()
+        assert not isinstance(app.screen, DemoDataOffer)
+        assert app.current_screen_name() == "setup"
+    plain = make_app(tmp_path, initial="setup")  # tests and embedders: no question
+    async with plain.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        assert not isinstance(plain.screen, DemoDataOffer)

@@ -161,6 +161,7 @@ class FolderScanned(Message):
     path: str
     css: str
     text: str
+    scan: DatasetScan | None = None
 
 
 class SetupScreen(Screen[None]):
@@ -273,6 +274,11 @@ class SetupScreen(Screen[None]):
         elif getattr(self.app, "torch_error", None):
             self._devices_failed(self.app.torch_error)  # type: ignore[attr-defined]
         self._update_start_note()
+        # -- demo-data offer (issue #4, PREP): only when launch() asks for it, so tests are unaffected
+        if getattr(self.app, "offer_demo_data", False):
+            from dftui.ui.screens.prepare import maybe_offer_demo_data
+
+            self.call_after_refresh(maybe_offer_demo_data, self.app)
 
     # -- values ------------------------------------------------------------------------
     def value(self, field: str) -> str:
@@ -483,14 +489,12 @@ class SetupScreen(Screen[None]):
             return
         if not worker.is_cancelled:
             css, message = scan_text(scan)
-            msg = FolderScanned(field, text, css, message)
-            msg.scan = scan  # type: ignore[attr-defined]
-            self.post_message(msg)
+            self.post_message(FolderScanned(field, text, css, message, scan))
 
     def on_folder_scanned(self, message: FolderScanned) -> None:
         if self.value(message.field).strip() != message.path:
             return  # an older scan of a path the user has since changed
-        self.scans[message.field] = getattr(message, "scan", None)
+        self.scans[message.field] = message.scan
         self._note(f"{message.field}-note", message.css, message.text)
         self._update_start_note()
 

@@ -192,18 +192,19 @@ class RunView(Vertical):
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("loss")
+        # Series are told apart in the title: a legend box would hide the first epochs
+        # in a short chart.
+        plt.title("loss: batch (blue) train (green) val (red)")
         plt.xlabel("epoch")
         last = self.epochs_total or (max(self.rows) if self.rows else 1)
         if self.batch_x:
             xs, ys = _thin(self.batch_x, smooth(self.batch_loss), 2 * max(40, chart.size.width))
-            plt.plot(xs, ys, label="train (batch, smoothed)", marker="braille")
+            plt.plot(xs, ys, marker="braille", color="blue")
         if self.rows:
             epochs = sorted(self.rows)
-            plt.plot(epochs, [self.rows[e].train_loss for e in epochs], label="train",
-                     marker="dot")
-            plt.plot(epochs, [self.rows[e].val_loss for e in epochs], label="val",
-                     marker="dot")
+            plt.plot(epochs, [self.rows[e].train_loss for e in epochs], marker="dot",
+                     color="green")
+            plt.plot(epochs, [self.rows[e].val_loss for e in epochs], marker="dot", color="red")
         plt.xlim(0, last)
         self._epoch_ticks(plt, last)
         chart.refresh()
@@ -218,7 +219,7 @@ class RunView(Vertical):
         if self.rows:
             epochs = sorted(self.rows)
             accs = [self.rows[e].val_accuracy * 100 for e in epochs]
-            plt.plot(epochs, accs, marker="dot")
+            plt.plot(epochs, accs, marker="dot", color="red")
             low = min(accs)
             plt.ylim(max(0.0, min(low - 5, 90.0)), 100.5)
         else:
