@@ -1,23 +1,21 @@
 """``dftui`` opens the dashboard; ``dftui train|predict|...`` run the same engine headless.
 
-Command modules are imported here but import torch only inside their ``run`` functions, so
-``dftui --help`` and the dashboard's first frame do not wait for it."""
+Command modules are imported only to build the parser, and import torch only inside their
+``run`` functions: ``dftui --help`` never waits for torch, and plain ``dftui`` skips the
+parser entirely so the dashboard's first frame waits for neither."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from dftui import __version__
-from dftui.cli import predict_cmd, train_cmd
-from dftui.cli import demo_cmd, prepare_cmd
-from dftui.cli import evaluate_cmd
 
-# Each module has register(subparsers) that adds its parser and sets ``func``.
-COMMANDS = [train_cmd, predict_cmd]
-COMMANDS += [prepare_cmd, demo_cmd]
-COMMANDS += [evaluate_cmd]
+# Modules under dftui.cli, each with register(subparsers) that adds its parser and sets
+# ``func``; listed in the order `dftui --help` shows them.
+COMMANDS = ["train_cmd", "predict_cmd", "evaluate_cmd", "prepare_cmd", "demo_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dftui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"dftui.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not (sys.argv[1:] if argv is None else argv):
+        from dftui.ui.launch import launch
+
+        return launch()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -107,7 +107,7 @@ def test_unreachable_download_fails_fast(isolated_home: Path, monkeypatch: pytes
     def refuse(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(bb.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr("urllib.request.urlopen", refuse)
     with pytest.raises(WeightsError, match="could not be downloaded"):
         bb.resolve_pretrained_file(BACKBONES["mobilenet_v2"], "imagenet", lambda e: None)
 

@@ -180,6 +180,28 @@ async def test_compare_two_weights(workspace, monkeypatch, tmp_path) -> None:
         assert b.metrics.confusion.fp + b.metrics.confusion.tp >= a.metrics.confusion.fp + a.metrics.confusion.tp
 
 
+async def test_run_detail_lists_evaluations(workspace, monkeypatch, tmp_path) -> None:
+    from dftui.core.evaluate import evaluate_folder, save_evaluation
+    from dftui.core.predict import Predictor
+    from dftui.core.runs import read_run
+    from dftui.ui.screens.runs import RunDetailScreen
+
+    monkeypatch.chdir(workspace["root"])
+    dev = workspace["root"] / "processed_data" / "test_dev_cropped"
+    result = evaluate_folder(Predictor(workspace["weights"]), dev)
+    save_evaluation(result)
+    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "settings.json")
+    async with app.run_test(size=(140, 40)) as pilot:
+        await app.push_screen(RunDetailScreen(read_run(workspace["run_dir"])))
+        await pilot.pause()
+        line = app.screen.query_one("#run-evaluations")
+        assert line.display and "test_dev_cropped acc" in line.content.plain
+        assert f"{result.metrics.accuracy:.1%}" in line.content.plain
+        await pilot.press("e")  # opens the Evaluate screen with the run's weights
+        await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="Evaluate")
+        assert app.screen.weights_path == workspace["weights"]
+
+
 def test_screen_module_does_not_import_torch() -> None:
     code = ("import sys, dftui.ui.screens.evaluate; "
             "print(sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules))")

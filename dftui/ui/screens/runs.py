@@ -126,6 +126,7 @@ class RunDetailScreen(ModalScreen[None]):
         Binding("escape", "dismiss", "Back", id="runs.back"),
         Binding("c", "classify", "Classify with weights", id="runs.detail_classify"),
         Binding("r", "resume", "Resume", id="runs.detail_resume"),
+        Binding("e", "evaluate", "Evaluate weights", show=False, id="runs.detail_evaluate"),
     ]
     DEFAULT_CSS = """
     RunDetailScreen {
@@ -155,6 +156,7 @@ class RunDetailScreen(ModalScreen[None]):
         with Vertical(id="run-detail"):
             yield Static(self._head(), id="run-head")
             yield Static("", id="run-message")
+            yield Static("", id="run-evaluations")  # see show_evaluations (EVAL) at the end
             yield RunView(id="run-view")
         yield Footer()
 
@@ -178,6 +180,7 @@ class RunDetailScreen(ModalScreen[None]):
         message.display = bool(self.run.message)
         message.update(Text(self.run.message))
         self._read(self.run.run_dir)
+        show_evaluations(self)
 
     @work(thread=True, exclusive=True, group="run-events", exit_on_error=False)
     def _read(self, run_dir: Path) -> None:
@@ -192,6 +195,7 @@ class RunDetailScreen(ModalScreen[None]):
         view = self.query_one(RunView)
         for event in message.events:
             view.feed(event)
+        view.flush()
         self.events_fed = len(message.events)
         note = self.query_one("#run-message", Static)
         if message.error:
@@ -208,6 +212,9 @@ class RunDetailScreen(ModalScreen[None]):
 
     async def action_resume(self) -> None:
         await resume_run(self, self.run)
+
+    async def action_evaluate(self) -> None:
+        await open_evaluate(self, self.run)
 
 
 
@@ -363,3 +370,42 @@ class RunsScreen(Screen[None]):
         if action == "open_run":
             return self.selected_run() is not None if self._ui_ready else False
         return True
+
+
+# -- a run's evaluations (engineer EVAL): records of dftui.core.evaluate.list_evaluations --------
+def evaluations_text(run_dir: Path, limit: int = 3) -> Text | None:
+    """The run's latest evaluations on one line, or None when it has none."""
+    from dftui.core.evaluate import list_evaluations
+
+    evaluations = list_evaluations(run_dir)
+    if not evaluations:
+        return None
+    text = Text("evaluations ", style="dim")
+    for i, ev in enumerate(evaluations[:limit]):
+        if i:
+            text.append(" · ")
+        auc = f" AUC {ev.roc_auc:.3f}" if ev.roc_auc is not None else ""
+        text.append(f"{Path(ev.folder).name} acc {ev.accuracy:.1%}{auc}")
+        text.append(f" ({local_time(ev.created)})", style="dim")
+    if len(evaluations) > limit:
+        text.append(f" · {len(evaluations) - limit} more", style="dim")
+    text.append("   e: evaluate", style="dim")
+    return text
+
+
+def show_evaluations(screen: RunDetailScreen) -> None:
+    widget = screen.query_one("#run-evaluations", Static)
+    widget.styles.padding = (0, 1)
+    text = evaluations_text(screen.run.run_dir)
+    widget.display = text is not None  # hidden for runs never evaluated
+    if text is not None:
+        widget.update(text)
+
+
+async def open_evaluate(screen: Screen[Any], run: RunSummary) -> None:
+    weights = weights_available(run)
+    if weights is None:
+        why = "it saved none" if not run.weights_path else f"{run.weights_path} is gone"
+        screen.notify(f"no weights to evaluate: {why}", severity="warning", timeout=6)
+        return
+    await screen.app.open_screen("evaluate", weights=weights)  # type: ignore[attr-defined]

@@ -138,6 +138,17 @@ class RunView(Vertical):
         elif isinstance(event, RunStarted):
             self.started = event
             self.epochs_total = int(event.config.get("epochs", 0)) or None
+            # A resumed run redoes everything after its checkpoint: a replay of its record
+            # holds the abandoned epoch's points too, which the new ones replace.
+            keep = [i for i, x in enumerate(self.batch_x) if x <= event.start_epoch]
+            self.batch_x[:] = [self.batch_x[i] for i in keep]
+            self.batch_loss[:] = [self.batch_loss[i] for i in keep]
+            for epoch in [e for e in self.rows if e > event.start_epoch]:
+                del self.rows[epoch]
+                if self._table_ready:
+                    table = self.query_one("#epoch-table", DataTable)
+                    if str(epoch) in table.rows:
+                        table.remove_row(str(epoch))
             self._dirty = True
 
     # -- table -------------------------------------------------------------------------
@@ -170,6 +181,11 @@ class RunView(Vertical):
             table.update_cell(str(epoch), "best", BEST_MARK if best else "")
 
     # -- charts ------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Draw now rather than at the next tick (after a replay fed many events at once)."""
+        if self._table_ready:
+            self._redraw_if_dirty()
+
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
             self._redraw()
