@@ -158,6 +158,10 @@ async def test_config_and_overwrite_confirmation(dataset, standin_weights, tmp_p
         assert config.lr == pytest.approx(3e-4) and config.seed == 7
         assert config.pretrained == str(standin_weights)
         assert config.weights_path == existing and not config.overwrite
+        assert config.augment == "none"  # off by default, as the reference
+        screen.query_one("#augment").value = "robust"
+        await pilot.pause()
+        assert screen.build_config().augment == "robust"
         screen.query_one("#overwrite", Checkbox).value = True
         await pilot.pause()
         assert "REPLACED" in note(screen, "weights-note")
@@ -177,6 +181,7 @@ async def test_choices_remembered_between_launches(dataset) -> None:
         screen.query_one("#epochs", Input).value = "4"
         screen.query_one("#train_dir", Input).value = str(dataset["train"])
         screen.query_one("#backbone").value = "xception"
+        screen.query_one("#augment").value = "light"
         await pilot.pause()
         assert screen.query_one("#weights", Input).value == "weights/xception_deepfake.pth"
         screen.remember()
@@ -186,3 +191,4 @@ async def test_choices_remembered_between_launches(dataset) -> None:
         assert screen.query_one("#epochs", Input).value == "4"
         assert screen.query_one("#train_dir", Input).value == str(dataset["train"])
         assert screen.query_one("#backbone").value == "xception"
+        assert screen.query_one("#augment").value == "light"

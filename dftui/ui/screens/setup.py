@@ -23,6 +23,13 @@ from textual.worker import get_current_worker
 from dftui.core.backbones import BACKBONES, offline
 from dftui.core.checkpoint import free_weights_path
 from dftui.core.config import PRECISION_CHOICES, ConfigError, TrainConfig
+
+# Off by default, as in the reference; "robust" mirrors the perturbations of Test-Challenge.
+AUGMENT_CHOICES = [
+    ("none (as the reference)", "none"),
+    ("light: horizontal flip", "light"),
+    ("robust: flip, JPEG, blur, noise, colour", "robust"),
+]
 from dftui.core.data import DataError, DatasetScan, scan_folder
 from dftui.ui.messages import TorchReady
 from dftui.ui.widgets.folder_picker import FolderPicker
@@ -239,6 +246,12 @@ class SetupScreen(Screen[None]):
                 yield Label("Seed", classes="field-label2")
                 yield Input(self._text(saved, "seed"), id="seed", compact=True, classes="short")
             with Horizontal(classes="row"):
+                yield Label("Augment", classes="field-label")
+                augment = saved.get("augment", "none")
+                yield Select(AUGMENT_CHOICES,
+                             value=augment if augment in dict(AUGMENT_CHOICES).values() else "none",
+                             allow_blank=False, id="augment", compact=True)
+            with Horizontal(classes="row"):
                 yield Label("Weights file", classes="field-label")
                 weights = saved.get("weights") or default_weights(backbone)
                 yield Input(str(weights), id="weights", compact=True)
@@ -298,6 +311,7 @@ class SetupScreen(Screen[None]):
             pretrained=self.select("pretrained"),
             device=self._device_value(),
             precision=self.select("precision"),
+            augment=self.select("augment"),
             overwrite=self.query_one("#overwrite", Checkbox).value,
         )
         return values
@@ -337,6 +351,7 @@ class SetupScreen(Screen[None]):
             img_size=parse_int(v["img_size"], "image size", 1, blank_ok=True),
             device=str(v["device"]),
             precision=str(v["precision"]),
+            augment=str(v["augment"]),
             pretrained=pretrained,
             workers=parse_int(v["workers"], "workers", 0, blank_ok=True),
             seed=int(v["seed"]),
@@ -548,6 +563,7 @@ class SetupScreen(Screen[None]):
         if device.value != DEVICE_LOADING:
             device.value = "auto"
         self.query_one("#precision", Select).value = "auto"
+        self.query_one("#augment", Select).value = "none"
         self.query_one("#overwrite", Checkbox).value = False
         self.query_one("#weights", Input).value = default_weights(DEFAULTS.backbone)
 
