@@ -16,7 +16,7 @@ from dftui.ui.screens.help import HelpScreen
 from dftui.ui.screens.setup import SetupScreen
 from dftui.ui.screens.training import TrainingScreen
 from dftui.ui.settings import Settings, settings_path
-from tests.ui.uia_helpers import wait_for
+from tests.ui.helpers import wait_for
 
 
 def test_first_frame_comes_before_torch() -> None:

@@ -22,23 +22,13 @@ from dftui.ui.app import DftuiApp
 from dftui.ui.screens.classify import ClassifyScreen, ExportScreen, images_in
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.prob_bars import ProbBars
+from tests.ui.helpers import pin_cell_size, wait_for
 
 SIZES = [(80, 24), (120, 40)]
 
 
-async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
-def pin_cell_size() -> None:
-    """textual-image sizes half blocks from the terminal's cell size; pin it so the drawing
-    does not depend on whether pytest runs in a terminal."""
-    from textual_image._terminal import CellSize, get_cell_size
-
-    get_cell_size._result = CellSize(10, 20)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")

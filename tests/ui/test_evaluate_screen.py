@@ -19,19 +19,11 @@ from dftui.ui.app import DftuiApp
 from dftui.ui.screens.evaluate import CamScreen, EvaluateScreen, MetricCard, RobustnessScreen
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.roc import RocChart
+from tests.ui.helpers import pin_cell_size, wait_for
 
 
-async def wait_for(pilot, condition, timeout: float = 90.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
-def pin_cell_size() -> None:
-    from textual_image._terminal import CellSize, get_cell_size
-
-    get_cell_size._result = CellSize(10, 20)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from dftui.core.demo import make_openforensics_sample
 from dftui.core.prepare import PrepareFinished
 from dftui.ui.app import DftuiApp
 from dftui.ui.screens.prepare import DemoDataOffer, PrepareScreen, maybe_offer_demo_data
+from tests.ui.helpers import wait_for
 
 SIZE = (130, 45)
 
@@ -22,11 +23,6 @@ def make_app(tmp_path: Path, initial: str = "prepare") -> DftuiApp:
     return DftuiApp(initial=initial, load_torch=False, settings_path=tmp_path / "settings.json")
 
 
-async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.05)
 
 
 @pytest.fixture

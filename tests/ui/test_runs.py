@@ -22,15 +22,11 @@ from dftui.core.runs import list_runs, read_run
 from dftui.ui.app import DftuiApp
 from dftui.ui.screens.runs import RunDetailScreen, RunsScreen
 from dftui.ui.widgets.run_view import RunView
+from tests.ui.helpers import wait_for
 
 SIZES = [(80, 24), (120, 40)]
 
 
-async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from dftui.core.synthetic import SyntheticSpec, make_dataset
 from dftui.ui.app import DftuiApp
 from dftui.ui.screens.setup import SetupScreen, validate_field, weights_note
 from dftui.ui.widgets.folder_picker import FolderPicker
-from tests.ui.uia_helpers import wait_for
+from tests.ui.helpers import wait_for
 
 
 def note(screen: SetupScreen, widget_id: str) -> str:

@@ -16,7 +16,7 @@ from dftui.ui.messages import BatchProgress, EngineEvent, wrap
 from dftui.ui.screens.setup import SetupScreen
 from dftui.ui.screens.training import TrainingScreen, fmt_duration
 from dftui.ui.widgets.run_view import RunView, smooth
-from tests.ui.uia_helpers import one_thread, run_config, wait_for
+from tests.ui.helpers import one_thread, run_config, wait_for
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from dftui.core.events import RunFinished
 from dftui.core.synthetic import SyntheticSpec, make_dataset
 from dftui.ui.app import DftuiApp
 from dftui.ui.screens.training import TrainingScreen
-from tests.ui.uia_helpers import one_thread, run_config, wait_for
+from tests.ui.helpers import one_thread, run_config, wait_for
 
 PROBE = r"""
 import multiprocessing, sys

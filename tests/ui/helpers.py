@@ -1,4 +1,4 @@
-"""Helpers for the app-shell, Setup, Training and worker tests (engineer UI-A's files)."""
+"""Helpers shared by the dashboard tests."""
 
 from __future__ import annotations
 
@@ -40,3 +40,11 @@ def run_config(dataset: dict[str, Path], standin: Path, out: Path, **changes: An
         out_dir=out,
     )
     return base.with_(**changes)
+
+
+def pin_cell_size() -> None:
+    """textual-image sizes half blocks from the terminal's cell size; pin it so the drawing
+    does not depend on whether pytest runs in a terminal."""
+    from textual_image._terminal import CellSize, get_cell_size
+
+    get_cell_size._result = CellSize(10, 20)  # type: ignore[attr-defined]
