@@ -25,8 +25,9 @@ def blur(img: Image.Image, sigma: float) -> Image.Image:
 
 
 def noise(img: Image.Image, sigma: float, rng: np.random.Generator | None = None) -> Image.Image:
-    """Additive Gaussian noise; ``sigma`` in 0-255 pixel units."""
-    rng = rng or np.random.default_rng()
+    """Additive Gaussian noise; ``sigma`` in 0-255 pixel units. Without ``rng`` the noise is
+    drawn from Python's ``random`` state, which training seeds, so runs repeat."""
+    rng = rng or np.random.default_rng(random.getrandbits(64))
     arr = np.asarray(img, dtype=np.float32)
     arr = arr + rng.normal(0.0, float(sigma), arr.shape)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
