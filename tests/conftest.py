@@ -97,3 +97,18 @@ def make_standin(folder: Path, size: int = IMG) -> Path:
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, path)  # parallel test sessions never see a half-written file
     return path
+
+
+def train_tiny(dataset: dict[str, Path], standin: Path, out: Path) -> Path:
+    """One epoch of fit() on the generated set from the stand-in: real weights, in seconds."""
+    import threading
+
+    from dftui.core.config import TrainConfig
+    from dftui.core.train import fit
+
+    cfg = TrainConfig(backbone="mobilenet_v2", train_dir=dataset["train"], val_dir=dataset["val"],
+                      pretrained=str(standin), img_size=IMG, epochs=1, batch_size=8,
+                      workers=0, out_dir=out / "weights", runs_dir=out / "runs")
+    final = fit(cfg, lambda e: None, threading.Event())
+    assert getattr(final, "weights_path", None), final
+    return Path(final.weights_path)  # type: ignore[union-attr]

@@ -7,27 +7,19 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from dftui.cli import main
-from dftui.core.config import TrainConfig
 from dftui.core.metrics import compute_metrics
-from dftui.core.train import fit
+from tests.conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory, dataset: dict[str, Path],
             standin_weights: Path) -> Path:
-    out = tmp_path_factory.mktemp("evcli")
-    cfg = TrainConfig(backbone="mobilenet_v2", train_dir=dataset["train"], val_dir=dataset["val"],
-                      pretrained=str(standin_weights), img_size=32, epochs=1, batch_size=8,
-                      workers=0, out_dir=out / "weights", runs_dir=out / "runs")
-    final = fit(cfg, lambda e: None, threading.Event())
-    assert final.weights_path, final
-    return Path(final.weights_path)
+    return train_tiny(dataset, standin_weights, tmp_path_factory.mktemp("evcli"))
 
 
 def _dftui(*args: str) -> subprocess.CompletedProcess[str]:

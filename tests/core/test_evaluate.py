@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from dftui.core.config import TrainConfig
 from dftui.core.data import DataError, scan_folder
 from dftui.core.evaluate import (
     EvalFinished,
@@ -28,19 +27,13 @@ from dftui.core.evaluate import (
 from dftui.core.metrics import compute_metrics
 from dftui.core.predict import Predictor
 from dftui.core.runs import data_home
-from dftui.core.train import fit
+from tests.conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory, dataset: dict[str, Path],
             standin_weights: Path) -> Path:
-    out = tmp_path_factory.mktemp("ev")
-    cfg = TrainConfig(backbone="mobilenet_v2", train_dir=dataset["train"], val_dir=dataset["val"],
-                      pretrained=str(standin_weights), img_size=32, epochs=1, batch_size=8,
-                      workers=0, out_dir=out / "weights", runs_dir=out / "runs")
-    final = fit(cfg, lambda e: None, threading.Event())
-    assert final.weights_path, final
-    return Path(final.weights_path)
+    return train_tiny(dataset, standin_weights, tmp_path_factory.mktemp("ev"))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from dftui.core.checkpoint import load_weights
 from dftui.core.config import TrainConfig
 from dftui.core.events import (
     BatchEnd,
-    CheckpointSaved,
     EpochEnd,
     Event,
     RunFailed,
