@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -401,12 +402,27 @@ def collate_skipping(batch: list[tuple[Any, int, str]]) -> tuple[Any, Any, list[
     return images, labels, skipped
 
 
+def _detach_captured_streams() -> None:
+    """A forked worker inherits the dashboard's stdout/stderr capture objects (fileno() -1),
+    which only work inside the parent's event loop: a write or the flush at process exit can
+    kill the worker with exit code 1. Such streams are pointed at /dev/null in the worker."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            usable = stream is not None and stream.fileno() >= 0
+        except (AttributeError, OSError, ValueError):
+            usable = False
+        if not usable:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+
+
 def _seed_worker(worker_id: int) -> None:
     import random
 
     import numpy as np
     import torch
 
+    _detach_captured_streams()
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
