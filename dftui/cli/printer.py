@@ -15,6 +15,7 @@ from dftui.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    format_duration,
 )
 
 
@@ -104,7 +105,7 @@ class RichPrinter:
             )
             self.batch_task = p.add_task("epoch", total=event.steps_per_epoch, info="")
         elif isinstance(event, BatchEnd) and self.batch_task is not None:
-            eta = f"ETA {_fmt_s(event.eta_s)}" if event.eta_s is not None else ""
+            eta = f"ETA {format_duration(event.eta_s)}" if event.eta_s is not None else ""
             label = f"epoch {event.epoch}" if event.phase == "train" else f"val {event.epoch}"
             p.update(
                 self.batch_task,
@@ -139,13 +140,6 @@ class RichPrinter:
         self.progress.stop()
 
 
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:

@@ -3,6 +3,7 @@ is built from these, so they are plain frozen dataclasses with JSON-ready fields
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -142,3 +143,27 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     data = dict(data)
     cls = EVENT_TYPES[data.pop("event")]
     return cls(**data)
+
+
+class StopFlag(threading.Event):
+    """The stop request fit() checks every batch, with the reason the run record should show
+    ("stopped" by the user, "interrupted" by a signal or a dropped connection). Here, not in
+    train.py, so the dashboard can make one without importing torch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = "stopped"
+
+    def request(self, reason: str = "stopped") -> None:
+        self.reason = reason
+        self.set()
+
+
+def format_duration(seconds: float | None, unknown: str = "--:--") -> str:
+    """ETA and elapsed times as M:SS or H:MM:SS."""
+    if seconds is None:
+        return unknown
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -52,6 +52,7 @@ from dftui.core.devices import (
     resolve_precision,
 )
 from dftui.core.events import (
+    StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
     BatchEnd,
     CheckpointSaved,
     Emit,
@@ -71,17 +72,6 @@ SKIPPED_FILE = "skipped.txt"  # every skipped image with its reason, in the run 
 MAX_LOGGED_SKIPS = 20  # skipped images named one by one in the log; the rest are counted
 
 
-class StopFlag(threading.Event):
-    """A stop request with the reason the run record should show ("stopped" by the user,
-    "interrupted" by a signal or a dropped connection)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reason = "stopped"
-
-    def request(self, reason: str = "stopped") -> None:
-        self.reason = reason
-        self.set()
 
 
 class RunAborted(Exception):

@@ -14,7 +14,8 @@ from dftui.core.events import BatchEnd, EpochEnd, RunFailed, RunFinished
 from dftui.ui.app import DftuiApp
 from dftui.ui.messages import BatchProgress, EngineEvent, wrap
 from dftui.ui.screens.setup import SetupScreen
-from dftui.ui.screens.training import TrainingScreen, fmt_duration
+from dftui.core.events import format_duration as fmt_duration
+from dftui.ui.screens.training import TrainingScreen
 from dftui.ui.widgets.run_view import RunView, smooth
 from tests.ui.helpers import one_thread, run_config, wait_for
 

@@ -6,7 +6,6 @@ keeps the best weights; a failure is shown as its message and the app stays usab
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from dftui.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StopFlag,
+    format_duration,
 )
 from dftui.ui.messages import BatchProgress, EngineEvent, wrap
 from dftui.ui.widgets.navbar import NavBar
@@ -37,26 +38,8 @@ from dftui.ui.widgets.run_view import RunView
 IDLE_TEXT = "No run yet: set one up on Setup (F2) and press ctrl+s there."
 
 
-class UiStopFlag(threading.Event):
-    """The stop request fit() checks every batch, with the reason the record should show.
-    (Same contract as core.train.StopFlag, which cannot be imported here without torch.)"""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reason = "stopped"
-
-    def request(self, reason: str = "stopped") -> None:
-        self.reason = reason
-        self.set()
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = max(0, int(round(seconds)))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 class TrainingScreen(Screen[None]):
@@ -71,7 +54,7 @@ class TrainingScreen(Screen[None]):
         super().__init__()
         self.running = False
         self.config: Any = None
-        self.stop_flag: UiStopFlag | None = None
+        self.stop_flag: StopFlag | None = None
         self.worker: Worker[Any] | None = None
         self.started: RunStarted | None = None
         self.final: RunFinished | RunFailed | None = None
@@ -115,7 +98,7 @@ class TrainingScreen(Screen[None]):
         self.weights_path = None
         self.download = None
         self.events_seen = 0
-        self.stop_flag = UiStopFlag()
+        self.stop_flag = StopFlag()
         self.query_one(RunView).reset()
         self.query_one("#log", RichLog).clear()
         outcome = self.query_one("#outcome", Static)
@@ -136,7 +119,7 @@ class TrainingScreen(Screen[None]):
         self.worker = self._train(config, self.stop_flag, resume)
 
     @work(thread=True, exit_on_error=False, group="train")
-    def _train(self, config: Any, stop: UiStopFlag, resume: Any = None) -> None:
+    def _train(self, config: Any, stop: StopFlag, resume: Any = None) -> None:
         if config.workers is None or config.workers > 0:
             from dftui.ui.workers import prepare_multiprocessing
 
@@ -273,7 +256,7 @@ class TrainingScreen(Screen[None]):
             f"epoch {event.epoch:>2}/{event.epochs}"
         )
         self.query_one("#speed-label", Label).update(
-            f" {event.images_per_s:,.0f} img/s · ETA {fmt_duration(event.eta_s)}"
+            f" {event.images_per_s:,.0f} img/s · ETA {format_duration(event.eta_s)}"
         )
         self._show_status(event)
 
@@ -311,7 +294,7 @@ class TrainingScreen(Screen[None]):
         self.weights_path = event.weights_path
         key = self.app.key_display_for("training.classify", "c")  # type: ignore[attr-defined]
         if event.status == "finished":
-            head = f"✓ Finished {event.epochs_completed} epoch(s) in {fmt_duration(event.seconds)}"
+            head = f"✓ Finished {event.epochs_completed} epoch(s) in {format_duration(event.seconds)}"
         else:
             head = f"■ {event.status.capitalize()} after {event.epochs_completed} epoch(s)"
         lines = [head]
