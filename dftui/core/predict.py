@@ -15,6 +15,7 @@ from dftui.core.backbones import CLASS_NAMES, get_backbone
 from dftui.core.checkpoint import load_weights
 from dftui.core.data import IMAGE_EXTENSIONS, Preprocessing, build_transform, load_tensor
 from dftui.core.devices import Precision, default_channels_last, resolve_device, resolve_precision
+from dftui.core.inference import EvalForward
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,9 @@ class Predictor:
         )
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
-        # Inference runs a copy with batch norm folded into the convolutions (measured
-        # 1.1-1.7× faster for one image on the CPU); ``model`` stays as built, for Grad-CAM.
-        self.inference_model = _fold_batchnorm(self.model, self.memory_format)
+        # Inference runs a copy with batch norm folded into the convolutions (on the CPU a
+        # fused graph, see core/inference.py); ``model`` stays as built, for Grad-CAM.
+        self.forward = EvalForward(self.model, self.device, self.precision, self.memory_format)
         self.transform = build_transform(self.preprocessing)
 
     @property
@@ -115,14 +116,7 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """p_fake for a normalised batch."""
-        dtype = self.precision.autocast_dtype
-        batch = batch.to(self.device, memory_format=self.memory_format)
-        if dtype is None:
-            logits = self.inference_model(batch)
-        else:
-            with torch.autocast(self.device.type, dtype=dtype):
-                logits = self.inference_model(batch)
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.softmax(self.forward(batch), dim=1)
         return probs[:, self.fake_index].cpu()
 
     def _label(self, p_fake: float) -> str:
@@ -162,17 +156,6 @@ class Predictor:
                 else:
                     p = next(it)
                     yield Prediction(str(path), self._label(p), 1.0 - p, p, ms)
-
-
-def _fold_batchnorm(model: torch.nn.Module, memory_format: torch.memory_format) -> torch.nn.Module:
-    """An eval-mode copy of ``model`` with each BatchNorm folded into the convolution before
-    it; ``model`` itself when the graph cannot be traced."""
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        return fuse(model).to(memory_format=memory_format).eval()
-    except Exception:  # noqa: BLE001 - an untraceable model still predicts, only slower
-        return model
 
 
 def _why(exc: BaseException) -> str:

@@ -63,6 +63,7 @@ from dftui.core.events import (
     RunFinished,
     RunStarted,
 )
+from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
 from dftui.core.runs import RunRecorder, new_run_dir, pid_alive, runs_root
 
@@ -332,8 +333,16 @@ class _Trainer:
         self.criterion = nn.CrossEntropyLoss()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
         self.forward = self.model
+        # Validation runs a batch-norm-folded copy (on the CPU a fused graph, see
+        # core/inference.py); with --compile it runs the compiled model as training does.
+        self.eval_forward: EvalForward | None = None
         if cfg.compile:
             self.forward = torch.compile(self.model)
+        else:
+            self.eval_forward = EvalForward(
+                self.model, self.device, self.precision, memory_format,
+                note=lambda message: self.emit(LogMessage("info", message)),
+            )
 
         self.workers = default_workers() if cfg.workers is None else cfg.workers
         draft = self.pre.input_size
@@ -578,6 +587,8 @@ class _Trainer:
     def _validate(self, epoch: int, val_batches: int) -> dict[str, Any] | None:
         cfg = self.config
         self.model.eval()
+        if self.eval_forward is not None:
+            self.eval_forward.sync()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         labels: list[torch.Tensor] = []
         preds: list[torch.Tensor] = []
@@ -595,8 +606,11 @@ class _Trainer:
                 continue
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             y = y.to(self.device, non_blocking=True)
-            with _autocast(self.device, self.precision):
-                out = self.forward(x).float()
+            if self.eval_forward is not None:
+                out = self.eval_forward(x)
+            else:
+                with _autocast(self.device, self.precision):
+                    out = self.forward(x).float()
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").double()
             preds.append(out.argmax(1))
             labels.append(y)

@@ -81,14 +81,14 @@ def test_predictor_layout_does_not_change_results(runs: dict[str, Any], dataset:
 
 def test_folded_inference_model_matches_the_model(runs: dict[str, Any], dataset: dict[str, Path]) -> None:
     predictor = Predictor(runs["fp32"][0].weights_path, device="cpu", precision="fp32")
-    assert predictor.inference_model is not predictor.model  # batch norm folded in a copy
+    assert predictor.forward.folded is not predictor.model  # batch norm folded in a copy
     x = torch.stack([predictor.transform(Image.open(p).convert("RGB")) for p in expand_images([dataset["val"]])])
     with torch.inference_mode():
-        folded = predictor.inference_model(x.contiguous(memory_format=torch.channels_last))
+        folded = predictor.forward.folded(x.contiguous(memory_format=torch.channels_last))
         plain = predictor.model(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(folded, plain, atol=1e-3)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())  # Grad-CAM's
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.inference_model.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.forward.folded.modules())
 
 
 def test_predictor_default_is_auto() -> None:
