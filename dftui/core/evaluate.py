@@ -23,7 +23,7 @@ import numpy as np
 
 from dftui.core.augment import CORRUPTIONS, Corruption
 from dftui.core.checkpoint import atomic_write, save_json
-from dftui.core.data import DatasetScan, load_rgb, scan_folder
+from dftui.core.data import DatasetScan, load_rgb, load_tensor, scan_folder
 from dftui.core.events import Event
 from dftui.core.metrics import (
     DEFAULT_THRESHOLD,
@@ -270,12 +270,8 @@ def evaluate_folder(
     draft = predictor.preprocessing.input_size if spec is None else None
     transform = predictor.transform
 
-    # The fast tensor decoder (when the data module has one) is for clean images only: a
-    # corruption works on a PIL image.
-    import dftui.core.data as data_mod
-
-    load_tensor = getattr(data_mod, "load_tensor", None)
-    use_tensor = spec is None and load_tensor is not None and getattr(transform, "takes_tensor", False)
+    # The fast tensor decoder is for clean images only: a corruption works on a PIL image.
+    use_tensor = spec is None and getattr(transform, "takes_tensor", False)
 
     def load(index: int) -> Any:
         if use_tensor:
@@ -285,6 +281,7 @@ def evaluate_folder(
             img = spec.apply(img, float(severity), seed=index)  # type: ignore[arg-type]
         return transform(img)
 
+    predictor.forward.plan(len(samples) * (passes - pass_index + 1))  # this pass and the rest
     scored: list[ScoredImage] = []
     t0 = time.perf_counter()
     last_emit = 0.0

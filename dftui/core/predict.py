@@ -137,6 +137,7 @@ class Predictor:
         self, paths: Sequence[str | Path], batch_size: int = 32
     ) -> Iterable[Prediction]:
         """Yields predictions in order, batching for speed; unreadable files get an error."""
+        self.forward.plan(len(paths))
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
             t0 = time.perf_counter()

@@ -363,6 +363,8 @@ class _Trainer:
             FaceDataset(self.val_scan.samples, build_transform(self.pre), draft),
             cfg.batch_size, False, self.workers, cfg.seed, self.device, cfg.mp_context,
         )
+        if self.eval_forward is not None:
+            self.eval_forward.plan(self.val_scan.total * max(0, cfg.epochs - self.state.epoch))
         if resume is not None:
             self.model.load_state_dict(resume["model"])
             self.optimizer.load_state_dict(resume["optimizer"])

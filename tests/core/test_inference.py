@@ -14,7 +14,7 @@ from dftui.core.backbones import get_backbone
 from dftui.core.config import TrainConfig
 from dftui.core.devices import Precision
 from dftui.core.events import EpochEnd, LogMessage
-from dftui.core.inference import GRAPH_MIN_BATCH, EvalForward, fold_batchnorm
+from dftui.core.inference import GRAPH_MIN_BATCH, GRAPH_MIN_IMAGES, EvalForward, fold_batchnorm
 from dftui.core.train import fit
 from dftui.core.synthetic import SyntheticSpec, make_dataset
 
@@ -44,6 +44,11 @@ def batch(n: int = GRAPH_MIN_BATCH, seed: int = 1) -> torch.Tensor:
     return (torch.rand(n, 3, IMG, IMG, generator=gen) * 2 - 1).contiguous(memory_format=CL)
 
 
+def planned(forward: EvalForward) -> EvalForward:
+    forward.plan(GRAPH_MIN_IMAGES)  # enough images for the graph to pay
+    return forward
+
+
 def reference(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         return net(x).float()
@@ -52,7 +57,7 @@ def reference(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("precision", [FP32, BF16], ids=["fp32", "bf16"])
 def test_graph_matches_the_model(model: torch.nn.Module, precision: Precision) -> None:
     notes: list[str] = []
-    forward = EvalForward(model, CPU, precision, CL, note=notes.append)
+    forward = planned(EvalForward(model, CPU, precision, CL, note=notes.append))
     x = batch()
     with torch.inference_mode():
         got = forward(x)
@@ -66,7 +71,7 @@ def test_graph_matches_the_model(model: torch.nn.Module, precision: Precision) -
 
 
 def test_sync_follows_the_training_model(model: torch.nn.Module) -> None:
-    forward = EvalForward(model, CPU, FP32, CL)
+    forward = planned(EvalForward(model, CPU, FP32, CL))
     x = batch()
     with torch.inference_mode():
         before = forward(x)
@@ -88,7 +93,7 @@ def test_sync_follows_the_training_model(model: torch.nn.Module) -> None:
 
 def test_graph_failure_on_a_new_shape_falls_back(model: torch.nn.Module) -> None:
     notes: list[str] = []
-    forward = EvalForward(model, CPU, FP32, CL, note=notes.append)
+    forward = planned(EvalForward(model, CPU, FP32, CL, note=notes.append))
     with torch.inference_mode():
         forward(batch())
         assert forward.mode == "graph"
@@ -112,7 +117,7 @@ def test_real_onednn_failure_at_1x1_maps_is_caught() -> None:
     torch.manual_seed(0)
     net = get_backbone("mobilenet_v2").build().to(memory_format=CL).eval()
     notes: list[str] = []
-    forward = EvalForward(net, CPU, FP32, CL, note=notes.append)
+    forward = planned(EvalForward(net, CPU, FP32, CL, note=notes.append))
     x = (torch.rand(8, 3, 32, 32) * 2 - 1).contiguous(memory_format=CL)
     with torch.inference_mode():
         out = forward(x)
@@ -123,8 +128,20 @@ def test_real_onednn_failure_at_1x1_maps_is_caught() -> None:
         assert len(notes) == 1 and "unavailable" in notes[0]
 
 
-def test_single_images_stay_eager(model: torch.nn.Module) -> None:
+def test_small_workloads_stay_eager(model: torch.nn.Module) -> None:
     forward = EvalForward(model, CPU, FP32, CL)
+    forward.plan(GRAPH_MIN_IMAGES - 1)
+    with torch.inference_mode():
+        forward(batch())
+    assert forward.mode == "eager"  # the one-off cost would not pay back
+    forward.plan(GRAPH_MIN_IMAGES)
+    with torch.inference_mode():
+        forward(batch())
+    assert forward.mode == "graph"
+
+
+def test_single_images_stay_eager(model: torch.nn.Module) -> None:
+    forward = planned(EvalForward(model, CPU, FP32, CL))
     with torch.inference_mode():
         out = forward(batch(1))
     assert forward.mode == "eager" and forward.graph_seconds == 0.0
@@ -133,7 +150,7 @@ def test_single_images_stay_eager(model: torch.nn.Module) -> None:
 
 def test_switch_turns_the_graph_off(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DFTUI_EVAL_GRAPH", "eager")
-    forward = EvalForward(model, CPU, FP32, CL)
+    forward = planned(EvalForward(model, CPU, FP32, CL))
     with torch.inference_mode():
         forward(batch())
     assert forward.mode == "eager"
@@ -145,7 +162,7 @@ def test_tracing_failure_falls_back_with_a_note(model: torch.nn.Module, monkeypa
 
     monkeypatch.setattr(torch.jit, "trace", broken)
     notes: list[str] = []
-    forward = EvalForward(model, CPU, FP32, CL, note=notes.append)
+    forward = planned(EvalForward(model, CPU, FP32, CL, note=notes.append))
     x = batch()
     with torch.inference_mode():
         out = forward(x)
@@ -160,7 +177,7 @@ def test_tracing_failure_falls_back_with_a_note(model: torch.nn.Module, monkeypa
 def test_disagreeing_graph_is_not_used(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inference, "AGREEMENT_TOLERANCE", -1.0)  # any gap counts as disagreement
     notes: list[str] = []
-    forward = EvalForward(model, CPU, FP32, CL, note=notes.append)
+    forward = planned(EvalForward(model, CPU, FP32, CL, note=notes.append))
     with torch.inference_mode():
         forward(batch())
         forward(batch())
@@ -178,7 +195,7 @@ def test_fold_keeps_the_model_in_its_mode(model: torch.nn.Module) -> None:
 
 def test_concurrent_first_calls_trace_once(model: torch.nn.Module) -> None:
     notes: list[str] = []
-    forward = EvalForward(model, CPU, FP32, CL, note=notes.append)
+    forward = planned(EvalForward(model, CPU, FP32, CL, note=notes.append))
     errors: list[BaseException] = []
 
     def call() -> None:
@@ -204,6 +221,8 @@ def test_validation_is_the_same_with_and_without_the_graph(
     make_dataset(tmp_path / "val", SyntheticSpec(n_per_class=8, size=IMG, seed=2))
     dataset = {"train": tmp_path / "train", "val": tmp_path / "val"}
 
+    monkeypatch.setattr(inference, "GRAPH_MIN_IMAGES", 16)  # 16 validation images x 1 epoch
+
     def run(mode: str) -> tuple[EpochEnd, list[str]]:
         monkeypatch.setenv("DFTUI_EVAL_GRAPH", mode)
         events: list[Any] = []
@@ -221,3 +240,29 @@ def test_validation_is_the_same_with_and_without_the_graph(
     assert not any("fused oneDNN graph" in m for m in eager_logs)
     assert graph.val_loss == pytest.approx(eager.val_loss, rel=1e-4, abs=1e-5)
     assert graph.val_accuracy == eager.val_accuracy
+
+
+def test_predictor_plans_its_workload(
+    dataset: dict[str, Path], standin_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One image at a time stays eager; a folder big enough takes the graph, same labels."""
+    from dftui.core.evaluate import evaluate_folder
+    from dftui.core.predict import Predictor, expand_images
+    from tests.conftest import train_tiny
+
+    weights = train_tiny(dataset, standin_weights, tmp_path)
+    monkeypatch.setattr(inference, "GRAPH_MIN_IMAGES", 20)
+    images = expand_images([dataset["val"]])[:19]
+    single = Predictor(weights, device="cpu", precision="bf16")
+    one_by_one = [single.predict_image(p) for p in images]
+    listed = list(single.predict_paths(images, batch_size=8))  # 19 < 20 planned
+    assert single.forward.mode == "eager"
+    assert [p.p_fake for p in listed] == pytest.approx([p.p_fake for p in one_by_one], abs=1e-4)
+
+    folder = Predictor(weights, device="cpu", precision="bf16")
+    result = evaluate_folder(folder, dataset["val"], batch_size=8)  # 20 images
+    assert folder.forward.mode == "graph"
+    by_path = {p.path: p for p in one_by_one}
+    for im in result.images:
+        if im.path in by_path:  # bf16 rounding differs between the graph and eager
+            assert abs(im.p_fake - by_path[im.path].p_fake) < 2e-2
