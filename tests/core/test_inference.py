@@ -140,6 +140,22 @@ def test_small_workloads_stay_eager(model: torch.nn.Module) -> None:
     assert forward.mode == "graph"
 
 
+def test_small_validation_runs_the_model_itself(model: torch.nn.Module) -> None:
+    """Training validation on a small set: no folded copy to refold after every epoch."""
+    forward = EvalForward(model, CPU, FP32, CL, small_workloads="model")
+    forward.plan(GRAPH_MIN_IMAGES - 1)
+    x = batch()
+    with torch.inference_mode():
+        out = forward(x)
+    forward.sync()
+    assert forward._folded is None and forward.mode == "eager"
+    assert torch.equal(out, reference(model, x))
+    forward.plan(GRAPH_MIN_IMAGES)  # a big set: folded and fused
+    with torch.inference_mode():
+        forward(x)
+    assert forward._folded is not None and forward.mode == "graph"
+
+
 def test_single_images_stay_eager(model: torch.nn.Module) -> None:
     forward = planned(EvalForward(model, CPU, FP32, CL))
     with torch.inference_mode():
@@ -221,25 +237,28 @@ def test_validation_is_the_same_with_and_without_the_graph(
     make_dataset(tmp_path / "val", SyntheticSpec(n_per_class=8, size=IMG, seed=2))
     dataset = {"train": tmp_path / "train", "val": tmp_path / "val"}
 
-    monkeypatch.setattr(inference, "GRAPH_MIN_IMAGES", 16)  # 16 validation images x 1 epoch
+    monkeypatch.setattr(inference, "GRAPH_MIN_IMAGES", 32)  # 16 validation images x 2 epochs
 
-    def run(mode: str) -> tuple[EpochEnd, list[str]]:
+    def run(mode: str) -> tuple[list[EpochEnd], list[str]]:
         monkeypatch.setenv("DFTUI_EVAL_GRAPH", mode)
         events: list[Any] = []
         cfg = TrainConfig(backbone="mobilenet_v2", train_dir=dataset["train"], val_dir=dataset["val"],
-                          pretrained=str(standin_weights), img_size=IMG, epochs=1, batch_size=8,
+                          pretrained=str(standin_weights), img_size=IMG, epochs=2, batch_size=8,
                           workers=0, precision="fp32", out_dir=tmp_path / mode / "w",
                           runs_dir=tmp_path / mode / "r")
         fit(cfg, events.append, threading.Event())
         logs = [e.text for e in events if isinstance(e, LogMessage)]
-        return next(e for e in events if isinstance(e, EpochEnd)), logs
+        return [e for e in events if isinstance(e, EpochEnd)], logs
 
     graph, graph_logs = run("auto")
     eager, eager_logs = run("eager")
     assert any("fused oneDNN graph" in m for m in graph_logs)
     assert not any("fused oneDNN graph" in m for m in eager_logs)
-    assert graph.val_loss == pytest.approx(eager.val_loss, rel=1e-4, abs=1e-5)
-    assert graph.val_accuracy == eager.val_accuracy
+    assert len(graph) == len(eager) == 2  # epoch 2: the graph reads the refolded weights
+    for g, e in zip(graph, eager):
+        assert g.train_loss == e.train_loss  # validation does not disturb training
+        assert g.val_loss == pytest.approx(e.val_loss, rel=1e-4, abs=1e-5)
+        assert g.val_accuracy == e.val_accuracy
 
 
 def test_predictor_plans_its_workload(
