@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,16 +100,22 @@ def make_standin(folder: Path, size: int = IMG) -> Path:
     return path
 
 
+def tiny_config(dataset: dict[str, Path], standin: Path, out: Path, **changes: Any) -> Any:
+    """A one-epoch, batch 8, 32 px TrainConfig on ``dataset`` from the stand-in."""
+    from dftui.core.config import TrainConfig
+
+    base = TrainConfig(backbone="mobilenet_v2", train_dir=dataset["train"], val_dir=dataset["val"],
+                       pretrained=str(standin), img_size=IMG, epochs=1, batch_size=8,
+                       workers=0, out_dir=out / "weights", runs_dir=out / "runs")
+    return base.with_(**changes) if changes else base
+
+
 def train_tiny(dataset: dict[str, Path], standin: Path, out: Path) -> Path:
     """One epoch of fit() on the generated set from the stand-in: real weights, in seconds."""
     import threading
 
-    from dftui.core.config import TrainConfig
     from dftui.core.train import fit
 
-    cfg = TrainConfig(backbone="mobilenet_v2", train_dir=dataset["train"], val_dir=dataset["val"],
-                      pretrained=str(standin), img_size=IMG, epochs=1, batch_size=8,
-                      workers=0, out_dir=out / "weights", runs_dir=out / "runs")
-    final = fit(cfg, lambda e: None, threading.Event())
+    final = fit(tiny_config(dataset, standin, out), lambda e: None, threading.Event())
     assert getattr(final, "weights_path", None), final
     return Path(final.weights_path)  # type: ignore[union-attr]

@@ -91,18 +91,18 @@ class EvalForward:
         precision: Precision,
         memory_format: torch.memory_format,
         note: Note | None = None,
-        small_workloads: str = "folded",
+        fold_small_workloads: bool = True,
     ) -> None:
         self.model = model
         self.device = device
         self.precision = precision
         self.memory_format = memory_format
         self.note = note or (lambda message: None)
-        # "folded": even a few images run the folded copy (the Predictor: 1.1-1.7x faster per
-        # image, folded once). "model": below GRAPH_MIN_IMAGES run the model itself (training
+        # True: even a few images run the folded copy (the Predictor: 1.1-1.7x faster per
+        # image, folded once). False: below GRAPH_MIN_IMAGES run the model itself (training
         # validation: refolding after every epoch costs 0.1 s MobileNet-v2, 1 s Xception,
         # more than a small validation set gains from it).
-        self.small_uses_model = small_workloads == "model"
+        self.fold_small_workloads = fold_small_workloads
         self._folded: torch.nn.Module | None = None  # made on first use
         self._graph: Any = None
         # None: not tried yet; False: eager only (not wanted, or it failed its check).
@@ -133,10 +133,6 @@ class EvalForward:
         if self._folded is None or self._folded is self.model:
             return  # not made yet (it will be folded from the current weights) or no copy
         fresh = fold_batchnorm(self.model, self.memory_format)
-        if fresh is self.model:  # cannot happen once folding worked; be safe anyway
-            self._folded = self.model
-            self._graph, self._graph_ok = None, False
-            return
         with torch.inference_mode(False), torch.no_grad():
             self._folded.load_state_dict(fresh.state_dict())
 
@@ -148,8 +144,8 @@ class EvalForward:
         return torch.autocast(self.device.type, dtype=dtype, cache_enabled=False)
 
     def _eager(self, x: torch.Tensor) -> torch.Tensor:
-        small = self.planned < GRAPH_MIN_IMAGES and self._graph_ok is not True
-        module = self.model if self.small_uses_model and small else self.folded
+        small = self.planned < GRAPH_MIN_IMAGES
+        module = self.folded if self.fold_small_workloads or not small else self.model
         with self._autocast():
             return module(x).float()
 

@@ -342,7 +342,7 @@ class _Trainer:
             self.eval_forward = EvalForward(
                 self.model, self.device, self.precision, memory_format,
                 note=lambda message: self.emit(LogMessage("info", message)),
-                small_workloads="model",
+                fold_small_workloads=False,
             )
 
         self.workers = default_workers() if cfg.workers is None else cfg.workers

@@ -11,12 +11,12 @@ import torch
 
 from dftui.core import inference
 from dftui.core.backbones import get_backbone
-from dftui.core.config import TrainConfig
 from dftui.core.devices import Precision
 from dftui.core.events import EpochEnd, LogMessage
 from dftui.core.inference import GRAPH_MIN_BATCH, GRAPH_MIN_IMAGES, EvalForward, fold_batchnorm
 from dftui.core.train import fit
 from dftui.core.synthetic import SyntheticSpec, make_dataset
+from tests.conftest import tiny_config
 
 # 64 px: at 32 px MobileNet-v2's last feature map is 1x1, where oneDNN's fp32 graph fails
 # (test_graph_failure_on_a_new_shape_falls_back keeps that case).
@@ -142,7 +142,7 @@ def test_small_workloads_stay_eager(model: torch.nn.Module) -> None:
 
 def test_small_validation_runs_the_model_itself(model: torch.nn.Module) -> None:
     """Training validation on a small set: no folded copy to refold after every epoch."""
-    forward = EvalForward(model, CPU, FP32, CL, small_workloads="model")
+    forward = EvalForward(model, CPU, FP32, CL, fold_small_workloads=False)
     forward.plan(GRAPH_MIN_IMAGES - 1)
     x = batch()
     with torch.inference_mode():
@@ -242,10 +242,8 @@ def test_validation_is_the_same_with_and_without_the_graph(
     def run(mode: str) -> tuple[list[EpochEnd], list[str]]:
         monkeypatch.setenv("DFTUI_EVAL_GRAPH", mode)
         events: list[Any] = []
-        cfg = TrainConfig(backbone="mobilenet_v2", train_dir=dataset["train"], val_dir=dataset["val"],
-                          pretrained=str(standin_weights), img_size=IMG, epochs=2, batch_size=8,
-                          workers=0, precision="fp32", out_dir=tmp_path / mode / "w",
-                          runs_dir=tmp_path / mode / "r")
+        cfg = tiny_config(dataset, standin_weights, tmp_path / mode, img_size=IMG, epochs=2,
+                          precision="fp32")
         fit(cfg, events.append, threading.Event())
         logs = [e.text for e in events if isinstance(e, LogMessage)]
         return [e for e in events if isinstance(e, EpochEnd)], logs

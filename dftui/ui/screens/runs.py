@@ -77,13 +77,20 @@ def weights_available(run: RunSummary) -> Path | None:
     return None
 
 
-async def open_classifier(screen: Screen[Any], run: RunSummary) -> None:
+async def open_with_weights(
+    screen: Screen[Any], run: RunSummary, target: str, purpose: str
+) -> None:
+    """Open the ``target`` screen on the run's weights, or say why there are none."""
     weights = weights_available(run)
     if weights is None:
         why = "it saved none" if not run.weights_path else f"{run.weights_path} is gone"
-        screen.notify(f"no weights to classify with: {why}", severity="warning", timeout=6)
+        screen.notify(f"no weights {purpose}: {why}", severity="warning", timeout=6)
         return
-    await screen.app.open_screen("classify", weights=weights)  # type: ignore[attr-defined]
+    await screen.app.open_screen(target, weights=weights)  # type: ignore[attr-defined]
+
+
+async def open_classifier(screen: Screen[Any], run: RunSummary) -> None:
+    await open_with_weights(screen, run, "classify", "to classify with")
 
 
 async def resume_run(screen: Screen[Any], run: RunSummary) -> None:
@@ -403,9 +410,4 @@ def show_evaluations(screen: RunDetailScreen) -> None:
 
 
 async def open_evaluate(screen: Screen[Any], run: RunSummary) -> None:
-    weights = weights_available(run)
-    if weights is None:
-        why = "it saved none" if not run.weights_path else f"{run.weights_path} is gone"
-        screen.notify(f"no weights to evaluate: {why}", severity="warning", timeout=6)
-        return
-    await screen.app.open_screen("evaluate", weights=weights)  # type: ignore[attr-defined]
+    await open_with_weights(screen, run, "evaluate", "to evaluate")
