@@ -177,3 +177,20 @@ async def test_setup_offers_demo_data_when_launched(tmp_path: Path, monkeypatch:
     async with plain.run_test(size=SIZE) as pilot:
         await pilot.pause(0.3)
         assert not isinstance(plain.screen, DemoDataOffer)
+
+
+async def test_setup_rescans_its_folders_after_demo_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo data goes into the folders Setup already shows (processed_data/...): no input
+    changes, so Setup must rescan on DataFoldersReady instead of keeping "does not exist"."""
+    monkeypatch.chdir(tmp_path)
+    app = make_app(tmp_path, initial="setup")
+    app.offer_demo_data = True
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DemoDataOffer))
+        setup = app.get_open_screen("setup")
+        assert setup.scans.get("train_dir") is None  # the folders do not exist yet
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen) and app.screen.ready is not None
+                       and not app.screen.running)
+        await wait_for(pilot, lambda: all(setup.scans.get(f) is not None for f in ("train_dir", "val_dir")))
+        assert setup.scans["train_dir"].total == 64 and setup.scans["val_dir"].total == 32

@@ -506,6 +506,15 @@ class SetupScreen(Screen[None]):
             css, message = scan_text(scan)
             self.post_message(FolderScanned(field, text, css, message, scan))
 
+    def on_data_folders_ready(self, message: Any) -> None:
+        """Prepare or the demo data wrote new images (``prepare.DataFoldersReady``). Often
+        into the very folders already shown, where no input changes: rescan them anyway."""
+        for field in ("train_dir", "val_dir"):
+            timer = self._scan_timers.pop(field, None)
+            if timer is not None:
+                timer.stop()
+            self._scan_now(field)
+
     def on_folder_scanned(self, message: FolderScanned) -> None:
         if self.value(message.field).strip() != message.path:
             return  # an older scan of a path the user has since changed
