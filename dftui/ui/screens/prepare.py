@@ -41,6 +41,7 @@ from dftui.core.prepare import (
 )
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.tickbox import TickBox
 
 SETTINGS_KEY = "prepare"
 DISCOVER_DELAY_S = 0.3
@@ -200,7 +201,7 @@ class PrepareScreen(Screen[None]):
             with Horizontal(classes="row"):
                 yield Label("Splits", classes="field-label")
                 for split in SPLITS:
-                    yield Checkbox(split, False, id=_split_id(split), compact=True, classes="split-box",
+                    yield TickBox(split, False, id=_split_id(split), compact=True, classes="split-box",
                                    disabled=True)
             with Horizontal(classes="row"):
                 yield Label("Margin", classes="field-label")

@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from dftui.core.checkpoint import list_weights, read_metadata
+from dftui.core.checkpoint import list_weights, read_metadata_checked
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class WeightsEntry:
     img_size: int | None
     accuracy: float | None  # best validation accuracy, 0..1
     created: datetime | None  # from the metadata, else the file's modification time
+    problem: str | None = None  # metadata beside the file that cannot be read
 
     @property
     def key(self) -> Path:
@@ -53,6 +54,9 @@ def _parse_created(value: Any) -> datetime | None:
 
 
 def entry_for(path: Path, meta: dict[str, Any] | None) -> WeightsEntry:
+    problem = None
+    if meta is None:  # no metadata, or metadata that cannot be read: say which
+        meta, problem = read_metadata_checked(path)
     backbone = img_size = accuracy = created = None
     if isinstance(meta, dict):
         raw = meta.get("backbone")
@@ -70,7 +74,7 @@ def entry_for(path: Path, meta: dict[str, Any] | None) -> WeightsEntry:
             created = datetime.fromtimestamp(os.stat(path).st_mtime).astimezone()
         except (OSError, OverflowError, ValueError):
             created = None
-    return WeightsEntry(path, backbone, img_size, accuracy, created)
+    return WeightsEntry(path, backbone, img_size, accuracy, created, problem)
 
 
 def weights_entries(folder: Path, extra: Iterable[Path | None] = ()) -> list[WeightsEntry]:
@@ -82,7 +86,7 @@ def weights_entries(folder: Path, extra: Iterable[Path | None] = ()) -> list[Wei
     for path in extra:
         if path is None or not path.is_file() or _resolved(path) in known:
             continue
-        entries.append(entry_for(path, read_metadata(path)))
+        entries.append(entry_for(path, None))
         known.add(_resolved(path))
     dated = sorted((e for e in entries if e.created), key=lambda e: (e.created, e.path.name),
                    reverse=True)
@@ -98,7 +102,9 @@ def _when(created: datetime | None) -> str:
 
 def describe(entry: WeightsEntry) -> str:
     """The second line of a row: backbone, input size, accuracy, date."""
-    if entry.backbone is None:
+    if entry.problem:
+        parts = [f"damaged metadata ({entry.problem})"]
+    elif entry.backbone is None:
         parts = ["reference format"]
     else:
         parts = [entry.backbone]
@@ -153,7 +159,7 @@ class WeightsPicker(OptionList):
             mark = marks.get(entry.key, "")
             prompt = Text.assemble(
                 (mark, "green"), (entry.path.name, "bold"), "\n",
-                (("  " if mark else "") + describe(entry), "dim"),
+                (describe(entry), "dim"),
                 overflow="ellipsis", no_wrap=True,
             )
             self.add_option(Option(prompt, id=str(entry.path)))
