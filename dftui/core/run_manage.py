@@ -228,9 +228,7 @@ def weights_files(run: RunSummary) -> list[Path]:
     able to name any other file for deletion."""
     if not run.weights_path:
         return []
-    weights = Path(run.weights_path)
-    if not weights.is_absolute():
-        weights = Path.cwd() / weights
+    weights = Path(run.weights_path)  # a relative path is from the working folder, as recorded
     if weights.suffix != ".pth":
         return []
     out = []
