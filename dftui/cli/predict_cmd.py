@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dftui.cli import fail
     from dftui.core.backbones import WeightsError
-    from dftui.core.data import display_path
     from dftui.core.devices import DeviceError
     from dftui.core.predict import Predictor, expand_images
 
@@ -47,6 +47,21 @@ def run(args: argparse.Namespace) -> int:
         predictor = Predictor(args.weights, args.device, args.precision, args.threshold)
     except (WeightsError, DeviceError) as exc:
         return fail(str(exc))
+    try:
+        return _classify(predictor, paths, args)
+    except BrokenPipeError:
+        # The reader went away (``dftui predict DIR | head -1``): stop quietly, as other
+        # command-line tools do, without a traceback or a second error at exit.
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by the pipe
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+
+
+def _classify(predictor: Any, paths: list[Path], args: argparse.Namespace) -> int:
+    from dftui.cli import fail
+    from dftui.core.data import display_path
+
     results = []
     failed = 0
     for pred in predictor.predict_paths(paths, args.batch_size):
@@ -55,11 +70,25 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             sys.stderr.write(f"dftui: skipped {display_path(pred.path)}: {pred.error}\n")
         elif not args.json:
-            # display_path: a file name that is not UTF-8 must not crash the output.
+            # display_path: a name that is not UTF-8 must not crash the output, and a tab or
+            # a line break in it must not forge fields or lines.
             sys.stdout.write(f"{display_path(pred.path)}\t{pred.label}\t{pred.p_fake:.4f}\n")
     if args.json:
         json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
+    sys.stdout.flush()
     if failed == len(results):
         return fail("no image could be classified", 1)
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
