@@ -26,6 +26,7 @@ from dftui.core.backbones import (
     load_state_dict_file,
 )
 from dftui.core.data import Preprocessing
+from dftui.core.untrusted import read_json
 
 if TYPE_CHECKING:
     import torch
@@ -321,24 +322,27 @@ def _matches(path: Path, meta: dict[str, Any]) -> bool:
         return False
 
 
-MAX_METADATA_BYTES = 16 << 20  # a weights .json is a few kB; anything far larger is not ours
 MAX_INPUT_SIZE = 2048  # pixels; beyond this every image would allocate hundreds of MB
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 def read_metadata(weights: str | Path) -> dict[str, Any] | None:
-    """The metadata beside ``weights`` as a dict, or None when it is missing or unreadable
-    (not a regular file, not JSON, not an object, absurdly large or deep)."""
+    """The metadata beside ``weights``; None when there is none or it cannot be read (see
+    ``read_metadata_checked`` for the reason)."""
+    return read_metadata_checked(weights)[0]
+
+
+def read_metadata_checked(weights: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(metadata, None), (None, None) when there is no metadata file, or (None, reason) when
+    there is one that cannot be used: the file is untrusted (hand-edited, huge, nested
+    absurdly deep, not an object), and a list of weights must show it, not fail on it."""
     path = metadata_path(weights)
     try:
-        st = os.stat(path)
-        # A FIFO or device would block or never end: only regular files are read.
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_METADATA_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
+        return read_json(path), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, f"{path.name}: {exc}"
 
 
 def _metadata_problem(meta: dict[str, Any], min_size: int) -> str | None:
@@ -384,14 +388,14 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     backbone from the keys, 224×224 resize, ImageNet mean/std, real = 0, fake = 1."""
     path = Path(path).expanduser()
     meta_file = metadata_path(path)
-    meta = read_metadata(path)
-    if meta is None and os.path.lexists(meta_file):
+    meta, damaged = read_metadata_checked(path)
+    if meta is None and (damaged or os.path.lexists(meta_file)):
         # Our writes are atomic, so this is a hand-edited or foreign file: guessing the
         # preprocessing could give silently wrong answers.
         raise WeightsError(
-            f"the metadata file {meta_file} beside {path.name} is not valid JSON (or not a "
-            "regular file); fix it, or move it away to use the weights with the reference "
-            "preprocessing"
+            f"the metadata file {meta_file} beside {path.name} is not valid JSON or cannot be "
+            f"read ({damaged or 'unreadable'}); fix it, or move it away to use the weights "
+            "with the reference preprocessing"
         )
     if meta is not None and "reserved_by" in meta and "preprocessing" not in meta and os.path.lexists(path):
         raise WeightsError(
