@@ -959,7 +959,10 @@ def fit(
     recorder = getattr(trainer, "recorder", None)
     if recorder is not None:
         recorder.close()
-    _release(trainer)
+    try:
+        _release(trainer)
+    except Exception:  # noqa: BLE001 - tidying up must never hide the run's result
+        pass
     device = getattr(trainer, "device", None)
     # Drop the model, optimiser and loaders now, so an out-of-memory run gives its memory
     # back to the app before the next one starts.
@@ -977,6 +980,9 @@ def _release(trainer: _Trainer) -> None:
 
     from dftui.core.checkpoint import read_metadata
 
+    lock = getattr(trainer, "run_lock", None)
+    if lock is not None:
+        lock.close()
     path = getattr(trainer, "weights_path", None)
     run_dir = getattr(trainer, "run_dir", None)
     if path is not None and run_dir is not None and getattr(trainer, "saved_best", None) is None:
@@ -991,9 +997,6 @@ def _release(trainer: _Trainer) -> None:
                 metadata_path(path).unlink()
             except OSError:
                 pass
-    lock = getattr(trainer, "run_lock", None)
-    if lock is not None:
-        lock.close()
 
 
 def _live_owner(run_dir: Path) -> int | None:
