@@ -178,11 +178,6 @@ class PhotoJudge:
                     notes.append("whole picture scored instead (a face-crop model: a weak guess)")
             result.note = "; ".join(notes)
         result.latency_ms = (time.perf_counter() - t0) * 1000
-        if any(not math.isfinite(f.p_fake) for f in result.faces):
-            from dftui.core.predict import NO_SCORE
-
-            # A NaN face score has no verdict, and the picture's would hang on it.
-            return PhotoResult(name, image.size, error=NO_SCORE, latency_ms=result.latency_ms)
         return result
 
     def judge_path(self, path: str | Path) -> PhotoResult:

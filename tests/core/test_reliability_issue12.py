@@ -220,7 +220,7 @@ def test_a_nan_score_is_never_a_label(tmp_path, model_state, dataset, monkeypatc
     from dftui.core.photo import PhotoJudge
 
     photo = PhotoJudge(predictor, mode="off").judge_path(images[0])  # the faces path too
-    assert photo.label is None and "no finite score" in photo.error
+    assert photo.label is None and "no finite score" in photo.note + photo.error
     from dftui.core.evaluate import EvaluationError
 
     with pytest.raises(EvaluationError, match="could be scored"):
