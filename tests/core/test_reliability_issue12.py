@@ -352,6 +352,14 @@ def test_fifos_and_devices_are_never_opened(tmp_path, dataset) -> None:
     predictor = Predictor(_save(tmp_path, SPEC.build().eval().state_dict()), device="cpu")
     pred = predictor.predict_image(data / "fake" / "pipe.png")
     assert pred.label is None and "FIFO" in pred.error
+    from dftui.core.video import VideoError, probe
+
+    os.mkfifo(tmp_path / "clip.mp4")
+    with pytest.raises(VideoError, match="FIFO"):  # was "empty file (0 bytes)"
+        probe(tmp_path / "clip.mp4")
+    from dftui.cli.predict_cmd import _crop_like
+
+    assert _crop_like(data / "fake" / "pipe.png", "auto")  # returns, never blocks on the FIFO
 
 
 def test_zip_bomb_is_refused_before_inflating(tmp_path) -> None:
