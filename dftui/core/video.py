@@ -86,15 +86,23 @@ def _open(path: str | os.PathLike[str]) -> Any:
         import av
     except ImportError as exc:
         raise VideoError(f"videos need PyAV ({exc}); install it with: pip install av") from None
+    import stat
+
+    from dftui.core.backbones import file_kind
+
     p = Path(path)
     try:
-        size = p.stat().st_size
+        st = p.stat()
+        size = st.st_size
     except FileNotFoundError:
         raise VideoError("file not found") from None
     except OSError as exc:
         raise VideoError(f"cannot read ({exc.strerror or exc})") from None
     if p.is_dir():
         raise VideoError("is a folder, not a video")
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO or device would block FFmpeg or never end: never opened.
+        raise VideoError(f"{file_kind(st.st_mode)}, not a regular file")
     if size == 0:
         raise VideoError("empty file (0 bytes); nothing to decode")
     try:
