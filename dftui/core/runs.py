@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,7 +21,15 @@ from dftui.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
-    event_from_dict,
+)
+from dftui.core.eventlog import (
+    EVENTS_FILE,
+    STALE_AFTER_S,
+    STOP_FILE,
+    EventLogWriter,
+    clear_stop_request,
+    hostname,
+    read_history,
 )
 
 METRIC_COLUMNS = (
@@ -39,7 +48,9 @@ METRIC_COLUMNS = (
 if TYPE_CHECKING:
     from dftui.core.config import TrainConfig
 
-BATCH_RECORD_INTERVAL_S = 2.0  # batch events are thinned in the record; epochs are all kept
+# Batch events are thinned in the record (epochs are all kept); a watcher's progress bar
+# moves at this pace.
+BATCH_RECORD_INTERVAL_S = 1.0
 
 
 def data_home() -> Path:
@@ -98,14 +109,15 @@ class RunRecorder:
     crash can cut at most their last line (readers skip it; a resume trims it). A failed
     write (a full disk) never stops training: it is kept in ``write_error``."""
 
-    def __init__(self, run_dir: Path, resumed: bool = False) -> None:
+    def __init__(
+        self, run_dir: Path, resumed: bool = False, stop: threading.Event | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.write_error: str | None = None
-        events_path = self.run_dir / "events.jsonl"
-        self._events = open(events_path, "a", encoding="utf-8")
-        if _ends_mid_line(events_path):
-            self._events.write("\n")  # a line cut by a crash stays alone, not glued to the next
+        # A stop request left over from an earlier attempt must not stop this one.
+        clear_stop_request(self.run_dir)
+        self._log = EventLogWriter(self.run_dir / EVENTS_FILE)
         metrics_path = self.run_dir / "metrics.csv"
         fresh = not metrics_path.exists() or metrics_path.stat().st_size == 0
         self._metrics = open(metrics_path, "a", encoding="utf-8", newline="")
@@ -115,15 +127,30 @@ class RunRecorder:
             self._metrics.flush()
         self._last_batch = 0.0
         self.info: dict[str, Any] = {}
-        if resumed:
-            try:
-                loaded = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
-                self.info = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self.info = {}
-            # Fields of the interrupted attempt that no longer hold.
-            for key in ("ended", "message"):
-                self.info.pop(key, None)
+        # run.json is there when resuming, or when the folder was made for this run before
+        # it started (a background run: its launcher wrote the pid and host).
+        try:
+            loaded = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
+            self.info = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.info = {}
+        # Fields of an interrupted attempt that no longer hold.
+        for key in ("ended", "message"):
+            self.info.pop(key, None)
+        try:
+            self._log.write_header()
+        except OSError as exc:
+            self.write_error = f"{exc.strerror or exc}"
+
+        def on_stop() -> None:
+            if stop is not None:
+                request = getattr(stop, "request", None)
+                request("stopped") if request is not None else stop.set()
+
+        def on_error(exc: OSError) -> None:
+            self.write_error = self.write_error or f"{exc.strerror or exc}"
+
+        self._log.start_heartbeat(self.run_dir / STOP_FILE, on_stop, on_error)
 
     def trim_after(self, epoch: int) -> None:
         """On resume, drop metric rows past the checkpoint's epoch: they are redone."""
@@ -170,8 +197,8 @@ class RunRecorder:
             if now - self._last_batch < BATCH_RECORD_INTERVAL_S and event.batch != event.batches:
                 return
             self._last_batch = now
-        self._events.write(json.dumps(event.to_dict(), default=str) + "\n")
-        self._events.flush()
+        # fsync where losing the tail would lose what matters: an epoch's result, the end.
+        self._log.write(event.to_dict(), sync=isinstance(event, (EpochEnd, RunFinished, RunFailed)))
         if isinstance(event, RunStarted):
             try:
                 save_json(event.config, self.run_dir / "config.json")
@@ -183,6 +210,7 @@ class RunRecorder:
                 run_id=event.run_id,
                 status="running",
                 pid=os.getpid(),
+                host=hostname(),
                 backbone=cfg.get("backbone"),
                 train_dir=cfg.get("train_dir"),
                 val_dir=cfg.get("val_dir"),
@@ -232,23 +260,11 @@ class RunRecorder:
             )
 
     def close(self) -> None:
-        for fh in (self._events, self._metrics):
-            try:
-                fh.close()
-            except OSError:
-                pass
-
-
-def _ends_mid_line(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() == 0:
-                return False
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
-    except OSError:
-        return False
+        self._log.close()
+        try:
+            self._metrics.close()
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -266,6 +282,20 @@ class RunSummary:
     epochs: int | None
     weights_path: str | None
     message: str = ""
+    pid: int = 0
+    host: str = ""  # the machine running it, when not this one (a shared home folder)
+    detached: bool = False  # a background run (its own process), not inside a dashboard
+    heartbeat_age: float | None = None  # seconds since its event log was last written
+
+    @property
+    def live(self) -> bool:
+        """Its process is (or, on another host, may be) still running it."""
+        return self.status in LIVE_STATUSES
+
+    @property
+    def status_text(self) -> str:
+        """The status as lists show it: 'running on host X' for another machine's run."""
+        return f"{self.status} on {self.host}" if self.host else self.status
 
     @property
     def resumable(self) -> bool:
@@ -276,15 +306,57 @@ class RunSummary:
         )
 
 
+LIVE_STATUSES = ("running", "stalled")
+
+
+def heartbeat_age(run_dir: Path) -> float | None:
+    """Seconds since the run's event log was last written (any record, heartbeats too)."""
+    try:
+        return max(0.0, time.time() - (Path(run_dir) / EVENTS_FILE).stat().st_mtime)
+    except OSError:
+        return None
+
+
+def live_status(info: dict[str, Any], run_dir: Path) -> tuple[str, str, float | None]:
+    """(status, other host or "", heartbeat age) of a run record. A record that says
+    "running" is checked: on this host by its pid (gone: "interrupted") and its heartbeat
+    (old: "stalled"); on another host only by its heartbeat, since its pid means nothing
+    here."""
+    status = str(info.get("status", "unknown"))
+    host = info.get("host")
+    other = host if isinstance(host, str) and host and host != hostname() else ""
+    if status != "running":
+        return status, other, None
+    age = heartbeat_age(run_dir)
+    if not other:
+        try:
+            pid = int(info.get("pid", 0) or 0)
+        except (TypeError, ValueError):
+            pid = 0
+        if not pid_alive(pid):
+            return "interrupted", "", age  # its process is gone: killed or crashed
+    if age is not None and age > STALE_AFTER_S:
+        return "stalled", other, age
+    return "running", other, age
+
+
 def read_run(run_dir: Path) -> RunSummary | None:
     try:
         info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    status = info.get("status", "unknown")
-    if status == "running" and not pid_alive(int(info.get("pid", 0) or 0)):
-        status = "interrupted"  # its process is gone: killed or crashed
+    if not isinstance(info, dict):
+        return None
+    status, other_host, age = live_status(info, run_dir)
+    try:
+        pid = int(info.get("pid", 0) or 0)
+    except (TypeError, ValueError):
+        pid = 0
     return RunSummary(
+        pid=pid,
+        host=other_host,
+        detached=bool(info.get("detached", False)),
+        heartbeat_age=age,
         run_dir=run_dir,
         run_id=info.get("run_id", run_dir.name),
         status=status,
@@ -342,15 +414,6 @@ def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
 
 
 def read_events(run_dir: Path) -> list[Event]:
-    """The recorded events (lines that do not parse, e.g. cut by a crash, are skipped)."""
-    out: list[Event] = []
-    path = Path(run_dir) / "events.jsonl"
-    if not path.is_file():
-        return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                out.append(event_from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                continue
-    return out
+    """The recorded events: damaged or unknown lines are skipped; in a very long log most
+    batch events are left out (see EventTail.read)."""
+    return read_history(Path(run_dir))[0]
