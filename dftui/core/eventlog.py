@@ -22,11 +22,19 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dftui.core.events import EVENT_TYPES, BatchEnd, Event, RunFailed, RunFinished, RunStarted
+from dftui.core.events import (
+    EVENT_TYPES,
+    BatchEnd,
+    Event,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    event_from_dict,
+)
 
 SCHEMA_VERSION = 1
 EVENTS_FILE = "events.jsonl"
@@ -37,6 +45,7 @@ STALE_AFTER_S = 4 * HEARTBEAT_S  # a live process whose log is older than this: 
 STOP_POLL_S = 0.5
 HEADER_KIND = "log_opened"
 HEARTBEAT_KIND = "heartbeat"
+NON_EVENT_KINDS = (HEADER_KIND, HEARTBEAT_KIND)
 END_KINDS = (RunFinished.kind, RunFailed.kind)
 # Batch events are thinned when a long history is read at once: the chart keeps about this
 # many points (RunView thins to 4000 anyway) plus the last batch before every other event.
@@ -174,12 +183,8 @@ def parse_record(data: Any) -> Event | None:
     cls = EVENT_TYPES.get(data.get("event"))  # type: ignore[arg-type]
     if cls is None:
         return None
-    known = {f.name for f in fields(cls)}
-    kwargs = {k: v for k, v in data.items() if k in known}
     try:
-        from dftui.core.events import event_from_dict
-
-        return event_from_dict({"event": cls.kind, **kwargs})
+        return event_from_dict(data)  # type-checks every field, ignores unknown ones
     except Exception:  # noqa: BLE001 - a record that does not fit is skipped, never fatal
         return None
 

@@ -137,7 +137,8 @@ class RunView(Vertical):
             self._dirty = True
         elif isinstance(event, RunStarted):
             self.started = event
-            self.epochs_total = int(event.config.get("epochs", 0)) or None
+            epochs = event.config.get("epochs")  # a recorded config is untrusted
+            self.epochs_total = epochs if type(epochs) is int and epochs > 0 else None
             # A resumed run redoes everything after its checkpoint: a replay of its record
             # holds the abandoned epoch's points too, which the new ones replace.
             keep = [i for i, x in enumerate(self.batch_x) if x <= event.start_epoch]
