@@ -141,7 +141,7 @@ def _say(text: str) -> None:
 def follow(run_dir: Path, emit: Any, poll_s: float = POLL_S) -> int:
     """Feed ``emit`` the run's events (history first), until the run ends; return the exit
     status its outcome maps to. Raises _Gone when the run folder is deleted."""
-    from dftui.core.eventlog import EVENTS_FILE, EventTail, LogGone, outcome_code, status_code
+    from dftui.core.eventlog import EVENTS_FILE, EventTail, LogGone, status_code
     from dftui.core.runs import read_run
 
     tail = EventTail(run_dir / EVENTS_FILE)
@@ -156,7 +156,7 @@ def follow(run_dir: Path, emit: Any, poll_s: float = POLL_S) -> int:
         for event in events:
             emit(event)
         if tail.ended is not None:
-            return outcome_code(tail.ended)
+            return _ended(tail.ended)
         now = time.monotonic()
         if now - last_status_check >= STATUS_EVERY_S:
             last_status_check = now
@@ -171,7 +171,7 @@ def follow(run_dir: Path, emit: Any, poll_s: float = POLL_S) -> int:
                 except LogGone:
                     pass
                 if tail.ended is not None:
-                    return outcome_code(tail.ended)
+                    return _ended(tail.ended)
                 if run.status == "interrupted":
                     _say(f"run {run.run_id} was interrupted: its process is gone without an end "
                          f"record; resume it with `dftui train --resume {run.run_id}`")
@@ -180,6 +180,16 @@ def follow(run_dir: Path, emit: Any, poll_s: float = POLL_S) -> int:
                 _say(f"run {run.run_id} {run.status}" + (f": {run.message}" if run.message else ""))
                 return status_code(run.status)
         time.sleep(poll_s)
+
+
+def _ended(final: Any) -> int:
+    from dftui.core.eventlog import outcome_code
+    from dftui.core.events import RunFailed
+
+    if isinstance(final, RunFailed):  # the printers leave failures to their caller
+        kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
+        _say(f"the run failed: {final.message}{kept}")
+    return outcome_code(final)
 
 
 # -- stop ----------------------------------------------------------------------------------
