@@ -156,7 +156,11 @@ def follow(run_dir: Path, emit: Any, poll_s: float = POLL_S) -> int:
         for event in events:
             emit(event)
         if tail.ended is not None:
-            return _ended(tail.ended)
+            run = read_run(run_dir)
+            # A record still "running" after an end record: a resume is starting, or the
+            # record is a moment behind the log. Follow on until the record agrees.
+            if run is None or not run.live:
+                return _ended(tail.ended)
         now = time.monotonic()
         if now - last_status_check >= STATUS_EVERY_S:
             last_status_check = now

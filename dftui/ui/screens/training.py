@@ -88,6 +88,7 @@ class TrainingScreen(Screen[None]):
         self._last_status = 0.0
         self._attempt_elapsed = 0.0  # elapsed seconds of the attempt being read
         self._prior_seconds = 0.0  # time of earlier attempts of a resumed run
+        self._pending_end: RunFinished | RunFailed | None = None
 
     def compose(self) -> ComposeResult:
         yield NavBar("training")
@@ -159,6 +160,7 @@ class TrainingScreen(Screen[None]):
         self.events_seen = 0
         self._attempt_elapsed = 0.0
         self._prior_seconds = 0.0
+        self._pending_end = None
         self.tail = EventTail(run_dir / EVENTS_FILE)
         if self._poller is not None:
             self._poller.stop()
@@ -200,7 +202,7 @@ class TrainingScreen(Screen[None]):
             self._log("error", message.error)
         self._apply(message.events)
         self.query_one(RunView).flush()
-        if self.running:
+        if self.running and self._poller is None:
             self._poller = self.set_interval(POLL_S, self._poll)
 
     def _poll(self) -> None:
@@ -272,7 +274,44 @@ class TrainingScreen(Screen[None]):
 
     def _apply(self, events: list[Event]) -> None:
         for event in events:
+            if isinstance(event, (RunFinished, RunFailed)) and self.tail is not None:
+                if event is not self.tail.ended:
+                    self._attempt_over(event)  # a resume followed it in the log
+                    continue
+                if self._record_live():
+                    # The run's record still says running: a resume about to write on, or
+                    # the record a moment behind its log. The next polls decide.
+                    self._pending_end = event
+                    continue
             self.show_event(event)
+        self._settle_pending()
+
+    def _settle_pending(self) -> None:
+        pending = self._pending_end
+        if pending is None or self.tail is None:
+            return
+        if self.tail.ended is not pending:
+            self._attempt_over(pending)  # a new attempt started after it
+            self._pending_end = None
+        elif not self._record_live():
+            self._pending_end = None
+            self.show_event(pending)
+
+    def _record_live(self) -> bool:
+        if self.worker is not None and not self.worker.is_finished:
+            return True
+        from dftui.core.runs import read_run
+
+        run = read_run(self.run_dir) if self.run_dir is not None else None
+        return run is not None and run.live
+
+    def _attempt_over(self, event: RunFinished | RunFailed) -> None:
+        if isinstance(event, RunFinished):
+            self._attempt_elapsed = event.seconds
+            self._log("info", f"an earlier attempt {event.status} after epoch "
+                              f"{event.epochs_completed}; the run was resumed")
+        else:
+            self._log("warning", f"an earlier attempt failed: {event.message}")
 
     @work(thread=True, exit_on_error=False, group="train")
     def _train(self, run_dir: Path, stop: StopFlag, config: Any) -> Event:
