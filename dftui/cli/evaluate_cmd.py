@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-record", action="store_true", help="do not save evaluation records")
     p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
+    p.add_argument("--aggregate", choices=["confident", "mean-max"], default="confident",
+                   help="crops named by `dftui prepare folder` are also scored per video: how "
+                   "frame scores become a video score (as `dftui predict --aggregate`)")
     p.set_defaults(func=run)
 
 
@@ -120,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         save_evaluation,
     )
     from dftui.core.predict import Predictor
+    from dftui.core.video_eval import video_level
 
     if not 0.0 <= args.threshold <= 1.0:
         return fail(f"--threshold must be between 0 and 1 (got {args.threshold})")
@@ -172,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
                 results.append((res, robust))
             res, robust = results[0]
             entry.update(res.to_dict())
+            per_video = video_level(res.images, args.threshold, args.aggregate)
+            if per_video is not None:
+                entry["video_level"] = per_video.to_dict()
             if robust is not None:
                 entry["robustness"] = [r.to_dict() for r in robust.rows]
             if len(results) > 1:
@@ -187,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             report["results"].append(entry)
             progress.close()
             if not args.json:
-                _print(entry, results, rich)
+                _print(entry, results, rich, per_video)
     except EvaluationError as exc:
         progress.close()
         return fail(str(exc), 1)
@@ -201,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(entry: dict[str, Any], results: list[Any], rich: bool) -> None:
+def _print(entry: dict[str, Any], results: list[Any], rich: bool, per_video: Any = None) -> None:
     res, robust = results[0]
     other = results[1] if len(results) > 1 else None
     m = res.metrics
@@ -238,7 +245,8 @@ def _print(entry: dict[str, Any], results: list[Any], rich: bool) -> None:
                 row += [_fmt(rb.accuracy) if rb else "n/a", _fmt(rb.roc_auc) if rb else "n/a"]
             robust_rows.append(row)
     robust_cols = ["Corruption", "Accuracy", "AUC"] + (["Accuracy B", "AUC B"] if other and other[1] else [])
-    footer = [f"note: {n}" for n in m.notes]
+    footer = [per_video.line()] if per_video is not None else []
+    footer += [f"note: {n}" for n in m.notes]
     footer += [f"unreadable: {p}: {r}" for p, r in res.unreadable[:10]]
     if len(res.unreadable) > 10:
         footer.append(f"... and {len(res.unreadable) - 10} more unreadable")

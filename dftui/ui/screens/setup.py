@@ -34,6 +34,7 @@ from dftui.core.data import DataError, DatasetScan, scan_folder
 from dftui.ui.messages import TorchReady
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.tickbox import TickBox
 
 DEFAULTS = TrainConfig()
 PRETRAINED_FILE = "file"
@@ -255,7 +256,7 @@ class SetupScreen(Screen[None]):
                 yield Label("Weights file", classes="field-label")
                 weights = saved.get("weights") or default_weights(backbone)
                 yield Input(str(weights), id="weights", compact=True)
-                yield Checkbox("Overwrite", bool(saved.get("overwrite", False)), id="overwrite",
+                yield TickBox("Overwrite", bool(saved.get("overwrite", False)), id="overwrite",
                                compact=True)
             yield Static("", id="weights-note", classes="note")
             yield Static("", id="field-errors", classes="note error")
@@ -263,7 +264,7 @@ class SetupScreen(Screen[None]):
                 yield Button("Start training", variant="primary", id="start", compact=True)
                 # A background run (its own process) survives a dropped SSH connection.
                 detach = saved.get("detach", True)
-                yield Checkbox("Keep running if I disconnect",
+                yield TickBox("Keep running if I disconnect",
                                detach if isinstance(detach, bool) else True, id="detach",
                                compact=True)
                 yield Static("", id="start-note", classes="hint")
