@@ -10,6 +10,7 @@ message and the app stays usable."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ class TrainingScreen(Screen[None]):
         self._attempt_elapsed = 0.0  # elapsed seconds of the attempt being read
         self._prior_seconds = 0.0  # time of earlier attempts of a resumed run
         self._pending_end: RunFinished | RunFailed | None = None
+        self.thread_done: threading.Event | None = None  # set when an in-process run ends
 
     def compose(self) -> ComposeResult:
         yield NavBar("training")
@@ -135,7 +137,8 @@ class TrainingScreen(Screen[None]):
             + ("in the background (loading the engine…)" if detach else "(loading the engine…)")))
         if not detach:
             assert self.stop_flag is not None
-            self.worker = self._train(run_dir, self.stop_flag, config)
+            self.thread_done = threading.Event()
+            self.worker = self._train(run_dir, self.stop_flag, config, self.thread_done)
         return True
 
     def attach(self, run_dir: Path) -> None:
@@ -314,16 +317,19 @@ class TrainingScreen(Screen[None]):
             self._log("warning", f"an earlier attempt failed: {event.message}")
 
     @work(thread=True, exit_on_error=False, group="train")
-    def _train(self, run_dir: Path, stop: StopFlag, config: Any) -> Event:
-        if config.workers is None or config.workers > 0:
-            from dftui.ui.workers import prepare_multiprocessing
+    def _train(self, run_dir: Path, stop: StopFlag, config: Any, done: threading.Event) -> Event:
+        try:
+            if config.workers is None or config.workers > 0:
+                from dftui.ui.workers import prepare_multiprocessing
 
-            # On the UI thread: it may briefly swap sys.stderr for a real file.
-            self.app.call_from_thread(prepare_multiprocessing)
-        from dftui.core.background import run_prepared
+                # On the UI thread: it may briefly swap sys.stderr for a real file.
+                self.app.call_from_thread(prepare_multiprocessing)
+            from dftui.core.background import run_prepared
 
-        # Nothing is posted from here: the screen reads the run's log, as for any run.
-        return run_prepared(run_dir, stop)
+            # Nothing is posted from here: the screen reads the run's log, as for any run.
+            return run_prepared(run_dir, stop)
+        finally:
+            done.set()  # launch() waits on it should the app end first (see there)
 
     def action_stop(self) -> None:
         if not self.running:
