@@ -65,7 +65,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def make_app(tmp: Path) -> DftuiApp:
-    return DftuiApp(initial="runs", load_torch=False, settings_path=tmp / "settings.json")
+    # announce_runs off: a live run would otherwise be offered to follow at start.
+    return DftuiApp(initial="runs", load_torch=False, settings_path=tmp / "settings.json",
+                    announce_runs=False)
 
 
 def row_of(screen: RunsScreen, name: str) -> int:

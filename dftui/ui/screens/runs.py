@@ -393,7 +393,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
                 local_time(run.started),
                 user_cell(self.user[key], name_chars),
                 run.backbone,
-                Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+                Text(run.status_text, style=STATUS_STYLES.get(run.status, "")),
                 Text(accuracy_text(run), justify="right"),
                 Text(epochs_text(run), justify="right"),
             ]
