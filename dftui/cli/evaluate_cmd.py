@@ -74,6 +74,26 @@ def _csv_path(base: Path, folder: str, many: bool, suffix: str = "") -> Path:
     return base.with_name(f"{base.stem}-{tag}{base.suffix or '.csv'}")
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at ``path``, or None."""
+    import os
+    import tempfile
+
+    if path.is_dir():
+        return f"{path} is a folder; give a file name"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"folder {parent} does not exist"
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        return f"cannot write in {parent} ({exc.strerror or exc})"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return None
+
+
 class _Progress:
     """Evaluation progress on stderr: a Rich bar on a terminal, nothing otherwise."""
 
@@ -135,6 +155,14 @@ def run(args: argparse.Namespace) -> int:
             corruptions = parse_corruptions(args.corruptions)
         except ValueError as exc:
             return fail(f"--corruptions: {exc}")
+    if args.csv:
+        # Checked before the evaluation, not after minutes of scoring.
+        targets = [_csv_path(args.csv, f, len(args.folders) > 1, s)
+                   for f in args.folders for s in ("", "b") if s == "" or args.compare]
+        for target in targets:
+            problem = _unwritable(target)
+            if problem:
+                return fail(f"--csv: {problem}")
     scans = {}
     for folder in args.folders:
         try:
@@ -170,9 +198,18 @@ def run(args: argparse.Namespace) -> int:
                                         threshold=args.threshold, batch_size=args.batch_size,
                                         emit=progress, scan=scan)
                 if not args.no_record:
-                    save_evaluation(res, robust)
+                    try:
+                        save_evaluation(res, robust)
+                    except OSError as exc:
+                        sys.stderr.write(f"dftui: warning: the evaluation record could not be "
+                                         f"saved ({exc.strerror or exc})\n")
                 if args.csv:
-                    res.write_csv(_csv_path(args.csv, folder, many, "b" if i else ""))
+                    target = _csv_path(args.csv, folder, many, "b" if i else "")
+                    try:
+                        res.write_csv(target)
+                    except OSError as exc:
+                        progress.close()
+                        return fail(f"could not write {target}: {exc.strerror or exc}", 1)
                 results.append((res, robust))
             res, robust = results[0]
             entry.update(res.to_dict())

@@ -94,13 +94,20 @@ def run(args: argparse.Namespace) -> int:
     judge = PhotoJudge(predictor, detector, margin, args.faces, args.whole_if_no_face)
     out = _Output(args.json)
     try:
-        for item in _judge_all(judge, paths, sampling, args):
-            out.add(item)
-    except KeyboardInterrupt:
+        try:
+            for item in _judge_all(judge, paths, sampling, args):
+                out.add(item)
+        except KeyboardInterrupt:
+            out.finish()
+            sys.stderr.write("dftui: stopped\n")
+            return 130
         out.finish()
-        sys.stderr.write("dftui: stopped\n")
-        return 130
-    out.finish()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``dftui predict DIR | head -1``): stop quietly, as other
+        # command-line tools do, without a traceback or a second error at exit.
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by the pipe
     if out.failed == out.total:
         return fail("no image or video could be classified", 1)
     return 0
@@ -143,11 +150,26 @@ def _crop_like(path: Path, mode: str) -> bool:
 
     from dftui.core.faces import looks_like_crop
 
+    from dftui.core.data import open_regular
+
     try:
-        with Image.open(path) as img:
+        # open_regular: a FIFO named here must not hang the run (the batched path reports it).
+        with open_regular(path) as fh, Image.open(fh) as img:
             return looks_like_crop(img)
     except Exception:  # noqa: BLE001 - unreadable: the batched path reports it
         return True
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _judge_all(judge, paths: list[Path], sampling, args: argparse.Namespace):  # noqa: ANN001, ANN202

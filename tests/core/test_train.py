@@ -55,7 +55,10 @@ def test_short_run_learns_and_emits_events_in_order(
 
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert [e.epoch for e in epochs] == [1, 2, 3]
-    assert epochs[-1].train_loss < epochs[0].train_loss  # it learns
+    # It learns. From the stand-in, runs reach a validation loss of 0.05-0.2 and 95-100 %
+    # accuracy whatever the precision or seed; the margins below hold across CPUs. (The
+    # training loss of 5 batches of 8 is too noisy to compare epoch with epoch.)
+    assert epochs[-1].val_loss < 0.5  # chance (an untrained head) is ln 2 = 0.69
     assert max(e.val_accuracy for e in epochs) >= 0.8  # well above chance (0.5)
     batches = [e for e in events if isinstance(e, BatchEnd) and e.phase == "train"]
     assert batches and all(b.loss > 0 and b.images_per_s > 0 for b in batches)
@@ -101,7 +104,10 @@ def test_existing_weights_are_never_overwritten_silently(
     final = fit(_config(dataset, tmp_path, standin_weights, epochs=1), events.append)
     assert isinstance(final, RunFinished)
     assert (out / "mobilenet_v2_deepfake.pth").read_bytes() == b"precious"
-    assert Path(final.weights_path).name == "mobilenet_v2_deepfake-2.pth"
+    # Named after the run (its date and time), not a bare counter (issue 16).
+    run_id = Path(final.run_dir).name
+    stamp = run_id.replace("-mobilenet_v2", "", 1)
+    assert Path(final.weights_path).name == f"mobilenet_v2_deepfake-{stamp}.pth"
     assert any(e.kind == "log" and "--overwrite" in e.text for e in events)  # type: ignore[attr-defined]
     final = fit(_config(dataset, tmp_path, standin_weights, epochs=1, overwrite=True))
     assert isinstance(final, RunFinished)
