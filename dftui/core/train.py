@@ -450,6 +450,16 @@ class _Trainer:
         writes its old file only while that is still its own, never a file another run
         (or the user) has put there since."""
         path, run_id = self.weights_path, self.run_dir.name
+        from dftui.core.config import weights_name_problem
+
+        problem = weights_name_problem(path.name)
+        if problem:
+            # resume.pt is a file on disk like any other: it must not make a run write its
+            # weights over whatever path it names.
+            raise RunAborted(
+                f"the resume checkpoint of run {run_id} names {path} for its weights, which is "
+                f"not a weights file name ({problem}); start a new run"
+            )
         owner, holder = weights_owner(path)
         if owner == "run" and holder == run_id:
             recover_weights(path)  # a save cut between its two renames is finished now

@@ -363,6 +363,18 @@ class DftuiApp(App[None]):
         if theme in THEMES and self.settings.data.get("theme") != theme:
             self.settings.update(theme=theme)
 
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        # Whatever a screen still holds back (Setup saves a second after the last key) is
+        # written now: the process may end right after the app (see ui.launch.leave_now).
+        for screen in list(self._screens.values()):
+            save = getattr(screen, "save_before_exit", None)
+            if save is not None and screen.is_mounted:
+                try:
+                    save()
+                except Exception as exc:  # noqa: BLE001 - quitting must not fail on it
+                    self.log.error(f"saving {type(screen).__name__} before exit: {exc}")
+        super().exit(*args, **kwargs)
+
     async def action_quit(self) -> None:
         if not self.in_process_run:
             training = self._screens.get("training")
