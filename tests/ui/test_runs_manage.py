@@ -89,7 +89,7 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         assert isinstance(app.screen, RunsScreen)
         await pilot.press("space", "space")  # marks the first two and moves down
         assert len(screen.marked) == 2
-        assert screen.query_one("#runs-table").get_row_at(0)[0].plain == "●"
+        assert screen.query_one("#runs-table").get_row_at(0)[0].plain == "◆"
         await pilot.press("up", "space")  # unmark the second again ...
         assert len(screen.marked) == 1
         go_to(screen, RUNS[0][0])
