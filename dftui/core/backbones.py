@@ -279,28 +279,20 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def open_regular_file(path: Path, what: str) -> Any:
-    """Open ``path`` for reading, only if it is a regular file: a FIFO would block forever
-    and a device (``/dev/zero``) never end. Opened non-blocking, then checked on the open
-    descriptor, so nothing can swap the file between the check and the read."""
+    """Open ``path`` for reading, only if it is a regular file (``data.open_regular``: a FIFO
+    would block forever and a device never end), with the weights' messages."""
+    from dftui.core.data import NotARegularFile, open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return open_regular(path)
     except FileNotFoundError:
         raise WeightsError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
         raise WeightsError(f"{path} is a folder; give a .pth weights file") from None
+    except NotARegularFile as exc:
+        raise WeightsError(f"{path} is {exc}; give a .pth weights file") from None
     except OSError as exc:
         raise WeightsError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise WeightsError(f"{path} is a folder; give a .pth weights file")
-        raise WeightsError(
-            f"{path} is {file_kind(st.st_mode)}, not a regular file; give a .pth weights file"
-        )
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return open(fd, "rb")  # noqa: SIM115 - the caller closes it
 
 
 def file_kind(mode: int) -> str:
