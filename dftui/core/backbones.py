@@ -147,30 +147,28 @@ def _download(spec: BackboneSpec, dest: Path, emit: Emit, url: str | None = None
     check_hash rule) before the file may enter the cache. Anything short of a verified
     file leaves nothing behind: the cache is shared with every other PyTorch project."""
     import hashlib
-    import tempfile
     import urllib.request  # here, not at module level: it pulls in ssl (~90 ms of start-up)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    from dftui.core.checkpoint import atomic_write  # it imports this module
+
     sha = hashlib.sha256()
     done = 0
     total_bytes: int | None = None
-    try:
-        with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(
-            url or spec.weights_url, timeout=DOWNLOAD_TIMEOUT_S
-        ) as resp:
-            total = resp.headers.get("Content-Length")
-            total_bytes = int(total) if total and total.isdigit() else None
-            last_report = -1
-            while chunk := resp.read(1 << 20):
-                fh.write(chunk)
-                sha.update(chunk)
-                done += len(chunk)
-                if done - last_report >= (4 << 20) or done == total_bytes:
-                    emit(DownloadProgress(spec.weights_file, done, total_bytes))
-                    last_report = done
-            fh.flush()
-            os.fsync(fh.fileno())
+    # atomic_write renames the file into the cache only when this block ends without an
+    # exception; any raise (including the checks below) deletes the temporary file.
+    with atomic_write(dest) as fh, urllib.request.urlopen(
+        url or spec.weights_url, timeout=DOWNLOAD_TIMEOUT_S
+    ) as resp:
+        total = resp.headers.get("Content-Length")
+        total_bytes = int(total) if total and total.isdigit() else None
+        last_report = -1
+        while chunk := resp.read(1 << 20):
+            fh.write(chunk)
+            sha.update(chunk)
+            done += len(chunk)
+            if done - last_report >= (4 << 20) or done == total_bytes:
+                emit(DownloadProgress(spec.weights_file, done, total_bytes))
+                last_report = done
         if total_bytes is not None and done != total_bytes:
             raise DownloadMismatch(f"the download stopped at {done} of {total_bytes} bytes")
         digest = sha.hexdigest()
@@ -180,16 +178,6 @@ def _download(spec: BackboneSpec, dest: Path, emit: Emit, url: str | None = None
                 f"the downloaded file's SHA-256 starts {digest[: len(prefix)]}, not {prefix} as "
                 "its name says (corrupted or tampered with on the way); it was deleted"
             )
-        from dftui.core.checkpoint import new_file_mode
-
-        os.chmod(tmp, new_file_mode(dest))
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     emit(DownloadProgress(spec.weights_file, done, total_bytes))
 
 
