@@ -63,7 +63,7 @@ def _save(folder: Path, state: dict[str, torch.Tensor], name: str = "w.pth", **e
 @pytest.mark.parametrize(
     "name",
     ["x.json", "x", "../x.pth", "sub/x.pth", "a\\b.pth", ".pth", ".hidden.pth", "x\n.pth", "..",
-     "x" * 200 + ".pth"],
+     "x" * 200 + ".pth", "x.PTH"],
 )
 def test_weights_name_must_be_a_plain_pth_file_name(name: str) -> None:
     with pytest.raises(ConfigError, match="weights name"):
