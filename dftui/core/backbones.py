@@ -397,7 +397,7 @@ def check_state_dict(
     # Values, not only shapes: a tensor of the wrong kind (complex, bool, integer weights)
     # or holding NaN/infinity would load and then give NaN scores, read as a verdict.
     wrong_kind = [
-        f"{k} ({state[k].dtype})"
+        f"{k} is {state[k].dtype}"
         for k, v in own.items()
         if (v.dtype.is_floating_point and not state[k].dtype.is_floating_point)
         or (not v.dtype.is_floating_point
@@ -405,8 +405,8 @@ def check_state_dict(
     ]
     if wrong_kind:
         raise WeightsError(
-            f"{path} holds tensors of the wrong type for {spec.name} weights ({len(wrong_kind)}, "
-            f"e.g. {wrong_kind[0]}); it is damaged or not a model's weights"
+            f"{path} holds {len(wrong_kind)} tensor(s) of the wrong type for {spec.name} weights "
+            f"(e.g. {wrong_kind[0]}); it is damaged or not a model's weights. Use other weights"
         )
     not_finite = [
         k for k, t in state.items() if t.dtype.is_floating_point and not bool(torch.isfinite(t).all())
