@@ -193,6 +193,10 @@ class RunRecorder:
                 train_size=event.train_size,
                 val_size=event.val_size,
                 epochs=cfg.get("epochs"),
+                # A distributed run's processes and its per-process batch (the configured
+                # batch_size is the global one).
+                world_size=cfg.get("world_size", 1),
+                batch_per_process=cfg.get("batch_per_process", cfg.get("batch_size")),
             )
         elif isinstance(event, EpochEnd):
             self._writer.writerow(
@@ -354,3 +358,31 @@ def read_events(run_dir: Path) -> list[Event]:
             except (ValueError, KeyError, TypeError):
                 continue
     return out
+
+
+def note_outcome(run_dir: Path, cause: str | None) -> str | None:
+    """After a distributed run's processes have ended, complete its record with what only
+    the launcher saw (``cause``: a rank killed by a signal, a rank's own error). A record
+    still saying "running" lost rank 0 itself: it becomes "interrupted" (resumable). Returns
+    the run's status, or None when no record was written (the run never began)."""
+    path = Path(run_dir) / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    status = str(info.get("status", "unknown"))
+    changes: dict[str, Any] = {}
+    if status == "running" and not pid_alive(int(info.get("pid", 0) or 0)):
+        status = "interrupted"
+        changes.update(status=status, ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if cause and cause not in str(info.get("message", "")):
+        changes["message"] = cause if not info.get("message") else f"{info['message']} ({cause})"
+    if changes:
+        info.update(changes)
+        try:
+            save_json(info, path)
+        except OSError:
+            pass
+    return status

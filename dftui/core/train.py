@@ -511,10 +511,16 @@ class _Trainer:
         if dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
+            import inspect
+
+            # Newer torch names the switch forward_sync_buffers (it still syncs at start,
+            # where every rank holds the same statistics anyway).
+            params = inspect.signature(DistributedDataParallel.__init__).parameters
+            no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
             trained = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
+                **{no_sync: False},
             )
         self.forward = trained
         # Validation runs a batch-norm-folded copy (on the CPU a fused graph, see
