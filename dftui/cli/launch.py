@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -178,14 +179,14 @@ def _plan(args: argparse.Namespace, config: Any) -> dict[str, Any]:
         raise LaunchError(f"--node-rank must be 0 to {nnodes - 1} (got {node_rank})")
     if args.rdzv_timeout <= 0:
         raise LaunchError(f"--rdzv-timeout must be more than 0 seconds (got {args.rdzv_timeout})")
+    device = config.device if args.node_rank == 0 else args.device
+    backend = check_devices(device, nproc)
     world = nproc * nnodes
     if config.batch_size % world:
         raise LaunchError(
             f"batch size {config.batch_size} is the global batch and does not split evenly over "
             f"{world} processes; use a multiple of {world}"
         )
-    device = config.device if args.node_rank == 0 else args.device
-    backend = check_devices(device, nproc)
     if config.sync_bn and backend != "nccl":
         raise LaunchError(
             "synchronised batch norm needs CUDA GPUs (NCCL); on the CPU leave it off: the "
@@ -280,9 +281,10 @@ def _outcome(run_dir: Path | None, failures: dict[int, Any], error: str | None) 
 
     # Ranks that ended by a signal, or with a message of their own; a rank that stopped
     # because a peer was lost exits with 130 and says nothing new.
+    # SIGTERM/SIGINT are the agent's own shutdown of the survivors, not a cause.
     causes = [
         describe_failure(rank, f) for rank, f in sorted(failures.items())
-        if f.exitcode < 0 or f.exitcode not in (130, 2)
+        if f.exitcode not in (130, 2, -signal.SIGTERM, -signal.SIGINT)
     ]
     status = None
     if run_dir is not None:
@@ -311,8 +313,13 @@ def _outcome(run_dir: Path | None, failures: dict[int, Any], error: str | None) 
     if status in ("interrupted", "stopped"):
         if causes:
             sys.stderr.write(f"dftui: {'; '.join(causes)}\n")
-        where = f" --resume {run_dir}" if run_dir is not None else ""
-        sys.stderr.write(f"dftui: the run was {status}; resume with `dftui train{where}`\n")
+        if run_dir is not None:
+            sys.stderr.write(
+                f"dftui: the run was {status}; resume with `dftui train --resume {run_dir}` "
+                "(add --nproc-per-node N for several processes)\n"
+            )
+        else:
+            sys.stderr.write(f"dftui: the run was {status}; resume it on the machine with node rank 0\n")
         return 130
     if causes:
         return fail("; ".join(causes), 1)

@@ -107,6 +107,14 @@ class _SafePrinter:
                 self.broken = True
 
 
+def _under_launcher() -> bool:
+    import os
+
+    from dftui.cli.launch import BACKEND_ENV
+
+    return BACKEND_ENV in os.environ
+
+
 class _Quiet:
     def __call__(self, event: Any) -> None:
         pass
@@ -257,7 +265,7 @@ def _train(
             return fail(final.message + kept, 1)
         if rank != 0 and final.status != "finished":
             return 130
-        if final.status == "interrupted":
+        if final.status == "interrupted" and not _under_launcher():  # the launcher says it
             import sys
 
             sys.stderr.write(

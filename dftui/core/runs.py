@@ -179,6 +179,9 @@ class RunRecorder:
                 self.write_error = self.write_error or f"config.json: {exc.strerror or exc}"
 
             cfg = event.config
+            if "world_size" not in cfg:  # resumed on one process: the record says so
+                self.info.pop("world_size", None)
+                self.info.pop("batch_per_process", None)
             self._write_info(
                 run_id=event.run_id,
                 status="running",
@@ -193,10 +196,7 @@ class RunRecorder:
                 train_size=event.train_size,
                 val_size=event.val_size,
                 epochs=cfg.get("epochs"),
-                # A distributed run's processes and its per-process batch (the configured
-                # batch_size is the global one).
-                world_size=cfg.get("world_size", 1),
-                batch_per_process=cfg.get("batch_per_process", cfg.get("batch_size")),
+                **_world_info(cfg),
             )
         elif isinstance(event, EpochEnd):
             self._writer.writerow(
@@ -241,6 +241,15 @@ class RunRecorder:
                 fh.close()
             except OSError:
                 pass
+
+
+def _world_info(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A distributed run's process count and per-process batch (its batch_size is the
+    global one); nothing for a single-process run."""
+    world = cfg.get("world_size")
+    if not isinstance(world, int) or world <= 1:
+        return {}
+    return {"world_size": world, "batch_per_process": cfg.get("batch_per_process")}
 
 
 def _ends_mid_line(path: Path) -> bool:

@@ -572,7 +572,7 @@ class _Trainer:
             self.emit(LogMessage("info", f"resuming after epoch {self.state.epoch} from {resume_dir}"))
             saved_world = int(resume.get("world_size", 1) or 1)
             if saved_world != dist.world and dist.is_main:
-                self.emit(LogMessage("info", _world_change_note(saved_world, dist.world, cfg.batch_size)))
+                self.emit(LogMessage("warning", _world_change_note(saved_world, dist.world, cfg.batch_size)))
         if dist.enabled and dist.is_main:
             self.emit(
                 LogMessage(
