@@ -25,6 +25,7 @@ LAUNCH_DESTS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_
 DEFAULT_RDZV_TIMEOUT_S = 300
 RUN_DIR_ENV = "DFTUI_RUN_DIR"  # the record folder the launcher made, for rank 0
 BACKEND_ENV = "DFTUI_DIST_BACKEND"
+CPP_LOG_ENV = "TORCH_CPP_LOG_LEVEL"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,9 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def wanted(args: argparse.Namespace) -> bool:
     """A launch is asked for, and this process is not already one of torchrun's."""
-    from dftui.core.distributed import env_info
-
-    return (args.nproc_per_node != 1 or args.nnodes != 1) and env_info() is None
+    # Not dftui.core.distributed.env_info: that imports torch, which must wait (see
+    # quiet_store_logs).
+    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    return (args.nproc_per_node != 1 or args.nnodes != 1) and not under_torchrun
 
 
 class LaunchError(Exception):
@@ -136,7 +138,20 @@ def check_devices(device: str, nproc: int) -> str:
     return "gloo"
 
 
-def launch(args: argparse.Namespace, config: Any, resume_dir: Path | None, parser: argparse.ArgumentParser) -> int:
+def quiet_store_logs() -> str | None:
+    """The store's C++ side logs each failed connection attempt with a stack trace; the
+    launcher reports the outcome in one line instead. Must run before torch loads (it reads
+    the level then); returns the user's own setting, which the training processes get back."""
+    user = os.environ.get(CPP_LOG_ENV)
+    if "torch" not in sys.modules and user is None:
+        os.environ[CPP_LOG_ENV] = "FATAL"
+    return user
+
+
+def launch(
+    args: argparse.Namespace, config: Any, resume_dir: Path | None, parser: argparse.ArgumentParser,
+    user_cpp_log: str | None = None,
+) -> int:
     from dftui.cli import fail
 
     try:
@@ -159,7 +174,7 @@ def launch(args: argparse.Namespace, config: Any, resume_dir: Path | None, parse
     argv = worker_argv(args, parser, run_dir if resume_dir is not None else None)
     if resume_dir is not None and args.node_rank != 0:
         argv += ["--resume", str(args.resume)]  # only rank 0 reads it
-    env = {BACKEND_ENV: plan["backend"]}
+    env: dict[str, str | None] = {BACKEND_ENV: plan["backend"], CPP_LOG_ENV: user_cpp_log}
     if run_dir is not None and resume_dir is None:
         env[RUN_DIR_ENV] = str(run_dir)
     if "OMP_NUM_THREADS" not in os.environ:
@@ -207,7 +222,7 @@ def _plan(args: argparse.Namespace, config: Any) -> dict[str, Any]:
             "host": host, "port": port, "backend": backend, "timeout": args.rdzv_timeout}
 
 
-def _run_torchrun(plan: dict[str, Any], argv: list[str], env: dict[str, str]) -> tuple[dict[int, Any], str | None]:
+def _run_torchrun(plan: dict[str, Any], argv: list[str], env: dict[str, str | None]) -> tuple[dict[int, Any], str | None]:
     """Run the processes; (failed ranks, launcher error)."""
     import logging
 
@@ -230,7 +245,7 @@ def _run_torchrun(plan: dict[str, Any], argv: list[str], env: dict[str, str]) ->
         "--module", "dftui", *argv,
     ])
     saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
+    _set_env(env)
     try:
         torchrun.run(options)
     except ChildFailedError as exc:
@@ -242,12 +257,16 @@ def _run_torchrun(plan: dict[str, Any], argv: list[str], env: dict[str, str]) ->
     except Exception as exc:  # noqa: BLE001 - rendezvous and store errors come in many types
         return {}, _rendezvous_message(exc, plan)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_env(saved)
     return {}, None
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _rendezvous_message(exc: BaseException, plan: dict[str, Any]) -> str:
@@ -256,8 +275,9 @@ def _rendezvous_message(exc: BaseException, plan: dict[str, Any]) -> str:
     if plan["node_rank"] == 0:
         return (
             f"the rendezvous at {where} did not complete within {plan['timeout']} s ({text[:160]}); "
-            f"start the other machine(s) with --nnodes {plan['nnodes']}, --node-rank 1..."
-            f"{plan['nnodes'] - 1} and --rdzv-endpoint {where}"
+            f"start the other machine(s) with --nnodes {plan['nnodes']}, --node-rank "
+            f"{'1' if plan['nnodes'] == 2 else '1 to ' + str(plan['nnodes'] - 1)} and "
+            f"--rdzv-endpoint {where}"
         )
     return (
         f"could not join the rendezvous at {where} within {plan['timeout']} s ({text[:160]}); "

@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     from dftui.cli import launch
 
     if launch.wanted(args):
+        user_cpp_log = launch.quiet_store_logs()
         if args.node_rank != 0 and args.resume:
             # Only the machine with node rank 0 holds the run; it sends the settings.
             config, resume_dir = _config_from_args(args), Path(args.resume)
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
             config, resume_dir, error = _resolve(args)
             if error is not None:
                 return fail(error)
-        return launch.launch(args, config, resume_dir, args.train_parser)
+        return launch.launch(args, config, resume_dir, args.train_parser, user_cpp_log)
     from dftui.core.distributed import env_info
 
     info = env_info()
