@@ -23,6 +23,7 @@ from dftui.core.backbones import (
     load_state_dict_file,
 )
 from dftui.core.data import Preprocessing
+from dftui.core.untrusted import read_json
 
 if TYPE_CHECKING:
     import torch
@@ -140,14 +141,22 @@ def save_weights(
 
 
 def read_metadata(weights: str | Path) -> dict[str, Any] | None:
+    """The metadata beside ``weights``; None when there is none or it cannot be read (see
+    ``read_metadata_checked`` for the reason)."""
+    return read_metadata_checked(weights)[0]
+
+
+def read_metadata_checked(weights: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(metadata, None), (None, None) when there is no metadata file, or (None, reason) when
+    there is one that cannot be used: the file is untrusted (hand-edited, huge, nested
+    absurdly deep, not an object), and a list of weights must show it, not fail on it."""
     path = metadata_path(weights)
-    if not path.is_file():
-        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return read_json(path), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, f"{path.name}: {exc}"
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

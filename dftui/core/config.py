@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,19 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in known}
-        for key in ("train_dir", "val_dir", "out_dir", "runs_dir"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = Path(kwargs[key])
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """A config from its JSON form (a run's config.json: untrusted). Unknown keys are
+        ignored, missing ones take their defaults; a value of the wrong type raises
+        UntrustedError (a ValueError) naming the setting."""
+        from dftui.core.untrusted import UntrustedError, check_typed, json_type
+
+        if not isinstance(data, dict):
+            raise UntrustedError(f"the settings should be a JSON object, not {json_type(data)}")
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data:
+                kwargs[f.name] = check_typed(data[f.name], hints[f.name], f.name)
         return cls(**kwargs)
 
     def with_(self, **changes: Any) -> TrainConfig:

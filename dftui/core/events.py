@@ -3,9 +3,13 @@ is built from these, so they are plain frozen dataclasses with JSON-ready fields
 
 from __future__ import annotations
 
+import functools
 import threading
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Callable, ClassVar
+
+from dftui.core.untrusted import UntrustedError, check_typed, json_type
 
 
 @dataclass(frozen=True)
@@ -138,11 +142,40 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event from its JSON form (run records, replay on the Runs screen)."""
-    data = dict(data)
-    cls = EVENT_TYPES[data.pop("event")]
-    return cls(**data)
+class EventError(ValueError):
+    """A recorded event that cannot be rebuilt; the message says why."""
+
+
+def event_from_dict(data: Any) -> Event:
+    """Rebuild an event from its JSON form (run records, replay on the Runs screen).
+
+    The record is untrusted (another process, an older version or a person wrote it): every
+    field is type-checked against the event's dataclass; unknown fields are ignored (a newer
+    version may add some), missing fields take their defaults, and anything else raises
+    EventError (a ValueError) saying which field is wrong, never a TypeError later on."""
+    if not isinstance(data, dict):
+        raise EventError(f"an event should be a JSON object, not {json_type(data)}")
+    kind = data.get("event")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise EventError(f"unknown event type {str(kind)[:40]!r}")
+    hints = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise EventError(f"{kind} event without its {f.name!r} field")
+            continue
+        try:
+            kwargs[f.name] = check_typed(data[f.name], hints[f.name], f.name)
+        except UntrustedError as exc:
+            raise EventError(f"{kind} event: {exc}") from None
+    return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type[Event]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 class StopFlag(threading.Event):

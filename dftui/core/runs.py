@@ -7,7 +7,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from dftui.core.events import (
     RunStarted,
     event_from_dict,
 )
+from dftui.core.untrusted import Fields, UntrustedError, check_int, parse_json, read_json
 
 METRIC_COLUMNS = (
     "epoch",
@@ -117,8 +118,7 @@ class RunRecorder:
         self.info: dict[str, Any] = {}
         if resumed:
             try:
-                loaded = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
-                self.info = loaded if isinstance(loaded, dict) else {}
+                self.info = read_run_info(self.run_dir)
             except (OSError, ValueError):
                 self.info = {}
             # Fields of the interrupted attempt that no longer hold.
@@ -289,28 +289,67 @@ class RunSummary:
         )
 
 
-def read_run(run_dir: Path) -> RunSummary | None:
+DAMAGED = "damaged"  # a run whose record cannot be read whole; its message says why
+RUN_STATUSES = ("running", "finished", "stopped", "interrupted", "failed")
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """run.json as an object. FileNotFoundError when there is none; UntrustedError (a
+    ValueError) with the reason when it is damaged."""
+    return read_json(Path(run_dir) / "run.json")
+
+
+def run_pid(info: dict[str, Any]) -> int:
+    """The run's process id from its record, 0 when it is missing or not a number."""
     try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        pid = check_int(info.get("pid", 0) or 0, "pid", minimum=0)
+    except UntrustedError:
+        return 0
+    return pid
+
+
+def read_run(run_dir: Path) -> RunSummary | None:
+    """A run's summary from its run.json; None when the folder has none (not a run, or one
+    being created). A damaged record still gives a summary, with status "damaged" and the
+    reason in ``message``: every field is checked, so the screens never fail on it."""
+    run_dir = Path(run_dir)
+    try:
+        info = read_run_info(run_dir)
+    except FileNotFoundError:
         return None
-    status = info.get("status", "unknown")
-    if status == "running" and not pid_alive(int(info.get("pid", 0) or 0)):
-        status = "interrupted"  # its process is gone: killed or crashed
-    return RunSummary(
+    except (UntrustedError, OSError) as exc:
+        return _damaged(run_dir, f"run.json: {exc}")
+    f = Fields(info)
+    status = f.str("status", "unknown")
+    pid = f.int("pid", 0, minimum=0)
+    summary = RunSummary(
         run_dir=run_dir,
-        run_id=info.get("run_id", run_dir.name),
+        run_id=f.str("run_id", run_dir.name) or run_dir.name,
         status=status,
-        backbone=info.get("backbone", "?"),
-        started=info.get("started", ""),
-        train_dir=info.get("train_dir", ""),
-        val_dir=info.get("val_dir", ""),
-        best_val_accuracy=info.get("best_val_accuracy"),
-        best_epoch=info.get("best_epoch"),
-        epochs_completed=int(info.get("epochs_completed", 0) or 0),
-        epochs=info.get("epochs"),
-        weights_path=info.get("weights_path"),
-        message=info.get("message", ""),
+        backbone=f.str("backbone", "?") or "?",
+        started=f.str("started", ""),
+        train_dir=f.str("train_dir", ""),
+        val_dir=f.str("val_dir", ""),
+        best_val_accuracy=f.float("best_val_accuracy"),
+        best_epoch=f.int("best_epoch", minimum=0),
+        epochs_completed=f.int("epochs_completed", 0, minimum=0),
+        epochs=f.int("epochs", minimum=0),
+        weights_path=f.str("weights_path", None),
+        message=f.str("message", ""),
+    )
+    if f.problems:
+        why = "; ".join(f.problems[:3]) + ("; ..." if len(f.problems) > 3 else "")
+        return replace(summary, status=DAMAGED, message=f"run.json is damaged: {why}")
+    if status == "running" and not pid_alive(pid):
+        summary = replace(summary, status="interrupted")  # its process is gone: killed or crashed
+    return summary
+
+
+def _damaged(run_dir: Path, reason: str) -> RunSummary:
+    return RunSummary(
+        run_dir=run_dir, run_id=run_dir.name, status=DAMAGED, backbone="?", started="",
+        train_dir="", val_dir="", best_val_accuracy=None, best_epoch=None,
+        epochs_completed=0, epochs=None, weights_path=None, message=reason,
     )
 
 
@@ -319,8 +358,23 @@ def list_runs(root: Path | None = None) -> list[RunSummary]:
     root = runs_root(root)
     if not root.is_dir():
         return []
-    runs = [read_run(p) for p in root.iterdir() if p.is_dir()]
-    return sorted((r for r in runs if r), key=lambda r: r.started, reverse=True)
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    runs = [read_run(p) for p in folders]
+    return sorted((r for r in runs if r), key=_start_key, reverse=True)
+
+
+def _start_key(run: RunSummary) -> str:
+    """The start time for sorting; a damaged record has none: its folder name (a local
+    time stamp, YYYYmmdd-HHMMSS-...) stands in."""
+    if run.started:
+        return run.started
+    name = run.run_dir.name
+    if len(name) >= 15 and name[:8].isdigit() and name[8] == "-" and name[9:15].isdigit():
+        return f"{name[:4]}-{name[4:6]}-{name[6:8]}T{name[9:11]}:{name[11:13]}:{name[13:15]}"
+    return ""
 
 
 def find_run(ref: str, root: Path | None = None) -> Path | None:
@@ -345,28 +399,50 @@ def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
 
     path = Path(run_dir) / "config.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        config = TrainConfig.from_dict(data)
+        config = TrainConfig.from_dict(read_json(path))
     except FileNotFoundError:
         raise ValueError(f"{run_dir} has no config.json; it cannot be resumed") from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"the settings of run {run_dir} cannot be read ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"the settings of run {run_dir} cannot be read ({path.name}: {exc})") from None
     return config.with_(epochs=epochs) if epochs is not None else config
 
 
-def read_events(run_dir: Path) -> list[Event]:
-    """The recorded events (lines that do not parse, e.g. cut by a crash, are skipped)."""
+MAX_EVENT_LINE = 1024 * 1024  # an event is a few hundred bytes; a longer line is not ours
+
+
+def read_events_checked(run_dir: Path) -> tuple[list[Event], list[str]]:
+    """The recorded events, and the reasons of the lines that could not be used (cut by a
+    crash, hand-edited, of a wrong type). Every line is untrusted: one bad line is skipped
+    and reported, the rest still replay."""
     out: list[Event] = []
+    problems: list[str] = []
     path = Path(run_dir) / "events.jsonl"
     if not path.is_file():
-        return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                out.append(event_from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
+        return out, problems
+    with open(path, "rb") as fh:
+        number = 0
+        while True:
+            raw = fh.readline(MAX_EVENT_LINE + 1)
+            if not raw:
+                break
+            number += 1
+            if len(raw) > MAX_EVENT_LINE:
+                while raw and not raw.endswith(b"\n"):  # skip the rest, a chunk at a time
+                    raw = fh.readline(MAX_EVENT_LINE)
+                problems.append(f"line {number}: too long to be an event")
                 continue
-    return out
+            if not raw.strip():
+                continue
+            try:
+                out.append(event_from_dict(parse_json(raw)))
+            except ValueError as exc:
+                problems.append(f"line {number}: {exc}")
+    return out, problems
+
+
+def read_events(run_dir: Path) -> list[Event]:
+    """The recorded events (lines that cannot be used, e.g. cut by a crash, are skipped)."""
+    return read_events_checked(run_dir)[0]
 
 
 def note_outcome(run_dir: Path, cause: str | None) -> str | None:
@@ -383,7 +459,8 @@ def note_outcome(run_dir: Path, cause: str | None) -> str | None:
         return None
     status = str(info.get("status", "unknown"))
     changes: dict[str, Any] = {}
-    if status == "running" and not pid_alive(int(info.get("pid", 0) or 0)):
+    pid = info.get("pid")
+    if status == "running" and not (isinstance(pid, int) and pid_alive(pid)):
         status = "interrupted"
         changes.update(status=status, ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if cause and cause not in str(info.get("message", "")):

@@ -67,7 +67,7 @@ from dftui.core.events import (
 )
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
-from dftui.core.runs import RunRecorder, new_run_dir, pid_alive, runs_root
+from dftui.core.runs import RunRecorder, new_run_dir, pid_alive, read_run_info, run_pid, runs_root
 
 BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch events a second reach the listeners
 RESUME_FILE = "resume.pt"
@@ -1167,14 +1167,13 @@ def fit(
 
 def _live_owner(run_dir: Path) -> int | None:
     """The process still running ``run_dir``, if another live one is."""
-    import json
     import os
 
     try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        info = read_run_info(run_dir)
     except (OSError, ValueError):
         return None
-    pid = int(info.get("pid", 0) or 0)
+    pid = run_pid(info)
     if info.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
         return pid
     return None

@@ -35,7 +35,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from dftui.core.checkpoint import atomic_write, list_weights, read_metadata
+from dftui.core.checkpoint import atomic_write, list_weights, read_metadata, read_metadata_checked
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
 from dftui.ui.widgets.image_view import ImageView, fit_for_display
 from dftui.ui.widgets.navbar import NavBar
@@ -71,8 +71,11 @@ def images_in(folder: Path) -> list[Path]:
     )
 
 
-def weights_description(meta: dict[str, Any] | None) -> str:
-    """One line about a weights file from its metadata (None: no metadata beside it)."""
+def weights_description(meta: dict[str, Any] | None, problem: str | None = None) -> str:
+    """One line about a weights file from its metadata (None: no metadata beside it, or
+    ``problem``: metadata that cannot be read, shown as such, not as reference format)."""
+    if problem:
+        return f"damaged metadata ({problem})"
     if meta is None:
         return "reference format (no metadata)"
     parts = [str(meta.get("backbone") or "?")]
@@ -439,7 +442,8 @@ class ClassifyScreen(Screen[None]):
             loaded = path.resolve() == loaded_path
             prompt = Text.assemble(
                 ("● " if loaded else "", "green"), (path.name, "bold"), "\n",
-                (weights_description(meta), "dim"),
+                (weights_description(meta, None if meta else read_metadata_checked(path)[1]),
+                 "dim"),
                 overflow="ellipsis", no_wrap=True,
             )
             options.add_option(Option(prompt, id=str(path)))

@@ -31,7 +31,7 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from dftui.core.checkpoint import list_weights
+from dftui.core.checkpoint import list_weights, read_metadata_checked
 from dftui.core.evaluate import EvalFinished, EvalProgress, EvalStarted, EvaluationResult
 from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
 from dftui.ui.widgets.image_view import ImageView
@@ -425,7 +425,9 @@ class EvaluateScreen(Screen[None]):
                 known.add(str(extra))
         options.clear_options()
         for path, meta in entries:
-            backbone = (meta or {}).get("backbone", "reference format")
+            problem = None if meta else read_metadata_checked(path)[1]
+            backbone = "damaged metadata" if problem else str(
+                (meta or {}).get("backbone", "reference format"))
             mark = "● " if self.weights_path and str(path) == str(self.weights_path) else "  "
             if self.compare_path and str(path) == str(self.compare_path):
                 mark = "B "

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
 from dftui.core.events import Event, RunFailed, RunFinished
-from dftui.core.runs import RunSummary, list_runs, read_events, read_run
+from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.run_view import RunView
 
@@ -28,6 +28,7 @@ STATUS_STYLES = {
     "interrupted": "yellow",
     "failed": "red",
     "running": "cyan",
+    "damaged": "red",
 }
 MAX_DATA_CHARS = 40
 
@@ -118,11 +119,14 @@ async def resume_run(screen: Screen[Any], run: RunSummary) -> None:
 
 
 class EventsLoaded(Message):
-    def __init__(self, run_dir: Path, events: list[Event], error: str = "") -> None:
+    def __init__(
+        self, run_dir: Path, events: list[Event], error: str = "", problems: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.events = events
         self.error = error
+        self.problems = problems or []  # lines of events.jsonl that could not be used
 
 
 class RunDetailScreen(ModalScreen[None]):
@@ -192,11 +196,11 @@ class RunDetailScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="run-events", exit_on_error=False)
     def _read(self, run_dir: Path) -> None:
         try:
-            events = read_events(run_dir)
+            events, problems = read_events_checked(run_dir)
         except OSError as exc:
             self.post_message(EventsLoaded(run_dir, [], f"cannot read {run_dir}: {exc}"))
             return
-        self.post_message(EventsLoaded(run_dir, events))
+        self.post_message(EventsLoaded(run_dir, events, problems=problems))
 
     def on_events_loaded(self, message: EventsLoaded) -> None:
         view = self.query_one(RunView)
@@ -205,8 +209,16 @@ class RunDetailScreen(ModalScreen[None]):
         view.flush()
         self.events_fed = len(message.events)
         note = self.query_one("#run-message", Static)
+        damaged = ""
+        if message.problems:
+            count = len(message.problems)
+            damaged = (f"events.jsonl: {count} damaged line{'s' if count > 1 else ''} skipped "
+                       f"({message.problems[0]})")
         if message.error:
             note.update(Text(message.error))
+            note.display = True
+        elif damaged:
+            note.update(Text("\n".join(m for m in (self.run.message, damaged) if m)))
             note.display = True
         elif not view.rows:
             extra = self.run.message or _final_message(message.events)
