@@ -116,8 +116,18 @@ def _under_launcher() -> bool:
 
 
 class _Quiet:
+    """The listener of ranks other than 0: only their errors reach the terminal."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
     def __call__(self, event: Any) -> None:
-        pass
+        from dftui.core.events import LogMessage
+
+        if isinstance(event, LogMessage) and event.level == "error":
+            import sys
+
+            sys.stderr.write(f"dftui: rank {self.rank}: {event.text}\n")
 
     def close(self) -> None:
         pass
@@ -238,7 +248,7 @@ def _train(
 
     stop = StopFlag()
     # Ranks other than 0 train silently: rank 0 prints and records for the run.
-    printer = _SafePrinter(make_printer(args.plain) if rank == 0 else _Quiet())
+    printer = _SafePrinter(make_printer(args.plain) if rank == 0 else _Quiet(rank))
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set() and signum == signal.SIGINT:

@@ -163,3 +163,24 @@ def test_rendezvous_that_never_completes(dataset, tmp_path):
     assert alone.returncode == 2
     assert alone.stderr.startswith("dftui: error: could not join the rendezvous") , alone.stderr[-2000:]
     assert alone.stderr.count("\n") == 1  # one line, no stack traces
+
+
+def test_stop_reaches_every_rank_at_the_same_step(dataset, tmp_path):
+    """SIGTERM to rank 0 alone (what stopping a background run does): every rank stops at
+    the same step - none is left waiting in a collective for a peer that has gone."""
+    home = tmp_path / "home"
+    launcher = subprocess.Popen(
+        _args(dataset, tmp_path / "w", 30, "--nproc-per-node", "2"), env=_env(home),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    rank0 = _rank_process(launcher, 0)
+    deadline = time.monotonic() + TIMEOUT
+    while not list((home / "runs").glob("*/resume.pt")):
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    rank0.send_signal(signal.SIGTERM)
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, err[-2000:]
+    assert "lost contact" not in err and "killed" not in err  # a clean, agreed stop
+    _, info = _record(home)
+    assert info["status"] == "interrupted" and 1 <= info["epochs_completed"] < 30
