@@ -185,11 +185,12 @@ def is_peer_failure(exc: BaseException) -> bool:
         return False
     if isinstance(exc, getattr(dist, "DistError", ())):
         return True
+    # gloo reports a lost peer as a RuntimeError naming its transport ("gloo/transport/tcp
+    # ... Connection reset by peer", "... Timed out waiting ... for recv").
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(
-        word in text
-        for word in ("connection", "closed by peer", "broken pipe", "timed out", "timeout",
-                     "gloo", "nccl", "socket", "peer")
+        word in text for word in ("gloo", "nccl", "connection reset", "connection closed",
+                                  "closed by peer", "broken pipe")
     )
 
 
