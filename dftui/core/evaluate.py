@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import threading
@@ -245,6 +246,8 @@ def evaluate_folder(
     images scored so far and is marked ``stopped``."""
     import torch
 
+    from dftui.core.predict import NO_SCORE
+
     if batch_size < 1:
         raise EvaluationError(f"batch size must be at least 1 (got {batch_size})")
     t = predictor.threshold if threshold is None else threshold
@@ -312,6 +315,10 @@ def evaluate_folder(
                 probs = predictor.probabilities(torch.stack(tensors)).tolist()
                 for index, p in zip(kept, probs):
                     path, label = samples[index]
+                    if not math.isfinite(p):
+                        # NaN would be counted as "real" by every threshold: not a score.
+                        unreadable.append((path, NO_SCORE))
+                        continue
                     scored.append(ScoredImage(path, label, float(p)))
             now = time.perf_counter()
             done = min(start + batch_size, len(samples))
@@ -342,7 +349,7 @@ def evaluate_folder(
         seconds=seconds,
         device=str(predictor.device),
         batch_size=batch_size,
-        run_dir=_run_dir_of(predictor.metadata),
+        run_dir=_run_dir_of(predictor.metadata, predictor.weights),
         corruption=corruption,
         severity=severity,
         stopped=stopped,
@@ -358,9 +365,32 @@ def _with_note(m: Metrics, note: str) -> Metrics:
     return replace(m, notes=(*m.notes, note))
 
 
-def _run_dir_of(metadata: dict[str, Any]) -> str | None:
-    run_dir = metadata.get("run_dir")
-    return str(run_dir) if run_dir else None
+def _run_dir_of(metadata: dict[str, Any], weights: str | Path) -> str | None:
+    """The weights' training run folder, only when it really is that run's own record: the
+    metadata is untrusted (any file may sit beside a .pth), and evaluations are written
+    into this folder. Its name and its run.json must carry the metadata's run id, and that
+    run must have written these very weights; otherwise None (records go to the data home)."""
+    run_dir, run_id = metadata.get("run_dir"), metadata.get("run_id")
+    if not isinstance(run_dir, str) or not isinstance(run_id, str) or not run_dir or not run_id:
+        return None
+    folder = Path(run_dir)
+    try:
+        if folder.is_symlink() or not folder.is_dir() or folder.name != run_id:
+            return None
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(info, dict) or not isinstance(config, dict) or info.get("run_id") != run_id:
+        return None
+    recorded = [p for p in (info.get("weights_path"), config.get("weights_path")) if isinstance(p, str) and p]
+    for path in recorded:
+        try:
+            if os.path.samefile(path, weights):
+                return str(folder)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _why(exc: BaseException) -> str:

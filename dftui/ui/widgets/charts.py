@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import Static
 from textual_plot import HiResMode, NumericAxisFormatter, PlotWidget
 
@@ -236,6 +237,88 @@ class ChartPanel(Vertical):
             self.title_text = text
             if self.is_mounted:
                 self.query_one(".chart-title", Static).update(text)
+
+
+class ChartsBox(Vertical):
+    """Holds ChartPanels and gives them their keys: f maximises each panel in turn and then
+    restores them (escape restores too); l switches the loss axis between linear and log;
+    [ and ] lower and raise the smoothing. Subclasses draw in ``_redraw``."""
+
+    BINDINGS = [
+        Binding("f", "maximize_chart", "Full chart", id="charts.maximize"),
+        Binding("l", "toggle_log", "Log loss", show=False, id="charts.log"),
+        Binding("left_square_bracket", "smoothing(-1)", "Less smoothing", show=False,
+                id="charts.smooth_less"),
+        Binding("right_square_bracket", "smoothing(1)", "More smoothing", show=False,
+                id="charts.smooth_more"),
+    ]
+    KEY_HINT = "   f next · l log · [ ] smoothing · +/- arrows 0 zoom · esc back"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.smoothing = DEFAULT_SMOOTHING
+        self.log_loss = False
+        self._restore_focus: Widget | None = None
+        self._dirty = True
+        self._acc_dirty = True
+
+    def watch_maximized(self) -> None:
+        """Call from on_mount: follow the screen's maximised widget (escape restores)."""
+        self.watch(self.screen, "maximized", self._maximized_changed, init=False)
+
+    def _redraw(self) -> None:  # pragma: no cover - every subclass draws its own
+        raise NotImplementedError
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty or self._acc_dirty:
+            self._redraw()
+
+    def _key_hint(self, panel: ChartPanel) -> str:
+        return self.KEY_HINT if self.screen.maximized is panel else ""
+
+    def action_maximize_chart(self) -> None:
+        screen = self.screen
+        panels = list(self.query(ChartPanel))
+        current = screen.maximized
+        if current is None:
+            target: ChartPanel | None = panels[0] if panels else None
+        elif current in panels:
+            index = panels.index(current)  # type: ignore[arg-type]
+            target = panels[index + 1] if index + 1 < len(panels) else None
+        else:
+            target = None
+        if target is None:
+            screen.minimize()
+            return
+        if current is None:
+            self._restore_focus = screen.focused
+        screen.maximize(target, container=False)
+        target.chart.can_focus = True  # arrows, +/- and 0 zoom and pan the chart now
+        target.chart.focus()
+
+    def _maximized_changed(self, maximized: Widget | None) -> None:
+        for panel in self.query(ChartPanel):
+            if panel is not maximized:
+                panel.chart.can_focus = False
+        if maximized is None:
+            focus = self._restore_focus
+            self._restore_focus = None
+            if focus is not None and focus.is_attached and focus.focusable:
+                focus.focus()
+            else:
+                self.screen.focus_next()
+        self._dirty = self._acc_dirty = True
+        self.call_after_refresh(self._redraw_if_dirty)  # titles and ticks follow the new size
+
+    def action_toggle_log(self) -> None:
+        self.log_loss = not self.log_loss
+        self._redraw()
+
+    def action_smoothing(self, step: int) -> None:
+        steps = list(SMOOTHING_STEPS)
+        index = min(range(len(steps)), key=lambda i: abs(steps[i] - self.smoothing))
+        self.smoothing = steps[max(0, min(len(steps) - 1, index + step))]
+        self._redraw()
 
 
 def epoch_ticks(last: int, limit: int = 9) -> list[float]:

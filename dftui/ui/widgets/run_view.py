@@ -14,17 +14,14 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widget import Widget
+from textual.containers import Horizontal
 from textual.widgets import DataTable
 
 from dftui.core.events import BatchEnd, EpochEnd, Event, RunStarted
 from dftui.ui.widgets.charts import (
-    DEFAULT_SMOOTHING,
-    SMOOTHING_STEPS,
     ChartData,
     ChartPanel,
+    ChartsBox,
     Series,
     smooth,
     thin,
@@ -32,7 +29,6 @@ from dftui.ui.widgets.charts import (
 
 __all__ = ["RunView", "smooth", "COLUMNS"]
 
-SMOOTHING = DEFAULT_SMOOTHING  # exponential moving average of the per-batch training loss
 MAX_BATCH_POINTS = 4000  # older points are thinned beyond this, keeping the chart cheap
 REDRAW_INTERVAL_S = 1.0  # chart redraws are the costliest UI work during a run (chart_bench)
 BEST_MARK = "★"
@@ -55,7 +51,7 @@ COLUMNS = (
 )
 
 
-class RunView(Vertical):
+class RunView(ChartsBox):
     """Charts over an epoch table. ``feed`` any core event; irrelevant ones are ignored."""
 
     DEFAULT_CSS = """
@@ -65,15 +61,6 @@ class RunView(Vertical):
     RunView #acc-chart { width: 1fr; }
     RunView #epoch-table { height: 2fr; min-height: 4; }
     """
-    BINDINGS = [
-        Binding("f", "maximize_chart", "Full chart", id="charts.maximize"),
-        Binding("l", "toggle_log", "Log loss", show=False, id="charts.log"),
-        Binding("left_square_bracket", "smoothing(-1)", "Less smoothing", show=False,
-                id="charts.smooth_less"),
-        Binding("right_square_bracket", "smoothing(1)", "More smoothing", show=False,
-                id="charts.smooth_more"),
-    ]
-
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.started: RunStarted | None = None
@@ -85,8 +72,6 @@ class RunView(Vertical):
         self._dirty = True
         self._acc_dirty = True
         self._table_ready = False
-        self.smoothing = SMOOTHING
-        self.log_loss = False
         # Vertical marks other than the best epoch: (epoch, style). A hook for learning-rate
         # schedule changes once schedules exist (see add_mark).
         self.marks: list[tuple[float, str]] = []
@@ -108,7 +93,7 @@ class RunView(Vertical):
             self._put_row(self.rows[epoch])
         self._redraw()
         self.set_interval(REDRAW_INTERVAL_S, self._redraw_if_dirty)
-        self.watch(self.screen, "maximized", self._maximized_changed, init=False)
+        self.watch_maximized()
 
     # -- events ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -231,11 +216,6 @@ class RunView(Vertical):
             marks.append((float(self.best_epoch), BEST_STYLE))
         return marks
 
-    def _key_hint(self, panel: ChartPanel) -> str:
-        if self.screen.maximized is panel:
-            return "   f next · l log · [ ] smoothing · +/- arrows 0 zoom · esc back"
-        return ""
-
     def _draw_loss(self, panel: ChartPanel) -> None:
         last = self._last_epoch()
         series = []
@@ -290,46 +270,3 @@ class RunView(Vertical):
             best_text = f"  best {self.rows[self.best_epoch].val_accuracy * 100:.1f}% @{self.best_epoch}"
         panel.set_title(Text.assemble(
             ("val acc %", "bold"), (best_text, BEST_STYLE), (self._key_hint(panel), "dim")))
-
-    # -- chart keys --------------------------------------------------------------------
-    def action_maximize_chart(self) -> None:
-        """Loss chart full screen, then the accuracy chart, then back."""
-        screen = self.screen
-        loss = self.query_one("#loss-chart", ChartPanel)
-        acc = self.query_one("#acc-chart", ChartPanel)
-        current = screen.maximized
-        target = loss if current is None else acc if current is loss else None
-        if target is None:
-            screen.minimize()
-            return
-        self._restore_focus = self._restore_focus if current is not None else screen.focused
-        screen.maximize(target, container=False)
-        target.chart.can_focus = True  # arrows, +/- and 0 zoom and pan the chart now
-        target.chart.focus()
-
-    _restore_focus: Widget | None = None
-
-    def _maximized_changed(self, maximized: Widget | None) -> None:
-        for panel in self.query(ChartPanel):
-            if panel is not maximized:
-                panel.chart.can_focus = False
-        if maximized is None:
-            focus = self._restore_focus
-            self._restore_focus = None
-            if focus is not None and focus.is_attached:
-                focus.focus()
-            else:
-                self.query_one("#epoch-table", DataTable).focus()
-        self._dirty = True
-        self._acc_dirty = True
-        self.call_after_refresh(self._redraw_if_dirty)  # titles and ticks follow the new size
-
-    def action_toggle_log(self) -> None:
-        self.log_loss = not self.log_loss
-        self._redraw()
-
-    def action_smoothing(self, step: int) -> None:
-        steps = list(SMOOTHING_STEPS)
-        index = min(range(len(steps)), key=lambda i: abs(steps[i] - self.smoothing))
-        self.smoothing = steps[max(0, min(len(steps) - 1, index + step))]
-        self._redraw()
