@@ -230,8 +230,11 @@ def _run_torchrun(plan: dict[str, Any], argv: list[str], env: dict[str, str | No
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    # The elastic agent logs every step and failure; dftui reports the outcome itself.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # The elastic agent logs every step and failure; dftui reports the outcome itself. (Its
+    # loggers set their own level when made, so each is quietened, not only the parent.)
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     options = torchrun.get_args_parser().parse_args([
         "--nnodes", str(plan["nnodes"]),
         "--nproc-per-node", str(plan["nproc"]),
