@@ -307,6 +307,7 @@ class _Trainer:
 
         self.emit = early_emit
         self._agree(lambda: self._setup_model_and_data(resume, resume_dir))
+        self._agree(lambda: self._setup_run_folder(resume, resume_dir))
         if dist.enabled:
             st = self.state
             (self.run_dir, self.weights_path, self.saved_best, st.best_epoch, st.best_acc,
@@ -476,6 +477,10 @@ class _Trainer:
         self.train_scan = _scan(Path(cfg.train_dir), "training", self.emit)
         self.val_scan = _scan(Path(cfg.val_dir), "validation", self.emit)
 
+    def _setup_run_folder(self, resume: dict[str, Any] | None, resume_dir: Path | None) -> None:
+        """The record folder and the weights file (rank 0); after every rank's data scan
+        passed, so a failed scan anywhere leaves no empty record behind."""
+        cfg, dist = self.config, self.dist
         self.saved_best: int | None = None
         self._weights_meta: dict[str, Any] = {}  # the weights' digest, kept in every .json rewrite
         if resume is not None:

@@ -164,3 +164,40 @@ def test_failed_ranks_reach_the_record(tmp_path):
     assert "rank 1" in json.loads((run / "run.json").read_text())["message"]
     (run / "run.json").write_text("[damaged")
     assert note_outcome(run, "x") is None
+
+
+def _rank_main(rank: int, port: int, train: str, val: str, out: str, results: str) -> None:
+    """One rank of a 2-process run in a spawned process (no torchrun): rank 1 is given a
+    training folder that does not exist."""
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    from dftui.core import distributed
+    from dftui.core.config import TrainConfig
+    from dftui.core.train import fit
+
+    distributed.init_from_env("cpu")
+    config = TrainConfig(train_dir=Path(train if rank == 0 else train + "-missing"), val_dir=Path(val),
+                         epochs=1, batch_size=8, img_size=32, workers=0, pretrained="none",
+                         device="cpu", out_dir=Path(out), runs_dir=Path(out) / "runs")
+    final = fit(config)
+    distributed.shutdown()
+    Path(results, f"rank{rank}.json").write_text(json.dumps(final.to_dict(), default=str))
+
+
+@pytest.mark.slow
+def test_a_setup_failure_on_one_rank_stops_every_rank_with_its_rank(dataset, tmp_path):
+    import torch.multiprocessing as mp
+
+    from dftui.cli.launch import free_port
+
+    mp.spawn(_rank_main, args=(free_port(), str(dataset["train"]), str(dataset["val"]),
+                               str(tmp_path / "out"), str(tmp_path)), nprocs=2, join=True)
+    finals = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for final in finals:
+        assert final["event"] == "run_failed"
+        assert final["message"].startswith("rank 1: training data:"), final["message"]
+    # No record, not even an empty folder: it failed while scanning the data, as one
+    # process would.
+    assert not (tmp_path / "out" / "runs").exists() or not list((tmp_path / "out" / "runs").iterdir())
