@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue a stopped or interrupted run (its folder, its id, or 'last')")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.add_argument("--detach", action="store_true",
+                   help="run in the background, in a process of its own that outlives this "
+                   "terminal (an SSH disconnect); prints the run id and returns at once")
     from dftui.cli.launch import add_arguments
 
     add_arguments(p)
@@ -147,6 +150,25 @@ def _silence_stdout() -> None:
         pass
 
 
+def _detach(config: Any, resume_dir: Path | None) -> int:
+    import sys
+
+    from dftui.cli import fail
+    from dftui.core.background import LaunchError, launch_detached
+
+    try:
+        run_dir, pid = launch_detached(config, resume_dir)
+    except LaunchError as exc:
+        return fail(str(exc), 1)
+    name = run_dir.name
+    sys.stdout.write(
+        f"run {name} started in the background (process {pid}); it goes on if this terminal "
+        f"closes.\n  follow it: dftui attach {name}\n  stop it:   dftui stop {name}\n"
+        f"  its output: {run_dir / 'output.log'}\n"
+    )
+    return 0
+
+
 def _resolve(args: argparse.Namespace) -> tuple[Any, Path | None, str | None]:
     """(config, resume folder, error message) from the command line."""
     from dftui.core.config import ConfigError
@@ -195,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     config, resume_dir, error = _resolve(args)
     if error is not None:
         return fail(error)
+    if args.detach:
+        return _detach(config, resume_dir)
     return _train(args, config, resume_dir)
 
 

@@ -298,14 +298,28 @@ class _Trainer:
                 self.state = _state_from_checkpoint(resume["state"])
 
         # Events before the run folder exists are kept and written to the record with it.
+        # A folder known now (a resume, or one made for this run by its launcher) gets them
+        # as they happen, so a watcher of its log sees downloads and the data scan live.
+        # Only rank 0 records; every rank passes the same _agree points (collectives).
         early: list[Event] = []
         user_emit = self.emit
+        self.recorder: RunRecorder | None = None
+        self._record_warned = False
+        known_dir = Path(resume_dir) if resume_dir is not None else self.given_run_dir
 
-        def early_emit(event: Event) -> None:
-            early.append(event)
-            user_emit(event)
+        def open_early() -> None:
+            if dist.is_main and known_dir is not None:
+                self.run_dir = known_dir
+                self._open_recorder(user_emit, resumed=resume is not None)
 
-        self.emit = early_emit
+        self._agree(open_early)
+        if self.recorder is None:
+
+            def early_emit(event: Event) -> None:
+                early.append(event)
+                user_emit(event)
+
+            self.emit = early_emit
         self._agree(lambda: self._setup_model_and_data(resume, resume_dir))
         self._agree(lambda: self._setup_run_folder(resume, resume_dir))
         if dist.enabled:
@@ -315,33 +329,15 @@ class _Trainer:
                 (self.run_dir, self.weights_path, self.saved_best, st.best_epoch, st.best_acc,
                  st.best_loss) if dist.is_main else None
             )
-        self.recorder: RunRecorder | None = None
-        self._record_warned = False
+
+        def open_late() -> None:
+            if dist.is_main and self.recorder is None:
+                self._open_recorder(user_emit, resumed=False)
+
+        self._agree(open_late)
         if dist.is_main:
-            try:
-                recorder = RunRecorder(self.run_dir, resumed=resume is not None)
-            except OSError as exc:
-                recorder = None
-                failure = RunAborted(
-                    f"cannot write the run record in {self.run_dir} ({exc.strerror or exc})"
-                )
-            else:
-                failure = None
-            self._agree(lambda: _raise(failure))
+            recorder = self.recorder
             assert recorder is not None
-            self.recorder = recorder
-
-            def tee(event: Event) -> None:
-                recorder(event)
-                if recorder.write_error and not self._record_warned:
-                    # Say once that the record is incomplete (e.g. the disk is full); go on.
-                    self._record_warned = True
-                    user_emit(
-                        LogMessage("warning", f"the run record could not be written: {recorder.write_error}")
-                    )
-                user_emit(event)
-
-            self.emit = tee
             if resume is not None:
                 recorder.trim_after(self.state.epoch)
                 # The run's previous process is gone (checked): half-written temporary files
@@ -354,7 +350,6 @@ class _Trainer:
                 recorder(event)
             self._write_skipped()
         else:
-            self._agree(lambda: None)  # rank 0's record check
             self.emit = user_emit
 
         self._agree(lambda: self._setup_training(resume, resume_dir))
@@ -484,7 +479,6 @@ class _Trainer:
         self.saved_best: int | None = None
         self._weights_meta: dict[str, Any] = {}  # the weights' digest, kept in every .json rewrite
         if resume is not None:
-            self.run_dir = Path(resume_dir)  # type: ignore[arg-type]
             self.weights_path = Path(resume["weights_path"])
             self.saved_best = self.state.best_epoch
             if dist.is_main:  # rank 0 alone owns the files (its decision is broadcast)
@@ -494,7 +488,7 @@ class _Trainer:
         else:
             root = runs_root(cfg.runs_dir)
             if self.given_run_dir is not None:
-                self.run_dir = self.given_run_dir
+                self.run_dir = self.given_run_dir  # its recorder is open already
             else:
                 try:
                     self.run_dir = new_run_dir(root, cfg.backbone)
@@ -638,11 +632,43 @@ class _Trainer:
         else:
             _seed_everything(hash((self.config.seed, dist.rank, self.state.epoch)) & 0x7FFFFFFF)
 
+    def _open_recorder(self, user_emit: Emit, resumed: bool) -> None:
+        try:
+            recorder = RunRecorder(self.run_dir, resumed=resumed, stop=self.stop)
+        except OSError as exc:
+            raise RunAborted(
+                f"cannot write the run record in {self.run_dir} ({exc.strerror or exc})"
+            ) from None
+        self.recorder = recorder
+        self._record_warned = False
+
+        def tee(event: Event) -> None:
+            recorder(event)
+            if recorder.write_error and not self._record_warned:
+                # Say once that the record is incomplete (e.g. the disk is full); go on.
+                self._record_warned = True
+                user_emit(
+                    LogMessage("warning", f"the run record could not be written: {recorder.write_error}")
+                )
+            user_emit(event)
+
+        self.emit = tee
+
     def _own_weights_on_resume(self) -> None:
         """A weights file belongs to the run whose id its metadata holds: a resumed run
         writes its old file only while that is still its own, never a file another run
         (or the user) has put there since."""
         path, run_id = self.weights_path, self.run_dir.name
+        from dftui.core.config import weights_name_problem
+
+        problem = weights_name_problem(path.name)
+        if problem:
+            # resume.pt is a file on disk like any other: it must not make a run write its
+            # weights over whatever path it names.
+            raise RunAborted(
+                f"the resume checkpoint of run {run_id} names {path} for its weights, which is "
+                f"not a weights file name ({problem}); start a new run"
+            )
         owner, holder = weights_owner(path)
         if owner == "run" and holder == run_id:
             recover_weights(path)  # a save cut between its two renames is finished now
@@ -1205,19 +1231,19 @@ def fit(
     emit: Emit = lambda event: None,
     stop: threading.Event | None = None,
     resume: str | Path | None = None,
-    run_dir: Path | None = None,
+    run_dir: str | Path | None = None,
 ) -> RunFinished | RunFailed:
-    """Run a fine-tuning job and return its final event (also emitted).
-
-    ``run_dir``: an empty folder made beforehand for the run record (a launcher that must
-    know it); by default a new one is made under the runs folder. Under torchrun (RANK and
-    WORLD_SIZE set, process group joined with ``distributed.init_from_env``) every rank
-    calls fit; rank 0 alone writes the record, weights and checkpoints.
+    """Run a fine-tuning job and return its final event (also emitted). ``run_dir``: the
+    (empty) record folder to use for a new run, made beforehand by whoever launched it so
+    that it can be watched from the first event (a background run, the dashboard). Under
+    torchrun (RANK and WORLD_SIZE set, process group joined with
+    ``distributed.init_from_env``) every rank calls fit; rank 0 alone writes the record,
+    weights and checkpoints.
 
     Never raises for an expected failure (bad data, weights, settings, NaN loss, out of
     memory): those become a RunFailed event with a message meant for the user."""
     stop = stop if stop is not None else threading.Event()
-    trainer = _Trainer(config, emit, stop, run_dir)
+    trainer = _Trainer(config, emit, stop, Path(run_dir) if run_dir is not None else None)
     final: RunFinished | RunFailed
     try:
         trainer.setup(Path(resume) if resume is not None else None)

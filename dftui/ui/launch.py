@@ -17,5 +17,44 @@ def launch() -> int:
 
     app = DftuiApp()
     app.offer_demo_data = True  # type: ignore[attr-defined]  # issue #4: Setup offers demo data when the default folders are empty
-    app.run()
+    try:
+        app.run()
+    finally:
+        finish_in_process_run(app)
     return 0
+
+
+def finish_in_process_run(app: object) -> None:
+    """The app ended (an error in a screen, say) while a run trained in its thread: that
+    run is not taken down with it. It goes on here, reported on stderr, until it ends; a
+    hang-up, SIGTERM or Ctrl+C interrupts it (recorded "interrupted", resumable)."""
+    import signal
+    import sys
+
+    training = app.get_open_screen("training")  # type: ignore[attr-defined]
+    done = getattr(training, "thread_done", None)
+    flag = getattr(training, "stop_flag", None)
+    if done is None or done.is_set() or flag is None:
+        return
+    name = training.run_dir.name  # type: ignore[union-attr]
+
+    def interrupt(signum: int = 0, frame: object = None) -> None:
+        flag.request("interrupted")
+
+    for sig in ("SIGHUP", "SIGTERM"):
+        if hasattr(signal, sig):
+            signal.signal(getattr(signal, sig), interrupt)
+    try:
+        sys.stderr.write(
+            f"dftui: the dashboard closed while run {name} trained in it; the run goes on here "
+            f"until it ends. Follow it with `dftui attach {name}`; Ctrl+C interrupts it "
+            "(resumable).\n"
+        )
+    except (OSError, ValueError):
+        pass
+    try:
+        while not done.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        interrupt()
+        done.wait(300)

@@ -99,7 +99,7 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         table = compare.query_one("#compare-table")
         assert table.row_count == 2
         # Only the settings that differ between the two compared runs get a column.
-        assert compare.columns[5:] == ["batch_size", "lr"]
+        assert compare.columns[4:] == ["batch_size", "lr", "status"]
         view = compare.query_one(CompareView)
         assert len(view.curves) == 2
         loss = view.query_one("#loss-chart", ChartPanel).chart
@@ -107,7 +107,7 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         assert {s.style for s in loss.data.series} == set(compare.run_colors.values())
         # Sorted by best accuracy first (best on top), then s moves to the next column.
         assert [r.best_val_accuracy for r in compare.sorted_runs()] == [0.95, 0.9]
-        order = [table.get_row_at(i)[3].plain for i in range(2)]
+        order = [table.get_row_at(i)[2].plain for i in range(2)]
         assert order == ["95.0%", "90.0%"]
         while compare.sort_key != "lr":
             await pilot.press("s")

@@ -438,7 +438,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
                 "No runs yet. Start one on Setup (F2) or with `dftui train`; each run is "
                 "recorded here.", style="dim"))
             return
-        hints = ["Enter: charts"]
+        hints = ["Enter: follow live · s: stop" if run.live and not run.host else "Enter: charts"]
         if weights_available(run):
             hints.append("c: classify")
         if run.resumable:
@@ -469,7 +469,31 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         if run is None:
             return
         fresh = read_run(run.run_dir) or run  # its status may have changed since the list
+        if fresh.live and not fresh.host:
+            # A run in progress: follow it live on the Training screen, from epoch 1.
+            self.run_worker(self.app.attach_run(fresh.run_dir), group="attach")  # type: ignore[attr-defined]
+            return
         self.app.push_screen(RunDetailScreen(fresh))
+
+    def action_stop(self) -> None:
+        """Ask the selected run to stop gracefully (checkpoint and best weights kept)."""
+        run = self.selected_run()
+        if run is None:
+            return
+        fresh = read_run(run.run_dir) or run
+        if not fresh.live:
+            self.notify(f"run {fresh.run_id} is not running ({fresh.status})", severity="warning")
+            return
+        from dftui.core.eventlog import request_stop
+
+        try:
+            request_stop(fresh.run_dir)
+        except OSError as exc:
+            self.notify(f"cannot ask run {fresh.run_id} to stop: {exc}", severity="error",
+                        timeout=8)
+            return
+        self.notify(f"asked run {fresh.run_id} to stop after its current batch; its checkpoint "
+                    "and best weights are kept")
 
     async def action_classify(self) -> None:
         run = self.selected_run()

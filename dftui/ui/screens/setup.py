@@ -266,6 +266,11 @@ class SetupScreen(Screen[None]):
             yield Static("", id="field-errors", classes="note error")
             with Horizontal(classes="row", id="start-row"):
                 yield Button("Start training", variant="primary", id="start", compact=True)
+                # A background run (its own process) survives a dropped SSH connection.
+                detach = saved.get("detach", True)
+                yield TickBox("Keep running if I disconnect",
+                               detach if isinstance(detach, bool) else True, id="detach",
+                               compact=True)
                 yield Static("", id="start-note", classes="hint")
         yield Footer()
 
@@ -318,6 +323,7 @@ class SetupScreen(Screen[None]):
             precision=self.select("precision"),
             augment=self.select("augment"),
             overwrite=self.query_one("#overwrite", Checkbox).value,
+            detach=self.query_one("#detach", Checkbox).value,
         )
         return values
 
@@ -399,6 +405,10 @@ class SetupScreen(Screen[None]):
     @on(Checkbox.Changed, "#overwrite")
     def _overwrite_changed(self) -> None:
         self._update_weights_note()
+        self._schedule_save()
+
+    @on(Checkbox.Changed, "#detach")
+    def _detach_changed(self) -> None:
         self._schedule_save()
 
     def _backbone_changed(self) -> None:
@@ -579,6 +589,7 @@ class SetupScreen(Screen[None]):
         self.query_one("#precision", Select).value = "auto"
         self.query_one("#augment", Select).value = "none"
         self.query_one("#overwrite", Checkbox).value = False
+        self.query_one("#detach", Checkbox).value = True
         self.query_one("#weights", Input).value = default_weights(DEFAULTS.backbone)
 
     # -- start ---------------------------------------------------------------------------
@@ -614,4 +625,5 @@ class SetupScreen(Screen[None]):
             )
             if not yes:
                 return
-        await self.app.start_training(config)  # type: ignore[attr-defined]
+        detach = self.query_one("#detach", Checkbox).value
+        await self.app.start_training(config, detach=detach)  # type: ignore[attr-defined]

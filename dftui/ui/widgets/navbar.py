@@ -36,7 +36,10 @@ def current_status(widget: Any) -> Text | None:
 
 class NavBar(Static):
     DEFAULT_CSS = """
-    NavBar { height: auto; width: 1fr; background: $panel; color: $text; }
+    NavBar {
+        height: auto; width: 1fr; background: $panel; color: $text;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     def __init__(self, current: str, *, id: str | None = None) -> None:
@@ -48,6 +51,9 @@ class NavBar(Static):
         self.status = current_status(self)
         self.update(self._text())
         self.set_interval(STATUS_EVERY_S, self.poll_status)
+
+    def on_show(self) -> None:
+        self.poll_status()  # a screen shown again is brought up to date at once
 
     def poll_status(self) -> None:
         if not self.screen.is_current:
