@@ -24,6 +24,8 @@ from typing import Any
 LAUNCH_DESTS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_timeout")
 DEFAULT_RDZV_TIMEOUT_S = 300
 RUN_DIR_ENV = "DFTUI_RUN_DIR"  # the record folder the launcher made, for rank 0
+PREPARED_ENV = "DFTUI_LAUNCH_RUN_DIR"  # a folder prepared by `--detach` (core/background.py)
+LAUNCHER_PID_ENV = "DFTUI_LAUNCHER_PID"
 BACKEND_ENV = "DFTUI_DIST_BACKEND"
 CPP_LOG_ENV = "TORCH_CPP_LOG_LEVEL"
 
@@ -67,7 +69,7 @@ def worker_argv(args: argparse.Namespace, parser: argparse.ArgumentParser, resum
     out = ["train"]
     for action in parser._actions:  # noqa: SLF001 - argparse has no public walk of its options
         dest = action.dest
-        if not action.option_strings or dest in LAUNCH_DESTS or dest in ("help", "resume"):
+        if not action.option_strings or dest in LAUNCH_DESTS or dest in ("help", "resume", "detach"):
             continue
         value = getattr(args, dest, action.default)
         if value == action.default or value is None:
@@ -159,8 +161,11 @@ def launch(
     except LaunchError as exc:
         return fail(str(exc))
     run_dir: Path | None = None
+    prepared = os.environ.pop(PREPARED_ENV, None)
     if args.node_rank == 0:
-        if resume_dir is not None:
+        if prepared:
+            run_dir = Path(prepared).resolve()  # made, with its run.json, by --detach
+        elif resume_dir is not None:
             run_dir = Path(resume_dir).resolve()
         else:
             from dftui.core.runs import new_run_dir, runs_root
@@ -174,7 +179,8 @@ def launch(
     argv = worker_argv(args, parser, run_dir if resume_dir is not None else None)
     if resume_dir is not None and args.node_rank != 0:
         argv += ["--resume", str(args.resume)]  # only rank 0 reads it
-    env: dict[str, str | None] = {BACKEND_ENV: plan["backend"], CPP_LOG_ENV: user_cpp_log}
+    env: dict[str, str | None] = {BACKEND_ENV: plan["backend"], CPP_LOG_ENV: user_cpp_log,
+                                  LAUNCHER_PID_ENV: str(os.getpid())}
     if run_dir is not None and resume_dir is None:
         env[RUN_DIR_ENV] = str(run_dir)
     if "OMP_NUM_THREADS" not in os.environ:
@@ -311,6 +317,7 @@ def _outcome(run_dir: Path | None, failures: dict[int, Any], error: str | None) 
     ]
     status = None
     if run_dir is not None:
+        _end_unstarted(run_dir, "; ".join(causes) or error)
         status = note_outcome(run_dir, "; ".join(causes) or error)
         if status is None:
             try:
@@ -347,6 +354,28 @@ def _outcome(run_dir: Path | None, failures: dict[int, Any], error: str | None) 
     if causes:
         return fail("; ".join(causes), 1)
     return 1
+
+
+def _end_unstarted(run_dir: Path, cause: str | None) -> None:
+    """A record prepared by --detach that rank 0 never took over (its pid is still the
+    launcher's): the run never began; record why, with an end record for watchers."""
+    from dftui.core.background import _record_end
+    from dftui.core.events import RunFailed
+
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict) and info.get("status") == "running" and info.get("pid") == os.getpid():
+        _record_end(run_dir, RunFailed(message=cause or "the training processes did not start",
+                                       run_dir=str(run_dir)))
+
+
+def launcher_argv(args: argparse.Namespace) -> list[str]:
+    """The launcher's own options, as given (for a detached launcher)."""
+    return ["--nproc-per-node", str(args.nproc_per_node), "--nnodes", str(args.nnodes),
+            "--node-rank", str(args.node_rank), "--rdzv-timeout", str(args.rdzv_timeout)] + (
+        ["--rdzv-endpoint", args.rdzv_endpoint] if args.rdzv_endpoint else [])
 
 
 def write_error_file(message: str) -> None:

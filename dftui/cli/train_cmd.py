@@ -150,14 +150,14 @@ def _silence_stdout() -> None:
         pass
 
 
-def _detach(config: Any, resume_dir: Path | None) -> int:
+def _detach(config: Any, resume_dir: Path | None, command: list[str] | None = None) -> int:
     import sys
 
     from dftui.cli import fail
     from dftui.core.background import LaunchError, launch_detached
 
     try:
-        run_dir, pid = launch_detached(config, resume_dir)
+        run_dir, pid = launch_detached(config, resume_dir, command)
     except LaunchError as exc:
         return fail(str(exc), 1)
     name = run_dir.name
@@ -167,6 +167,27 @@ def _detach(config: Any, resume_dir: Path | None) -> int:
         f"  its output: {run_dir / 'output.log'}\n"
     )
     return 0
+
+
+def _detach_launcher(args: argparse.Namespace, config: Any, resume_dir: Path | None) -> int:
+    """A distributed run in the background: the launcher itself runs detached, in the run
+    folder prepared here (listed, attachable and stoppable at once); rank 0 takes the
+    record over when it starts."""
+    from dftui.cli import fail
+    from dftui.cli.launch import LaunchError as PlanError
+    from dftui.cli.launch import _plan, launcher_argv, worker_argv
+
+    if args.node_rank != 0:
+        return fail("--detach is for the machine with --node-rank 0, which keeps the run "
+                    "record; start the other machines in the foreground (or in tmux)")
+    try:
+        _plan(args, config)  # refuse now what the detached launcher would refuse
+    except PlanError as exc:
+        return fail(str(exc))
+    command = worker_argv(args, args.train_parser, None) + launcher_argv(args)
+    if resume_dir is not None:
+        command += ["--resume", str(Path(resume_dir).resolve())]
+    return _detach(config, resume_dir, command)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Any, Path | None, str | None]:
@@ -208,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
             config, resume_dir, error = _resolve(args)
             if error is not None:
                 return fail(error)
+        if args.detach:
+            return _detach_launcher(args, config, resume_dir)
         return launch.launch(args, config, resume_dir, args.train_parser, user_cpp_log)
     from dftui.core.distributed import env_info
 

@@ -1336,6 +1336,10 @@ def _live_owner(run_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     pid = run_pid(info)
+    # A distributed run's launcher holds the record until rank 0 starts: not another owner.
+    launcher = os.environ.get("DFTUI_LAUNCHER_PID", "")
+    if pid and launcher.isdigit() and pid == int(launcher):
+        return None
     if info.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
         return pid
     return None

@@ -191,3 +191,31 @@ def test_stop_reaches_every_rank_at_the_same_step(dataset, tmp_path):
     assert "lost contact" not in err and "killed" not in err  # a clean, agreed stop
     _, info = _record(home)
     assert info["status"] == "interrupted" and 1 <= info["epochs_completed"] < 30
+
+
+def test_detached_distributed_run_is_attachable_and_stoppable(dataset, tmp_path):
+    """A distributed run is a background run: `--detach` returns at once with the run id,
+    `dftui attach` follows it (rank 0 writes the event log), `dftui stop` stops every rank,
+    and a detached resume on 2 processes finishes it."""
+    home = tmp_path / "home"
+    started = _run(_args(dataset, tmp_path / "w", 30, "--nproc-per-node", "2", "--detach"), home)
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert "started in the background" in started.stdout
+    (run,) = (home / "runs").iterdir()
+    deadline = time.monotonic() + TIMEOUT
+    while not (run / "resume.pt").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    stop = _run([sys.executable, "-m", "dftui", "stop", run.name], home)
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stdout + stop.stderr
+    _, info = _record(home)
+    assert info["status"] == "stopped" and info["world_size"] == 2
+
+    resumed = _run([sys.executable, "-m", "dftui", "train", "--resume", run.name, "--epochs",
+                    str(info["epochs_completed"] + 1), "--nproc-per-node", "2", "--detach"], home)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    attach = _run([sys.executable, "-m", "dftui", "attach", run.name, "--plain"], home)
+    assert attach.returncode == 0, attach.stdout[-2000:] + attach.stderr[-2000:]
+    assert "2 processes (gloo)" in attach.stdout and "run finished" in attach.stdout
+    _, info = _record(home)
+    assert info["status"] == "finished"
