@@ -26,6 +26,7 @@ DEFAULT_RDZV_TIMEOUT_S = 300
 RUN_DIR_ENV = "DFTUI_RUN_DIR"  # the record folder the launcher made, for rank 0
 PREPARED_ENV = "DFTUI_LAUNCH_RUN_DIR"  # a folder prepared by `--detach` (core/background.py)
 LAUNCHER_PID_ENV = "DFTUI_LAUNCHER_PID"
+SETTINGS_ENV = "DFTUI_LAUNCH_SETTINGS"  # rank 0 reads the settings from this prepared folder
 BACKEND_ENV = "DFTUI_DIST_BACKEND"
 CPP_LOG_ENV = "TORCH_CPP_LOG_LEVEL"
 
@@ -183,6 +184,8 @@ def launch(
                                   LAUNCHER_PID_ENV: str(os.getpid())}
     if run_dir is not None and resume_dir is None:
         env[RUN_DIR_ENV] = str(run_dir)
+    if prepared:
+        env[SETTINGS_ENV] = str(run_dir)
     if "OMP_NUM_THREADS" not in os.environ:
         # torchrun would set 1; a CPU run on a many-core machine wants its share.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.nproc_per_node))

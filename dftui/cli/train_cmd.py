@@ -190,6 +190,17 @@ def _detach_launcher(args: argparse.Namespace, config: Any, resume_dir: Path | N
     return _detach(config, resume_dir, command)
 
 
+def _prepared_settings(run_dir: Path) -> tuple[Any, Path | None, str | None]:
+    """(config, resume folder, error) from a run folder prepared by core/background.py."""
+    from dftui.core.background import LaunchError, read_launch
+
+    try:
+        config, resume = read_launch(run_dir)
+    except LaunchError as exc:
+        return None, None, str(exc)
+    return config, (run_dir if resume else None), None
+
+
 def _resolve(args: argparse.Namespace) -> tuple[Any, Path | None, str | None]:
     """(config, resume folder, error message) from the command line."""
     from dftui.core.config import ConfigError
@@ -221,8 +232,17 @@ def run(args: argparse.Namespace) -> int:
     from dftui.cli import launch
 
     if launch.wanted(args):
+        import os
+
         user_cpp_log = launch.quiet_store_logs()
-        if args.node_rank != 0 and args.resume:
+        prepared = os.environ.get(launch.PREPARED_ENV)
+        if prepared:
+            # A launcher detached by the dashboard or --detach: the settings are the ones
+            # prepared in its run folder (launch.json), not this command line's.
+            config, resume_dir, error = _prepared_settings(Path(prepared))
+            if error is not None:
+                return fail(error)
+        elif args.node_rank != 0 and args.resume:
             # Only the machine with node rank 0 holds the run; it sends the settings.
             config, resume_dir = _config_from_args(args), Path(args.resume)
         else:
@@ -251,7 +271,7 @@ def _run_rank(args: argparse.Namespace, info: Any) -> int:
     import os
 
     from dftui.cli import fail
-    from dftui.cli.launch import BACKEND_ENV, RUN_DIR_ENV, write_error_file
+    from dftui.cli.launch import BACKEND_ENV, RUN_DIR_ENV, SETTINGS_ENV, write_error_file
     from dftui.core import distributed
     from dftui.core.config import TrainConfig
 
@@ -268,7 +288,11 @@ def _run_rank(args: argparse.Namespace, info: Any) -> int:
         return fail(message, 1)
     try:
         if info.rank == 0:
-            config, resume_dir, error = _resolve(args)
+            settings_dir = os.environ.get(SETTINGS_ENV)
+            if settings_dir:
+                config, resume_dir, error = _prepared_settings(Path(settings_dir))
+            else:
+                config, resume_dir, error = _resolve(args)
             shared = (config.to_dict() if config else None, str(resume_dir) if resume_dir else None, error)
         else:
             shared = None

@@ -219,3 +219,29 @@ def test_detached_distributed_run_is_attachable_and_stoppable(dataset, tmp_path)
     assert "2 processes (gloo)" in attach.stdout and "run finished" in attach.stdout
     _, info = _record(home)
     assert info["status"] == "finished"
+
+
+def test_dashboard_launch_of_a_distributed_run(dataset, tmp_path, monkeypatch):
+    """What the Setup screen's "devices: N GPUs" starts (Training screen start_run with
+    nproc): torchrun's launcher detached in a prepared folder, with the settings of that
+    folder's launch.json, not of a command line. Here on the CPU (the dashboard offers it
+    for GPUs only)."""
+    from dftui.core.background import launch_detached
+    from dftui.core.config import TrainConfig
+
+    home = tmp_path / "home"
+    for key, value in _env(home).items():
+        monkeypatch.setenv(key, value)
+    config = TrainConfig(train_dir=dataset["train"], val_dir=dataset["val"], epochs=1, batch_size=8,
+                         img_size=32, workers=0, pretrained="none", precision="fp32", device="cpu",
+                         out_dir=tmp_path / "w", seed=3)
+    run_dir, pid = launch_detached(config, None, ["train", "--nproc-per-node", "2"])
+    deadline = time.monotonic() + TIMEOUT
+    while json.loads((run_dir / "run.json").read_text()).get("status") == "running":
+        assert time.monotonic() < deadline, (run_dir / "output.log").read_text()[-2000:]
+        time.sleep(0.2)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished", (run_dir / "output.log").read_text()[-2000:]
+    assert info["world_size"] == 2
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["seed"] == 3 and saved["batch_size"] == 8  # launch.json's settings
