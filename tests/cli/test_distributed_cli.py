@@ -172,31 +172,13 @@ def test_rendezvous_that_never_completes(dataset, tmp_path):
     assert alone.stderr.count("\n") == 1  # one line, no stack traces
 
 
-def test_stop_reaches_every_rank_at_the_same_step(dataset, tmp_path):
-    """SIGTERM to rank 0 alone (what stopping a background run does): every rank stops at
-    the same step - none is left waiting in a collective for a peer that has gone."""
-    home = tmp_path / "home"
-    launcher = subprocess.Popen(
-        _args(dataset, tmp_path / "w", 30, "--nproc-per-node", "2"), env=_env(home),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    rank0 = _rank_process(launcher, 0)
-    deadline = time.monotonic() + TIMEOUT
-    while not list((home / "runs").glob("*/resume.pt")):
-        assert launcher.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    rank0.send_signal(signal.SIGTERM)
-    out, err = launcher.communicate(timeout=120)
-    assert launcher.returncode == 130, err[-2000:]
-    assert "lost contact" not in err and "killed" not in err  # a clean, agreed stop
-    _, info = _record(home)
-    assert info["status"] == "interrupted" and 1 <= info["epochs_completed"] < 30
 
-
-def test_detached_distributed_run_is_attachable_and_stoppable(dataset, tmp_path):
+def test_detached_distributed_run_is_attachable_and_stoppable(dataset, tmp_path, monkeypatch):
     """A distributed run is a background run: `--detach` returns at once with the run id,
-    `dftui attach` follows it (rank 0 writes the event log), `dftui stop` stops every rank,
-    and a detached resume on 2 processes finishes it."""
+    `dftui stop` (a request rank 0 reads) stops every rank at the same step - none is left
+    waiting for a peer that has gone -, and the dashboard's way to start one (Setup's
+    "devices: N GPUs": the launcher detached in a prepared folder, settings from its
+    launch.json) resumes it on 2 processes while `dftui attach` follows it to the end."""
     home = tmp_path / "home"
     started = _run(_args(dataset, tmp_path / "w", 30, "--nproc-per-node", "2", "--detach"), home)
     assert started.returncode == 0, started.stderr[-2000:]
@@ -210,38 +192,18 @@ def test_detached_distributed_run_is_attachable_and_stoppable(dataset, tmp_path)
     assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stdout + stop.stderr
     _, info = _record(home)
     assert info["status"] == "stopped" and info["world_size"] == 2
+    output = (run / "output.log").read_text()
+    assert "lost contact" not in output and "killed" not in output  # a clean, agreed stop
 
-    resumed = _run([sys.executable, "-m", "dftui", "train", "--resume", run.name, "--epochs",
-                    str(info["epochs_completed"] + 1), "--nproc-per-node", "2", "--detach"], home)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    from dftui.core.background import launch_detached
+    from dftui.core.runs import resume_config
+
+    for key, value in _env(home).items():
+        monkeypatch.setenv(key, value)
+    config = resume_config(run, info["epochs_completed"] + 1)
+    launch_detached(config, run, ["train", "--nproc-per-node", "2"])  # as start_run(nproc=2)
     attach = _run([sys.executable, "-m", "dftui", "attach", run.name, "--plain"], home)
     assert attach.returncode == 0, attach.stdout[-2000:] + attach.stderr[-2000:]
     assert "2 processes (gloo)" in attach.stdout and "run finished" in attach.stdout
     _, info = _record(home)
     assert info["status"] == "finished"
-
-
-def test_dashboard_launch_of_a_distributed_run(dataset, tmp_path, monkeypatch):
-    """What the Setup screen's "devices: N GPUs" starts (Training screen start_run with
-    nproc): torchrun's launcher detached in a prepared folder, with the settings of that
-    folder's launch.json, not of a command line. Here on the CPU (the dashboard offers it
-    for GPUs only)."""
-    from dftui.core.background import launch_detached
-    from dftui.core.config import TrainConfig
-
-    home = tmp_path / "home"
-    for key, value in _env(home).items():
-        monkeypatch.setenv(key, value)
-    config = TrainConfig(train_dir=dataset["train"], val_dir=dataset["val"], epochs=1, batch_size=8,
-                         img_size=32, workers=0, pretrained="none", precision="fp32", device="cpu",
-                         out_dir=tmp_path / "w", seed=3)
-    run_dir, pid = launch_detached(config, None, ["train", "--nproc-per-node", "2"])
-    deadline = time.monotonic() + TIMEOUT
-    while json.loads((run_dir / "run.json").read_text()).get("status") == "running":
-        assert time.monotonic() < deadline, (run_dir / "output.log").read_text()[-2000:]
-        time.sleep(0.2)
-    info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "finished", (run_dir / "output.log").read_text()[-2000:]
-    assert info["world_size"] == 2
-    saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["seed"] == 3 and saved["batch_size"] == 8  # launch.json's settings
