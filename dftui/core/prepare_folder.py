@@ -203,11 +203,14 @@ def check_out(config: FolderConfig) -> None:
         raise PrepareError(f"the output {config.out} is a file; choose a folder")
     if out.is_dir():
         entries = {e.name for e in os.scandir(out)}
-        ours = {REPORT, DONE, "train_cropped", "val_cropped"}
-        if entries and not ((REPORT in entries or DONE in entries) and entries <= ours | {e for e in entries if e.startswith(".")}):
+        visible = {e for e in entries if not e.startswith(".")}  # .DS_Store and the like don't count
+        ours = {REPORT, "train_cropped", "val_cropped"}
+        marked = REPORT in entries or DONE in entries
+        if visible - ours or (visible and not marked):
             raise PrepareError(
                 f"the output folder {config.out} already holds files dftui prepare folder did not write "
-                f"({', '.join(sorted(entries - ours)[:3]) or 'no report'}); choose an empty or new folder"
+                f"({', '.join(sorted(visible - ours)[:3]) or 'crop folders without its report'}); "
+                "choose an empty or new folder"
             )
         if REPORT in entries:
             try:

@@ -86,7 +86,7 @@ class DftuiApp(App[None]):
     ]
 
     def __init__(self, *, initial: str = "setup", load_torch: bool = True, settings_path: Any = None,
-                 announce_runs: bool = True):
+                 announce_runs: bool = False):
         super().__init__()
         self.settings = settings_mod.Settings.load(settings_path)
         self._initial = initial
@@ -97,7 +97,8 @@ class DftuiApp(App[None]):
         self.torch_seconds: float | None = None
         self.first_frame_at: float | None = None  # time.monotonic() at the first paint
         self.heavy_at_first_frame: list[str] | None = None
-        self.announce_runs = announce_runs  # on start, offer to attach to runs in progress
+        # On start, offer to attach to runs in progress (launch() asks for it; tests opt in).
+        self.announce_runs = announce_runs
         theme = self.settings.data.get("theme")
         if theme in THEMES:
             self.theme = theme
@@ -364,6 +365,18 @@ class DftuiApp(App[None]):
     def watch_theme(self, theme: str) -> None:
         if theme in THEMES and self.settings.data.get("theme") != theme:
             self.settings.update(theme=theme)
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        # Whatever a screen still holds back (Setup saves a second after the last key) is
+        # written now: the process may end right after the app (see ui.launch.leave_now).
+        for screen in list(self._screens.values()):
+            save = getattr(screen, "save_before_exit", None)
+            if save is not None and screen.is_mounted:
+                try:
+                    save()
+                except Exception as exc:  # noqa: BLE001 - quitting must not fail on it
+                    self.log.error(f"saving {type(screen).__name__} before exit: {exc}")
+        super().exit(*args, **kwargs)
 
     async def action_quit(self) -> None:
         if not self.in_process_run:

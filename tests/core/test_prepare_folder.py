@@ -16,8 +16,10 @@ from dftui.core.prepare_folder import (
     FolderConfig,
     FolderFinished,
     FolderProgress,
+    check_out,
     prepare_folder,
 )
+from dftui.core.prepare import PrepareError
 from dftui.core.video_eval import crop_source, video_level
 from tests.media import background, group_photo, write_video
 
@@ -96,6 +98,13 @@ def test_refuses_foreign_or_nested_output(source_root: Path, tmp_path: Path) -> 
     assert (foreign / "holiday.jpg").read_bytes() == b"mine" and len(list(foreign.iterdir())) == 1
     nested = prepare_folder(FolderConfig(source_root, source_root / "crops"), lambda e: None)
     assert nested.status == "failed" and "inside the input" in nested.error
+    hidden_only = tmp_path / "hidden"
+    hidden_only.mkdir()
+    (hidden_only / ".DS_Store").write_bytes(b"")
+    check_out(FolderConfig(source_root, hidden_only))  # no error: nothing of the user's
+    (hidden_only / "train_cropped").mkdir()  # crop folders without the report: not ours
+    with pytest.raises(PrepareError, match="without its report"):
+        check_out(FolderConfig(source_root, hidden_only))
     no_labels = prepare_folder(FolderConfig(tmp_path / "foreign", tmp_path / "o2"), lambda e: None)
     assert no_labels.status == "failed" and "no real/ or fake/" in no_labels.error
 

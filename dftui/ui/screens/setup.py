@@ -589,6 +589,12 @@ class SetupScreen(Screen[None]):
     def on_screen_suspend(self) -> None:
         self.remember()
 
+    def save_before_exit(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.stop()  # a save was due within a second: make it now
+            self._save_timer = None
+        self.remember()
+
     def action_reset(self) -> None:
         for field, default in TEXT_FIELDS.items():
             self.query_one(f"#{field}", Input).value = default
