@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input size in pixels (default: the backbone's, 224 or 299)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto: bf16 where the hardware has it, fp16+scaler on older GPUs, else fp32")
+                   help="auto: bf16 where the hardware has it, fp16+scaler on older GPUs, else fp32; "
+                   "DFTUI_PRECISION, when set, decides what auto means")
     p.add_argument("--pretrained", default="imagenet",
                    help="imagenet (cached or downloaded), none (random init), or a local .pth path")
     p.add_argument("--workers", type=int, default=None,

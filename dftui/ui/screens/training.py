@@ -282,7 +282,20 @@ class TrainingScreen(Screen[None]):
         self._set_idle()
 
     def _apply(self, events: list[Event]) -> None:
+        view = self.query_one(RunView)
+        last_batch: BatchEnd | None = None
         for event in events:
+            if isinstance(event, BatchEnd):
+                # A long history holds thousands: the chart takes every one, the progress
+                # widgets only the last of a run of them.
+                view.feed(event)
+                self.events_seen += 1
+                self._attempt_elapsed = event.elapsed_s
+                last_batch = event
+                continue
+            if last_batch is not None:
+                self._show_batch(last_batch)
+                last_batch = None
             if isinstance(event, (RunFinished, RunFailed)) and self.tail is not None:
                 if event is not self.tail.ended:
                     self._attempt_over(event)  # a resume followed it in the log
@@ -293,6 +306,8 @@ class TrainingScreen(Screen[None]):
                     self._pending_end = event
                     continue
             self.show_event(event)
+        if last_batch is not None:
+            self._show_batch(last_batch)
         self._settle_pending()
 
     def _settle_pending(self) -> None:
