@@ -86,7 +86,7 @@ class DftuiApp(App[None]):
     ]
 
     def __init__(self, *, initial: str = "setup", load_torch: bool = True, settings_path: Any = None,
-                 announce_runs: bool = True):
+                 announce_runs: bool = False):
         super().__init__()
         self.settings = settings_mod.Settings.load(settings_path)
         self._initial = initial
@@ -97,7 +97,8 @@ class DftuiApp(App[None]):
         self.torch_seconds: float | None = None
         self.first_frame_at: float | None = None  # time.monotonic() at the first paint
         self.heavy_at_first_frame: list[str] | None = None
-        self.announce_runs = announce_runs  # on start, offer to attach to runs in progress
+        # On start, offer to attach to runs in progress (launch() asks for it; tests opt in).
+        self.announce_runs = announce_runs
         theme = self.settings.data.get("theme")
         if theme in THEMES:
             self.theme = theme
@@ -261,10 +262,13 @@ class DftuiApp(App[None]):
         value = setup.get("detach", True) if isinstance(setup, dict) else True
         return value if isinstance(value, bool) else True
 
-    async def start_training(self, config: Any, resume: Any = None, detach: bool | None = None) -> bool:
+    async def start_training(
+        self, config: Any, resume: Any = None, detach: bool | None = None, nproc: int = 1
+    ) -> bool:
         """Open the Training screen and start ``config`` there (False when a run is active);
         ``resume``: a run folder to continue from its resume.pt (Runs screen); ``detach``: a
-        background run (default: Setup's remembered choice)."""
+        background run (default: Setup's remembered choice); ``nproc`` > 1: a distributed
+        run on that many GPUs (always in the background)."""
         if self.run_active:
             self.notify("a run is already in progress; stop it first (Training screen, s)",
                         severity="warning")
@@ -274,7 +278,7 @@ class DftuiApp(App[None]):
             return False
         if detach is None:
             detach = self.keep_running_default()
-        return bool(screen.start_run(config, resume=resume, detach=detach))  # type: ignore[attr-defined]
+        return bool(screen.start_run(config, resume=resume, detach=detach, nproc=nproc))  # type: ignore[attr-defined]
 
     async def attach_run(self, run_dir: Path) -> bool:
         """Follow a run started elsewhere on the Training screen, history first."""
@@ -361,6 +365,18 @@ class DftuiApp(App[None]):
     def watch_theme(self, theme: str) -> None:
         if theme in THEMES and self.settings.data.get("theme") != theme:
             self.settings.update(theme=theme)
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        # Whatever a screen still holds back (Setup saves a second after the last key) is
+        # written now: the process may end right after the app (see ui.launch.leave_now).
+        for screen in list(self._screens.values()):
+            save = getattr(screen, "save_before_exit", None)
+            if save is not None and screen.is_mounted:
+                try:
+                    save()
+                except Exception as exc:  # noqa: BLE001 - quitting must not fail on it
+                    self.log.error(f"saving {type(screen).__name__} before exit: {exc}")
+        super().exit(*args, **kwargs)
 
     async def action_quit(self) -> None:
         if not self.in_process_run:
