@@ -116,7 +116,7 @@ class TrainingScreen(Screen[None]):
         self._show_progress(False)
 
     # -- starting and stopping -------------------------------------------------------------
-    def start_run(self, config: Any, resume: Any = None, detach: bool = False) -> bool:
+    def start_run(self, config: Any, resume: Any = None, detach: bool = False, nproc: int = 1) -> bool:
         """Start ``config`` (a TrainConfig) and follow it: ``detach``: in a process of its
         own that outlives the dashboard, else in a thread worker. ``resume``: a run folder to
         continue. False (and a notification saying why) when it cannot start."""
@@ -124,9 +124,13 @@ class TrainingScreen(Screen[None]):
             raise RuntimeError("a run is already in progress")
         from dftui.core.background import LaunchError, launch_detached, prepare_run
 
+        # Several processes: the run is torchrun's launcher (dftui/cli/launch.py), detached,
+        # taking its settings from the folder prepared here.
+        command = ["train", "--nproc-per-node", str(nproc)] if nproc > 1 else None
+        detach = detach or command is not None
         try:
             if detach:
-                run_dir, _pid = launch_detached(config, Path(resume) if resume else None)
+                run_dir, _pid = launch_detached(config, Path(resume) if resume else None, command)
             else:
                 run_dir = prepare_run(config, Path(resume) if resume else None).run_dir
         except LaunchError as exc:
