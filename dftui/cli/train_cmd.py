@@ -186,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
     try:  # after a hang-up stderr may be gone too; the exit status still tells
         if isinstance(final, RunFailed):
             kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
-            return fail(final.message + kept, 1)
+            from dftui.cli.printer import failure_text
+
+            return fail(failure_text(final) + kept, 1)
         if final.status == "interrupted":
             import sys
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dftui.core.advice import Fix, encode_all
 from dftui.core.backbones import (
     CLASS_NAMES,
     ZIP_MAGIC,
@@ -97,11 +98,13 @@ MAX_LOGGED_SKIPS = 20  # skipped images named one by one in the log; the rest ar
 
 
 class RunAborted(Exception):
-    """A failure with a message meant for the user."""
+    """A failure with a message meant for the user (``fixes``: the settings out of it)."""
 
-    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None):
+    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None,
+                 fixes: tuple[Fix, ...] = ()):
         super().__init__(message)
         self.epoch, self.batch = epoch, batch
+        self.fixes = fixes
 
 
 @dataclass
@@ -169,8 +172,8 @@ def _check_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise RunAborted(
-            f"output folder {folder} is not writable ({exc.strerror or exc}); choose another "
-            "folder with --out"
+            f"output folder {folder} is not writable ({exc.strerror or exc})",
+            fixes=(Fix("out_dir"),),
         ) from None
 
 
@@ -288,9 +291,9 @@ class _Trainer:
             try:
                 used = load_pretrained(self.model, self.spec, cfg.pretrained, self.emit)
             except WeightsError as exc:
-                raise RunAborted(str(exc)) from None
+                raise RunAborted(str(exc), fixes=exc.fixes) from None
             if used is None:
-                self.emit(LogMessage("warning", "starting from random weights (--pretrained none)"))
+                self.emit(LogMessage("warning", "starting from random weights (pretrained: none)"))
             else:
                 self.emit(LogMessage("info", f"initialised from {used}"))
         # A resumed run takes its weights from resume.pt: the pretrained file may be gone.
@@ -324,15 +327,15 @@ class _Trainer:
                 )
             except OSError as exc:
                 raise RunAborted(
-                    f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc}); "
-                    "choose another folder with --out"
+                    f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc})",
+                    fixes=(Fix("out_dir"),),
                 ) from None
             if target != wanted:
                 self.emit(
                     LogMessage(
                         "warning",
-                        f"{wanted} exists and is kept; this run saves to {target} "
-                        "(use --overwrite to replace it)",
+                        f"{wanted} exists and is kept; this run saves to {target}",
+                        encode_all([Fix("overwrite")]),
                     )
                 )
             self.weights_path = target
@@ -962,7 +965,7 @@ def fit(
         trainer.setup(Path(resume) if resume is not None else None)
         final = trainer.run()
     except RunAborted as exc:
-        final = _failed(trainer, str(exc), exc.epoch, exc.batch)
+        final = _failed(trainer, str(exc), exc.epoch, exc.batch, fixes=exc.fixes)
     except KeyboardInterrupt:
         # A second Ctrl+C: leave now. Files on disk are whole (atomic writes); the last
         # resume checkpoint still resumes.
@@ -1063,7 +1066,7 @@ def _interrupted(trainer: _Trainer, reason: str = "interrupted") -> RunFinished 
 
 def _failed(
     trainer: _Trainer, message: str, epoch: int | None = None, batch: int | None = None,
-    details: str = "",
+    details: str = "", fixes: tuple[Fix, ...] = (),
 ) -> RunFailed:
     # Only weights this run (or the run it resumes) really wrote count as kept.
     has_best = getattr(trainer, "saved_best", None) is not None
@@ -1074,4 +1077,5 @@ def _failed(
         batch=batch,
         weights_path=str(trainer.weights_path) if has_best else None,
         details=details,
+        fixes=encode_all(fixes),
     )
