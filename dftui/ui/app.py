@@ -86,7 +86,7 @@ class DftuiApp(App[None]):
     ]
 
     def __init__(self, *, initial: str = "setup", load_torch: bool = True, settings_path: Any = None,
-                 announce_runs: bool = True):
+                 announce_runs: bool = False):
         super().__init__()
         self.settings = settings_mod.Settings.load(settings_path)
         self._initial = initial
@@ -97,7 +97,8 @@ class DftuiApp(App[None]):
         self.torch_seconds: float | None = None
         self.first_frame_at: float | None = None  # time.monotonic() at the first paint
         self.heavy_at_first_frame: list[str] | None = None
-        self.announce_runs = announce_runs  # on start, offer to attach to runs in progress
+        # On start, offer to attach to runs in progress (launch() asks for it; tests opt in).
+        self.announce_runs = announce_runs
         theme = self.settings.data.get("theme")
         if theme in THEMES:
             self.theme = theme

@@ -19,7 +19,7 @@ def launch() -> int:
         pass
     from dftui.ui.app import DftuiApp
 
-    app = DftuiApp()
+    app = DftuiApp(announce_runs=True)
     app.offer_demo_data = True  # type: ignore[attr-defined]  # issue #4: Setup offers demo data when the default folders are empty
     try:
         app.run()

@@ -37,7 +37,23 @@ STATUS_STYLES = {
     "failed": "red",
     "running": "cyan",
     "damaged": "red",
+    "stalled": "magenta",
 }
+LIVE_REFRESH_S = 2.0
+
+
+def live_signature(runs: list[RunSummary]) -> tuple[Any, ...]:
+    """What a refresh of the list would change: runs, their status and progress."""
+    return tuple((str(r.run_dir), r.status, r.host, r.epochs_completed, r.best_val_accuracy)
+                 for r in runs)
+
+
+def status_cell(run: RunSummary) -> Text:
+    """The status, with live runs marked (● running, in the background, on another host)."""
+    text = run.status_text
+    if run.live:
+        text = "● " + text + (" (bg)" if run.detached and not run.host else "")
+    return Text(text, style=STATUS_STYLES.get(run.status, ""))
 MAX_DATA_CHARS = 40
 
 
@@ -296,6 +312,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         Binding("c", "classify", "Classify with weights", id="runs.classify"),
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("ctrl+r", "reload", "Reload", id="runs.reload"),
+        Binding("s", "stop", "Stop run", id="runs.stop"),
         Binding("n", "edit", "Name, tags, note", show=False, id="runs.edit"),
         Binding("a", "archive", "Archive/unarchive", show=False, id="runs.archive"),
         Binding("h", "toggle_archived", "Show/hide archived", show=False,
@@ -327,6 +344,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         self.marked: list[str] = []  # run folders marked for comparison, in marking order
         self.show_archived = False
         self._wide: bool | None = None  # the column set in use (see _columns)
+        self._signature: tuple[Any, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
@@ -339,6 +357,18 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         self.reload()
         table.focus()
         self._ui_ready = True
+        # Live runs move on, end, or appear (another terminal): refresh while shown.
+        self.set_interval(LIVE_REFRESH_S, self._refresh_live)
+
+    def _refresh_live(self) -> None:
+        if not self.is_current:
+            return
+        try:
+            runs = list_runs(self._root)
+        except OSError:
+            return
+        if live_signature(runs) != self._signature:
+            self.reload()  # keeps the cursor on the same run
 
     def on_screen_resume(self) -> None:
         if self._ui_ready:  # the first resume can come before compose
@@ -352,6 +382,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         current = self.selected_run()
         runs = list_runs(self._root)
+        self._signature = live_signature(runs)
         self.user, self.user_problems = {}, {}
         for run in runs:
             key = str(run.run_dir)
@@ -393,7 +424,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
                 local_time(run.started),
                 user_cell(self.user[key], name_chars),
                 run.backbone,
-                Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+                status_cell(run),
                 Text(accuracy_text(run), justify="right"),
                 Text(epochs_text(run), justify="right"),
             ]
@@ -513,6 +544,9 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         # without a checkpoint says why, which a hidden key would not.
         if action == "open_run":
             return self.selected_run() is not None if self._ui_ready else False
+        if action == "stop":  # shown only for a run in progress
+            run = self.selected_run() if self._ui_ready else None
+            return run is not None and run.live
         return True
 
 
