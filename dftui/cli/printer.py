@@ -45,12 +45,19 @@ def _epoch_line(e: EpochEnd) -> str:
 
 
 def _started_line(e: RunStarted) -> str:
-    return (
+    line = (
         f"run {e.run_id}: {e.config['backbone']} on {e.device} ({e.device_name}, {e.precision}), "
         f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake), "
         f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader workers; "
         f"best weights go to {e.config.get('weights_path')}"
     )
+    world = e.config.get("world_size")
+    if isinstance(world, int) and world > 1:  # a distributed run (dftui train --nproc-per-node)
+        line += (
+            f"; {world} processes ({e.config.get('backend')}), batch "
+            f"{e.config.get('batch_per_process')} per process, {e.config.get('batch_size')} global"
+        )
+    return line
 
 
 def _finished_line(e: RunFinished) -> str:

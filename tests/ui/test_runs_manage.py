@@ -65,7 +65,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def make_app(tmp: Path) -> DftuiApp:
-    return DftuiApp(initial="runs", load_torch=False, settings_path=tmp / "settings.json")
+    # announce_runs off: a live run would otherwise be offered to follow at start.
+    return DftuiApp(initial="runs", load_torch=False, settings_path=tmp / "settings.json",
+                    announce_runs=False)
 
 
 def row_of(screen: RunsScreen, name: str) -> int:
@@ -87,7 +89,7 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         assert isinstance(app.screen, RunsScreen)
         await pilot.press("space", "space")  # marks the first two and moves down
         assert len(screen.marked) == 2
-        assert screen.query_one("#runs-table").get_row_at(0)[0].plain == "●"
+        assert screen.query_one("#runs-table").get_row_at(0)[0].plain == "◆"
         await pilot.press("up", "space")  # unmark the second again ...
         assert len(screen.marked) == 1
         go_to(screen, RUNS[0][0])

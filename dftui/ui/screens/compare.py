@@ -229,7 +229,7 @@ class CompareScreen(ModalScreen[None]):
             key = str(run.run_dir)
             color = self.run_colors.get(key, "white")
             cells: list[Any] = [
-                Text("●", style=f"bold {color}"),
+                Text("◆", style=f"bold {color}"),
                 Text(self.label(run), style=color),
                 Text(f"{run.best_val_accuracy:.1%}" if run.best_val_accuracy is not None
                      else "—", justify="right"),

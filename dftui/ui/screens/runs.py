@@ -420,7 +420,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
             key = str(run.run_dir)
             color = self.mark_color(run)
             cells: list[Any] = [
-                Text("●", style=f"bold {color}") if color else Text(" "),
+                Text("◆", style=f"bold {color}") if color else Text(" "),
                 local_time(run.started),
                 user_cell(self.user[key], name_chars),
                 run.backbone,
