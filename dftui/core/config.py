@@ -34,7 +34,8 @@ def weights_name_problem(name: str) -> str | None:
         return f"{name!r} contains control characters (a tab or a line break); remove them"
     if name.startswith("."):
         return f"{name!r} starts with a dot (a hidden file); give a visible name such as model.pth"
-    if not name.lower().endswith(WEIGHTS_SUFFIX) or len(name) == len(WEIGHTS_SUFFIX):
+    # Lower case exactly: the dashboard's weights lists find ``*.pth`` (case-sensitive).
+    if not name.endswith(WEIGHTS_SUFFIX) or len(name) == len(WEIGHTS_SUFFIX):
         return (
             f"{name!r} does not end in {WEIGHTS_SUFFIX}; weights are a .pth file and their "
             "metadata goes beside it as a .json file of the same name"
