@@ -345,7 +345,9 @@ def _train(
                     return fail(f"rank {rank}: {final.message}", 1)
                 return 2
             kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
-            return fail(final.message + kept, 1)
+            from dftui.cli.printer import failure_text
+
+            return fail(failure_text(final) + kept, 1)
         if rank != 0 and final.status != "finished":
             return 130
         if final.status == "interrupted" and not _under_launcher():  # the launcher says it

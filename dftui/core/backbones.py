@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dftui.core.advice import Fix
 from dftui.core.events import DownloadProgress, Emit, LogMessage
 
 if TYPE_CHECKING:
@@ -26,7 +27,12 @@ CLASS_NAMES = ("real", "fake")  # index = label: real = 0, fake = 1 (the referen
 DOWNLOAD_TIMEOUT_S = 10.0
 
 class WeightsError(RuntimeError):
-    """Weights that cannot be used; the message says what is wrong and what to do."""
+    """Weights that cannot be used; the message says what is wrong and what to do, and
+    ``fixes`` the settings that get out of it (each surface phrases them)."""
+
+    def __init__(self, message: str, fixes: tuple[Fix, ...] = ()) -> None:
+        super().__init__(message)
+        self.fixes = fixes
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -191,21 +197,24 @@ def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path
         if not path.exists():  # a FIFO or device is named as such by load_state_dict_file
             raise WeightsError(
                 f"pretrained weights file {path} does not exist; give an existing "
-                "ImageNet state_dict, or use --pretrained imagenet or --pretrained none"
+                "ImageNet state_dict",
+                (Fix("pretrained", "imagenet"), Fix("pretrained", "none")),
             )
         return path
     cached = spec.cached_weights
     if cached.is_file():
         return cached
+    # The flags or fields for the other ways out are added by each surface (fixes).
     ways_out = (
-        f"Ways out: copy {spec.weights_file} into {cached.parent} (download it from "
-        f"{spec.weights_url} on a machine that is online), point --pretrained at a local "
-        "copy of it, or start from random weights with --pretrained none."
+        f"Copy {spec.weights_file} into {cached.parent} (download it from "
+        f"{spec.weights_url} on a machine that is online)."
     )
+    no_cache_fixes = (Fix("pretrained"), Fix("pretrained", "none"))
     if offline():
         raise WeightsError(
             f"ImageNet weights for {spec.name} are not cached: {spec.weights_file} was not "
-            f"found in {cached.parent}, and downloads are off (DFTUI_OFFLINE). {ways_out}"
+            f"found in {cached.parent}, and downloads are off (DFTUI_OFFLINE). {ways_out}",
+            no_cache_fixes,
         )
     emit(LogMessage("info", f"downloading {spec.weights_file} from {spec.weights_url}"))
     try:
@@ -214,7 +223,8 @@ def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path
         reason = getattr(exc, "reason", exc)
         raise WeightsError(
             f"ImageNet weights for {spec.name} are not cached ({spec.weights_file} not found "
-            f"in {cached.parent}) and could not be downloaded: {reason}. {ways_out}"
+            f"in {cached.parent}) and could not be downloaded: {reason}. {ways_out}",
+            no_cache_fixes,
         ) from None
     return cached
 

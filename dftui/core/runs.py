@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dftui.core.checkpoint import atomic_write, save_json
 from dftui.core.events import (
     BatchEnd,
+    CheckpointSaved,
     EpochEnd,
     Event,
     RunFailed,
@@ -274,6 +275,10 @@ class RunRecorder:
             if event.is_best:
                 self._write_info(best_epoch=event.epoch, best_val_accuracy=event.val_accuracy)
             self._write_info(epochs_completed=event.epoch)
+        elif isinstance(event, CheckpointSaved) and event.role == "best":
+            # Named at once, not only at the end: a run whose process dies (a dropped
+            # connection) still points at the best weights it saved.
+            self._write_info(weights_path=event.path, best_epoch=event.epoch)
         elif isinstance(event, RunFinished):
             self._write_info(
                 status=event.status,

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dftui.core import distributed
+from dftui.core.advice import Fix, encode_all
 from dftui.core.backbones import (
     CLASS_NAMES,
     ZIP_MAGIC,
@@ -100,11 +101,13 @@ _T = TypeVar("_T")
 
 
 class RunAborted(Exception):
-    """A failure with a message meant for the user."""
+    """A failure with a message meant for the user (``fixes``: the settings out of it)."""
 
-    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None):
+    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None,
+                 fixes: tuple[Fix, ...] = ()):
         super().__init__(message)
         self.epoch, self.batch = epoch, batch
+        self.fixes = fixes
 
 
 @dataclass
@@ -200,8 +203,8 @@ def _check_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise RunAborted(
-            f"output folder {folder} is not writable ({exc.strerror or exc}); choose another "
-            "folder with --out"
+            f"output folder {folder} is not writable ({exc.strerror or exc})",
+            fixes=(Fix("out_dir"),),
         ) from None
 
 
@@ -458,9 +461,9 @@ class _Trainer:
             try:
                 used = load_pretrained(self.model, self.spec, cfg.pretrained, self.emit)
             except WeightsError as exc:
-                raise RunAborted(str(exc)) from None
+                raise RunAborted(str(exc), fixes=exc.fixes) from None
             if used is None:
-                self.emit(LogMessage("warning", "starting from random weights (--pretrained none)"))
+                self.emit(LogMessage("warning", "starting from random weights (pretrained: none)"))
             else:
                 self.emit(LogMessage("info", f"initialised from {used}"))
         # A resumed run takes its weights from resume.pt: the pretrained file may be gone.
@@ -507,15 +510,15 @@ class _Trainer:
                 )
             except OSError as exc:
                 raise RunAborted(
-                    f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc}); "
-                    "choose another folder with --out"
+                    f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc})",
+                    fixes=(Fix("out_dir"),),
                 ) from None
             if target != wanted:
                 self.emit(
                     LogMessage(
                         "warning",
-                        f"{wanted} exists and is kept; this run saves to {target} "
-                        "(use --overwrite to replace it)",
+                        f"{wanted} exists and is kept; this run saves to {target}",
+                        encode_all([Fix("overwrite")]),
                     )
                 )
             self.weights_path = target
@@ -1249,7 +1252,7 @@ def fit(
         trainer.setup(Path(resume) if resume is not None else None)
         final = trainer.run()
     except RunAborted as exc:
-        final = _failed(trainer, str(exc), exc.epoch, exc.batch)
+        final = _failed(trainer, str(exc), exc.epoch, exc.batch, fixes=exc.fixes)
     except KeyboardInterrupt:
         # A second Ctrl+C: leave now. Files on disk are whole (atomic writes); the last
         # resume checkpoint still resumes.
@@ -1365,7 +1368,7 @@ def _interrupted(trainer: _Trainer, reason: str = "interrupted") -> RunFinished 
 
 def _failed(
     trainer: _Trainer, message: str, epoch: int | None = None, batch: int | None = None,
-    details: str = "",
+    details: str = "", fixes: tuple[Fix, ...] = (),
 ) -> RunFailed:
     # Only weights this run (or the run it resumes) really wrote count as kept.
     has_best = getattr(trainer, "saved_best", None) is not None
@@ -1376,4 +1379,5 @@ def _failed(
         batch=batch,
         weights_path=str(trainer.weights_path) if has_best else None,
         details=details,
+        fixes=encode_all(fixes),
     )

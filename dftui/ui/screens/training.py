@@ -26,6 +26,8 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from dftui.core.advice import decode_all
+from dftui.ui.advice import with_advice
 from dftui.core.eventlog import EVENTS_FILE, EventTail, LogGone
 from dftui.core.events import (
     BatchEnd,
@@ -468,7 +470,7 @@ class TrainingScreen(Screen[None]):
             self._log("info", f"epoch {event.epoch}/{event.epochs}: val acc "
                               f"{event.val_accuracy * 100:.2f}%, val loss {event.val_loss:.4f}{best}")
         elif isinstance(event, LogMessage):
-            self._log(event.level, event.text)
+            self._log(event.level, with_advice(event.text, decode_all(event.fixes)))
         elif isinstance(event, CheckpointSaved):
             if event.role == "best":
                 self.weights_path = event.path
@@ -585,11 +587,14 @@ class TrainingScreen(Screen[None]):
         self.final = event
         if event.weights_path:
             self.weights_path = event.weights_path
-        lines = ["✗ The run failed", event.message]
+        message = with_advice(event.message, decode_all(event.fixes))  # fields, not flags
+        lines = ["✗ The run failed", message]
         if event.weights_path:
             lines.append(f"the best weights so far are kept: {event.weights_path}")
         outcome = self.query_one("#outcome", Static)
         outcome.update("\n".join(lines))
         outcome.set_classes("failed")
-        self._log("error", event.message)
+        self._log("error", message)
+        # The header said "starting … (loading the engine…)": say how it ended instead.
+        self.query_one("#run-title", Static).update(f"{self._title_text()} · failed")
         self._set_idle()
