@@ -119,13 +119,16 @@ def _silence_stdout() -> None:
 def run(args: argparse.Namespace) -> int:
     from dftui.cli import fail
     from dftui.core.config import ConfigError
-    from dftui.core.runs import find_run, resume_config
+    from dftui.core.runs import find_run, resume_config, runs_root
 
     resume_dir = None
     if args.resume:
         resume_dir = find_run(args.resume)
         if resume_dir is None or not (resume_dir / "config.json").is_file():
-            return fail(f"no run {args.resume!r} to resume; see the run folders with `dftui runs`")
+            return fail(
+                f"no run {args.resume!r} to resume; give a run folder (they are in "
+                f"{runs_root()}), a run id, or 'last'"
+            )
         try:
             config = resume_config(resume_dir, args.epochs)
         except ValueError as exc:
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dftui.cli.printer import make_printer
     from dftui.core.events import RunFailed
-    from dftui.core.train import StopFlag, fit
+    from dftui.core.train import RESUME_FILE, StopFlag, fit
 
     stop = StopFlag()
     printer = _SafePrinter(make_printer(args.plain))
@@ -159,16 +162,21 @@ def run(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     try:  # after a hang-up stderr may be gone too; the exit status still tells
+        import sys
+
         if isinstance(final, RunFailed):
             kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
             return fail(final.message + kept, 1)
         if final.status == "interrupted":
-            import sys
-
-            sys.stderr.write(
-                f"dftui: interrupted after epoch {final.epochs_completed}; resume with "
-                f"`dftui train --resume {final.run_dir}`\n"
-            )
+            if not final.run_dir:
+                advice = "before the run started; nothing was trained and no run was recorded"
+            elif (Path(final.run_dir) / RESUME_FILE).is_file():
+                advice = (f"after epoch {final.epochs_completed}; resume with "
+                          f"`dftui train --resume {final.run_dir}`")
+            else:
+                advice = (f"after epoch {final.epochs_completed}; no epoch was checkpointed, so "
+                          f"there is nothing to resume: start a new run (record: {final.run_dir})")
+            sys.stderr.write(f"dftui: interrupted {advice}\n")
             return 130
     except (OSError, ValueError):
         return 1 if isinstance(final, RunFailed) else 130

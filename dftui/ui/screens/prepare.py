@@ -28,6 +28,7 @@ from dftui.core.demo import DEFAULT_DATA_ROOT, DEMO_N, DEMO_SIZE, DemoDataError,
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare import (
     FORMATS,
+    OPENFORENSICS_TOOL,
     SPLITS,
     PrepareConfig,
     PrepareError,
@@ -38,6 +39,8 @@ from dftui.core.prepare import (
     SplitProgress,
     SplitStarted,
     discover_splits,
+    output_folder_problem,
+    suggest_output_folder,
 )
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
@@ -330,6 +333,10 @@ class PrepareScreen(Screen[None]):
                                margin=margin, min_size=min_size, fmt=str(self.query_one("#fmt", Select).value),
                                workers=workers, executor="thread")
         config.validate()
+        why = output_folder_problem(config.out, OPENFORENSICS_TOOL)
+        if why:
+            other = suggest_output_folder(config.out, "openforensics")
+            raise PrepareError(f"{why}; type a new folder in Output folder (e.g. {other})")
         return config
 
     def _remember(self) -> None:
