@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-record", action="store_true", help="do not save evaluation records")
     p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
+    p.add_argument("--aggregate", choices=["confident", "mean-max"], default="confident",
+                   help="crops named by `dftui prepare folder` are also scored per video: how "
+                   "frame scores become a video score (as `dftui predict --aggregate`)")
     p.set_defaults(func=run)
 
 
@@ -69,6 +72,26 @@ def _csv_path(base: Path, folder: str, many: bool, suffix: str = "") -> Path:
         return base
     tag = Path(folder).name + (f"-{suffix}" if suffix else "")
     return base.with_name(f"{base.stem}-{tag}{base.suffix or '.csv'}")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at ``path``, or None."""
+    import os
+    import tempfile
+
+    if path.is_dir():
+        return f"{path} is a folder; give a file name"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"folder {parent} does not exist"
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        return f"cannot write in {parent} ({exc.strerror or exc})"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return None
 
 
 class _Progress:
@@ -120,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         save_evaluation,
     )
     from dftui.core.predict import Predictor
+    from dftui.core.video_eval import video_level
 
     if not 0.0 <= args.threshold <= 1.0:
         return fail(f"--threshold must be between 0 and 1 (got {args.threshold})")
@@ -131,6 +155,14 @@ def run(args: argparse.Namespace) -> int:
             corruptions = parse_corruptions(args.corruptions)
         except ValueError as exc:
             return fail(f"--corruptions: {exc}")
+    if args.csv:
+        # Checked before the evaluation, not after minutes of scoring.
+        targets = [_csv_path(args.csv, f, len(args.folders) > 1, s)
+                   for f in args.folders for s in ("", "b") if s == "" or args.compare]
+        for target in targets:
+            problem = _unwritable(target)
+            if problem:
+                return fail(f"--csv: {problem}")
     scans = {}
     for folder in args.folders:
         try:
@@ -166,12 +198,24 @@ def run(args: argparse.Namespace) -> int:
                                         threshold=args.threshold, batch_size=args.batch_size,
                                         emit=progress, scan=scan)
                 if not args.no_record:
-                    save_evaluation(res, robust)
+                    try:
+                        save_evaluation(res, robust)
+                    except OSError as exc:
+                        sys.stderr.write(f"dftui: warning: the evaluation record could not be "
+                                         f"saved ({exc.strerror or exc})\n")
                 if args.csv:
-                    res.write_csv(_csv_path(args.csv, folder, many, "b" if i else ""))
+                    target = _csv_path(args.csv, folder, many, "b" if i else "")
+                    try:
+                        res.write_csv(target)
+                    except OSError as exc:
+                        progress.close()
+                        return fail(f"could not write {target}: {exc.strerror or exc}", 1)
                 results.append((res, robust))
             res, robust = results[0]
             entry.update(res.to_dict())
+            per_video = video_level(res.images, args.threshold, args.aggregate)
+            if per_video is not None:
+                entry["video_level"] = per_video.to_dict()
             if robust is not None:
                 entry["robustness"] = [r.to_dict() for r in robust.rows]
             if len(results) > 1:
@@ -187,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             report["results"].append(entry)
             progress.close()
             if not args.json:
-                _print(entry, results, rich)
+                _print(entry, results, rich, per_video)
     except EvaluationError as exc:
         progress.close()
         return fail(str(exc), 1)
@@ -201,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(entry: dict[str, Any], results: list[Any], rich: bool) -> None:
+def _print(entry: dict[str, Any], results: list[Any], rich: bool, per_video: Any = None) -> None:
     res, robust = results[0]
     other = results[1] if len(results) > 1 else None
     m = res.metrics
@@ -238,7 +282,8 @@ def _print(entry: dict[str, Any], results: list[Any], rich: bool) -> None:
                 row += [_fmt(rb.accuracy) if rb else "n/a", _fmt(rb.roc_auc) if rb else "n/a"]
             robust_rows.append(row)
     robust_cols = ["Corruption", "Accuracy", "AUC"] + (["Accuracy B", "AUC B"] if other and other[1] else [])
-    footer = [f"note: {n}" for n in m.notes]
+    footer = [per_video.line()] if per_video is not None else []
+    footer += [f"note: {n}" for n in m.notes]
     footer += [f"unreadable: {p}: {r}" for p, r in res.unreadable[:10]]
     if len(res.unreadable) > 10:
         footer.append(f"... and {len(res.unreadable) - 10} more unreadable")

@@ -67,6 +67,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "write (never into the synthetic demo data)")
     of.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     of.set_defaults(func=run)
+    fo = kinds.add_parser(
+        "folder",
+        help="any folder of labelled photos/videos (real/, fake/) -> face crops",
+        description=(
+            "Find the faces in every photo and video under ROOT/real and ROOT/fake (sub-folders "
+            "too) with the detector `dftui predict` uses, and cut them with the same rule into "
+            "OUT/train_cropped/{real,fake}/ (and OUT/val_cropped/ with --val-fraction), named "
+            "<source>__<frame>-<face>.<format> so `dftui evaluate` can group the crops of one "
+            "video. A rerun resumes; what was skipped and why is in OUT/prepare_folder_report.json."
+        ),
+    )
+    fo.add_argument("--root", type=Path, required=True, help="the folder holding real/ and fake/")
+    fo.add_argument("--out", type=Path, required=True,
+                    help="output folder: new, empty, or one an earlier run of this command wrote")
+    fo.add_argument("--frames", type=int, default=32, help="frames sampled per video (default: %(default)s)")
+    fo.add_argument("--val-fraction", type=float, default=0.0,
+                    help="send this fraction of the sources (whole videos, never single frames) "
+                         "to OUT/val_cropped (default: 0)")
+    fo.add_argument("--margin", type=float, default=0.0,
+                    help="enlarge each face box by this fraction of its size (default: 0)")
+    fo.add_argument("--min-face", type=int, default=40,
+                    help="ignore faces smaller than this many pixels (default: %(default)s)")
+    fo.add_argument("--format", choices=sorted(FORMATS), default="jpg", help="crop file format (default: %(default)s)")
+    fo.set_defaults(func=run_folder)
 
 
 def _started_line(e: PrepareStarted) -> str:
@@ -229,4 +253,60 @@ def run(args: argparse.Namespace) -> int:
     if final.status == "partial":
         failed = [s for s in final.summaries if s.status == "failed"]
         return fail("; ".join(f"{s.split}: {s.error}" for s in failed), 1)
+    return 0
+
+
+def run_folder(args: argparse.Namespace) -> int:
+    from dftui.cli import fail
+    from dftui.core.prepare_folder import (
+        FolderConfig,
+        FolderFinished,
+        FolderProgress,
+        FolderStarted,
+        prepare_folder,
+    )
+
+    config = FolderConfig(root=args.root, out=args.out, frames=args.frames, margin=args.margin,
+                          min_size=args.min_face, fmt=args.format, val_fraction=args.val_fraction)
+    stop = threading.Event()
+    last = [0.0]
+
+    def show(event: Event) -> None:
+        if isinstance(event, FolderStarted):
+            print(f"preparing {event.photos} photos and {event.videos} videos from {event.root} into "
+                  f"{event.out} ({event.already_done} done by an earlier run)", flush=True)
+        elif isinstance(event, FolderProgress):
+            if event.status == "error" or event.status == "no_face":
+                sys.stderr.write(f"skipped {event.source}: {event.detail}\n")
+            now = time.monotonic()
+            if now - last[0] >= 5.0 or event.done == event.total:
+                last[0] = now
+                print(f"{event.done}/{event.total} sources", flush=True)
+        elif isinstance(event, LogMessage):
+            sys.stderr.write(f"{event.level}: {event.text}\n")
+        elif isinstance(event, FolderFinished) and (event.summary.status != "failed" or event.summary.sources_done):
+            print(event.summary.line(), flush=True)
+            print(f"report: {event.summary.report}", flush=True)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {s: signal.signal(s, on_signal) for s in handled}
+    try:
+        summary = prepare_folder(config, show, stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if summary.status == "failed":
+        return fail(summary.error, 1 if summary.sources_done else 2)
+    if summary.status == "stopped":
+        print("stopped before the end; run the same command again to resume")
+        return 130
+    train = Path(config.out) / "train_cropped"
+    val = Path(config.out) / "val_cropped"
+    if val.is_dir():
+        print(f"next: dftui train --train {train} --val {val}")
     return 0

@@ -8,6 +8,7 @@ same initial head as the reference scripts."""
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ class BackboneSpec:
     cam_layer: str  # last convolutional block, for Grad-CAM
     key_marker: str  # a state_dict key only this backbone has
     params_2class: int  # parameter count with the 2-class head
+    # The start of the download's SHA-256, as torch.hub checks it (torchvision names its
+    # files after it); "" where the file name's suffix is not known to be one.
+    weights_sha256_prefix: str = ""
 
     def build(self) -> nn.Module:
         """A randomly initialised model with the 2-class head."""
@@ -90,6 +94,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         cam_layer="features.18",
         key_marker="features.0.0.weight",
         params_2class=2_226_434,
+        weights_sha256_prefix="b0353104",
     ),
     "xception": BackboneSpec(
         name="xception",
@@ -132,28 +137,61 @@ def hub_checkpoints_dir() -> Path:
 def offline() -> bool:
     return os.environ.get("DFTUI_OFFLINE", "").lower() in ("1", "true", "yes")
 
-def _download(spec: BackboneSpec, dest: Path, emit: Emit) -> None:
-    """Fetch the ImageNet weights with a short timeout, reporting progress as events."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
+class DownloadMismatch(OSError):
+    """The downloaded bytes are not the file expected (truncated, corrupted or tampered)."""
+
+
+def _download(spec: BackboneSpec, dest: Path, emit: Emit, url: str | None = None) -> None:
+    """Fetch the ImageNet weights with a short timeout, reporting progress as events, and
+    check their SHA-256 against the start of it that the file name carries (torch.hub's
+    check_hash rule) before the file may enter the cache. Anything short of a verified
+    file leaves nothing behind: the cache is shared with every other PyTorch project."""
+    import hashlib
+    import tempfile
     import urllib.request  # here, not at module level: it pulls in ssl (~90 ms of start-up)
 
-    with urllib.request.urlopen(spec.weights_url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-        total = resp.headers.get("Content-Length")
-        total_bytes = int(total) if total else None
-        done = 0
-        last_report = -1
-        with open(tmp, "wb") as fh:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    sha = hashlib.sha256()
+    done = 0
+    total_bytes: int | None = None
+    try:
+        with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(
+            url or spec.weights_url, timeout=DOWNLOAD_TIMEOUT_S
+        ) as resp:
+            total = resp.headers.get("Content-Length")
+            total_bytes = int(total) if total and total.isdigit() else None
+            last_report = -1
             while chunk := resp.read(1 << 20):
                 fh.write(chunk)
+                sha.update(chunk)
                 done += len(chunk)
                 if done - last_report >= (4 << 20) or done == total_bytes:
                     emit(DownloadProgress(spec.weights_file, done, total_bytes))
                     last_report = done
             fh.flush()
             os.fsync(fh.fileno())
-    os.replace(tmp, dest)
+        if total_bytes is not None and done != total_bytes:
+            raise DownloadMismatch(f"the download stopped at {done} of {total_bytes} bytes")
+        digest = sha.hexdigest()
+        prefix = spec.weights_sha256_prefix
+        if prefix and not digest.startswith(prefix):
+            raise DownloadMismatch(
+                f"the downloaded file's SHA-256 starts {digest[: len(prefix)]}, not {prefix} as "
+                "its name says (corrupted or tampered with on the way); it was deleted"
+            )
+        from dftui.core.checkpoint import new_file_mode
+
+        os.chmod(tmp, new_file_mode(dest))
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
     emit(DownloadProgress(spec.weights_file, done, total_bytes))
+
 
 def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path | None:
     """The file to initialise from: None for ``none``, the cache (downloading if needed) for
@@ -162,7 +200,7 @@ def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path
         return None
     if source != "imagenet":
         path = Path(source).expanduser()
-        if not path.is_file():
+        if not path.exists():  # a FIFO or device is named as such by load_state_dict_file
             raise WeightsError(
                 f"pretrained weights file {path} does not exist; give an existing "
                 "ImageNet state_dict, or use --pretrained imagenet or --pretrained none"
@@ -208,30 +246,107 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Load a state_dict safely with clear errors. ``weights_only=True``: the unpickler only
     builds tensors and plain containers, so a file that refers to Python code is refused
     and nothing in it is executed."""
+    import torch
+
+    path = Path(path).expanduser()
+    with open_regular_file(path, "weights file") as fh:
+        head = fh.read(4)
+        if not head:
+            raise WeightsError(f"{path} is empty (0 bytes); it is not a weights file")
+        if head != ZIP_MAGIC and head[0] != PICKLE_PROTO:
+            kind = "a text file" if _looks_like_text(path) else "not a PyTorch weights file"
+            raise WeightsError(
+                f"{path} is {kind}, not PyTorch weights (a .pth saved with torch.save); "
+                "check the path"
+            )
+        if head == ZIP_MAGIC:
+            check_declared_size(fh, path)
+        fh.seek(0)
+        obj = _torch_load(fh, path)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    # Weights saved from DataParallel / DistributedDataParallel carry a "module." prefix.
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def open_regular_file(path: Path, what: str) -> Any:
+    """Open ``path`` for reading, only if it is a regular file: a FIFO would block forever
+    and a device (``/dev/zero``) never end. Opened non-blocking, then checked on the open
+    descriptor, so nothing can swap the file between the check and the read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise WeightsError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{path} is a folder; give a .pth weights file") from None
+    except OSError as exc:
+        raise WeightsError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise WeightsError(f"{path} is a folder; give a .pth weights file")
+        raise WeightsError(
+            f"{path} is {file_kind(st.st_mode)}, not a regular file; give a .pth weights file"
+        )
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return open(fd, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def file_kind(mode: int) -> str:
+    """'a FIFO (named pipe)', 'a character device', ... for a file that is not regular."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+MAX_INFLATION = 2  # declared bytes per stored byte; torch.save stores tensors uncompressed
+
+
+def check_declared_size(fh: Any, path: Path) -> None:
+    """Refuse a zip whose entries declare far more data than the file holds (a deflate
+    bomb: a 1 MB file that inflates to 1 GiB) before anything is inflated."""
+    import zipfile
+
+    size = os.fstat(fh.fileno()).st_size
+    try:
+        fh.seek(0)
+        with zipfile.ZipFile(fh) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a readable zip: torch.load gives the damaged-file message
+    if declared > MAX_INFLATION * size + (1 << 20):
+        raise WeightsError(
+            f"{path} declares {declared / 2**20:,.0f} MiB of data in a {size / 2**20:,.1f} MiB "
+            "file (a compressed archive, not a torch.save file); refused before inflating it"
+        )
+
+
+def _torch_load(fh: Any, path: Path) -> Any:
     import pickle
 
     import torch
 
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise WeightsError(f"{path} is a folder; give a .pth weights file")
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise WeightsError(f"weights file {path} cannot be read: {exc.strerror or exc}") from None
-    if not head:
-        raise WeightsError(f"{path} is empty (0 bytes); it is not a weights file")
-    if head != ZIP_MAGIC and head[0] != PICKLE_PROTO:
-        kind = "a text file" if _looks_like_text(path) else "not a PyTorch weights file"
-        raise WeightsError(
-            f"{path} is {kind}, not PyTorch weights (a .pth saved with torch.save); "
-            "check the path"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         code = _refused_global(str(exc))
         if code:
@@ -254,19 +369,6 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: "
             f"{str(exc)[:200]})"
         ) from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
-    # Weights saved from DataParallel / DistributedDataParallel carry a "module." prefix.
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj
 
 
 def _looks_like_text(path: Path) -> bool:
@@ -311,6 +413,30 @@ def check_state_dict(
         raise WeightsError(
             f"{path} does not fit {spec.name}: tensors {'; '.join(parts)}; it was made for a "
             "different model or is incomplete"
+        )
+    # Values, not only shapes: a tensor of the wrong kind (complex, bool, integer weights)
+    # or holding NaN/infinity would load and then give NaN scores, read as a verdict.
+    wrong_kind = [
+        f"{k} ({state[k].dtype})"
+        for k, v in own.items()
+        if (v.dtype.is_floating_point and not state[k].dtype.is_floating_point)
+        or (not v.dtype.is_floating_point
+            and (state[k].dtype.is_floating_point or state[k].is_complex() or state[k].dtype == torch.bool))
+    ]
+    if wrong_kind:
+        raise WeightsError(
+            f"{path} holds tensors of the wrong type for {spec.name} weights ({len(wrong_kind)}, "
+            f"e.g. {wrong_kind[0]}); it is damaged or not a model's weights"
+        )
+    not_finite = [
+        k for k, t in state.items() if t.dtype.is_floating_point and not bool(torch.isfinite(t).all())
+    ]
+    if not_finite:
+        more = f" and {len(not_finite) - 1} other tensor(s)" if len(not_finite) > 1 else ""
+        raise WeightsError(
+            f"{path} holds values that are not finite (NaN or infinity) in {not_finite[0]}{more}; "
+            "it cannot give meaningful scores (a run that diverged, or a damaged file). Use "
+            "other weights"
         )
 
 

@@ -3,8 +3,11 @@ with its metadata in a JSON file beside it, never inside it. Writes are atomic."
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,13 +40,61 @@ def metadata_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def _umask() -> int:
+    """The process umask, without changing it where the system can tell it (Linux): setting
+    it to read it back would race with files other threads create meanwhile."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: str | Path) -> int:
+    """Permissions for a file written by replacing ``path``: those of the file it replaces,
+    else what ``open()`` would give (0666 less the umask). ``mkstemp`` makes every file
+    0600, which would make a shared weights folder unreadable to the group."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~_umask()
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, new_file_mode(path))
+    except (OSError, AttributeError):  # no fchmod (Windows) or a filesystem without modes
+        pass
+    return fd, tmp
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:  # make a rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``: a
     crash or a full disk leaves the old file, never a half-written one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -56,14 +107,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         except FileNotFoundError:
             pass
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    _fsync_dir(path.parent)
 
 
 def remove_stale_temp(path: str | Path) -> int:
@@ -98,16 +142,87 @@ def save_json(data: Any, path: str | Path) -> None:
         json.dump(data, fh, indent=2, default=str)
 
 
-def free_weights_path(path: Path) -> Path:
-    """``path`` if free, else the first ``stem-2.pth``, ``stem-3.pth``, ... that is."""
-    if not path.exists():
-        return path
+def run_tag(run_id: str, backbone: str) -> str:
+    """The part of a run id a weights name carries: its date and time (and its -N when two
+    runs started in the same second), e.g. ``20261130-111328`` of
+    ``20261130-111328-mobilenet_v2``."""
+    return run_id.replace(f"-{backbone}", "", 1)
+
+
+def weights_candidates(path: Path, tag: str) -> Iterator[Path]:
+    """``path``, then ``stem-TAG.pth``, ``stem-TAG-2.pth``, ...: a later run's weights are
+    named after the run (the date and time its record folder carries), not a bare counter."""
+    yield path
+    yield path.with_name(f"{path.stem}-{tag}{path.suffix}")
     n = 2
     while True:
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists() and not metadata_path(candidate).exists():
-            return candidate
+        yield path.with_name(f"{path.stem}-{tag}-{n}{path.suffix}")
         n += 1
+
+
+def name_taken(path: Path) -> bool:
+    """The weights file or its metadata (a finished pair, or a reservation) exists."""
+    return os.path.lexists(path) or os.path.lexists(metadata_path(path))
+
+
+def preview_weights_path(path: Path, tag: str = "<date>-<time>") -> Path:
+    """The name a new run would get for ``path`` (for notes shown before it starts)."""
+    for candidate in weights_candidates(path, tag):
+        if not name_taken(candidate):
+            return candidate
+    raise AssertionError("unreachable")  # pragma: no cover - the candidates never end
+
+
+def reserve_weights_name(path: Path, run_id: str) -> bool:
+    """Claim ``path`` for ``run_id`` by creating its metadata file exclusively (O_EXCL: of two
+    runs that start together only one can). The reservation names its run, so the file is
+    owned from the start; the first save replaces it with the real metadata. False when
+    the name is taken."""
+    if os.path.lexists(path):
+        return False
+    meta = metadata_path(path)
+    try:
+        fd = os.open(meta, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(
+            {
+                "format": METADATA_FORMAT,
+                "reserved_by": run_id,
+                "run_id": run_id,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "note": "reserved for the best weights of this run; none saved yet",
+            },
+            fh,
+        )
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+def claim_weights_path(wanted: Path, run_id: str, tag: str, overwrite: bool) -> Path:
+    """The weights file a new run saves to, reserved for it: ``wanted`` when free (or when
+    replacing it was asked for), else the first free ``stem-TAG[-N].pth``."""
+    if overwrite and name_taken(wanted):
+        return wanted  # the user asked to replace it
+    for candidate in weights_candidates(wanted, tag):
+        if not name_taken(candidate) and reserve_weights_name(candidate, run_id):
+            return candidate
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def weights_owner(path: Path) -> tuple[str, str | None]:
+    """Who owns weights ``path``: ("free", None) when neither it nor its metadata exists;
+    ("run", RUN_ID) when its metadata (or reservation) names a run; ("unknown", None) for a
+    file without readable metadata (reference-format, hand-made or damaged)."""
+    if not name_taken(path):
+        return "free", None
+    meta = read_metadata(path)
+    run_id = meta.get("run_id") if meta else None
+    if isinstance(run_id, str) and run_id:
+        return "run", run_id
+    return "unknown", None
 
 
 def build_metadata(backbone: str, preprocessing: Preprocessing, **extra: Any) -> dict[str, Any]:
@@ -127,17 +242,88 @@ def build_metadata(backbone: str, preprocessing: Preprocessing, **extra: Any) ->
     }
 
 
+def file_digest(path: str | Path) -> tuple[str, int]:
+    """(SHA-256 hex digest, size in bytes) of a file."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
 def save_weights(
     state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, Any]
-) -> Path:
-    """Save weights then metadata, both atomically. Returns the metadata path."""
+) -> dict[str, Any]:
+    """Save weights and their metadata as one commit; returns the metadata written (with
+    the weights' ``weights_sha256`` and ``weights_size``).
+
+    The weights go to a temporary file first; then the metadata, naming the new weights'
+    SHA-256, replaces the old metadata (the commit point); then the weights replace the old
+    weights. A crash or a full disk before the commit leaves the old pair; a crash between
+    the two renames leaves metadata that does not match the weights beside it, which
+    ``load_weights`` refuses and ``recover_weights`` completes. A new ``.pth`` never
+    appears without its ``.json``."""
+    import torch
+
     path = Path(path)
     # Detached CPU copies keep the file loadable on machines without the training device.
     cpu_state = {k: v.detach().to("cpu").clone() for k, v in state_dict.items()}
-    save_torch(cpu_state, path)
-    meta_path = metadata_path(path)
-    save_json(metadata, meta_path)
-    return meta_path
+    fd, tmp = _temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(cpu_state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        digest, size = file_digest(tmp)
+        metadata = {**metadata, "weights_file": path.name, "weights_sha256": digest,
+                    "weights_size": size}
+        save_json(metadata, metadata_path(path))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return metadata
+
+
+def recover_weights(path: str | Path) -> bool:
+    """Finish a save cut between its two renames: when the metadata names weights that a
+    leftover temporary file holds, move that file into place. Call only when no other
+    process can be writing ``path``. Returns True when something was recovered."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if not meta or not isinstance(meta.get("weights_sha256"), str):
+        return False
+    if _matches(path, meta):
+        return False
+    for tmp in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
+        try:
+            if _matches(tmp, meta):
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _matches(path: Path, meta: dict[str, Any]) -> bool:
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != meta.get("weights_size"):
+            return False
+        return file_digest(path)[0] == meta.get("weights_sha256")
+    except OSError:
+        return False
+
+
+MAX_INPUT_SIZE = 2048  # pixels; beyond this every image would allocate hundreds of MB
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 def read_metadata(weights: str | Path) -> dict[str, Any] | None:
@@ -159,19 +345,76 @@ def read_metadata_checked(weights: str | Path) -> tuple[dict[str, Any] | None, s
         return None, f"{path.name}: {exc}"
 
 
+def _metadata_problem(meta: dict[str, Any], min_size: int) -> str | None:
+    """What makes ``meta`` unusable for classification, or None. Every field is checked:
+    the file may come from anywhere."""
+    classes = meta.get("classes")
+    if classes is not None:
+        if not isinstance(classes, dict) or not {"real", "fake"} <= set(classes):
+            return '"classes" must map "real" and "fake" to the outputs 0 and 1'
+        values = [classes["real"], classes["fake"]]
+        if not all(type(v) is int and 0 <= v < NUM_CLASSES for v in classes.values()) or len(set(values)) != 2:
+            return f'"classes" {json.dumps(classes)[:80]} must map "real" and "fake" to 0 and 1, one each'
+    pre = meta.get("preprocessing")
+    if not isinstance(pre, dict):
+        return '"preprocessing" is missing or not an object'
+    size = pre.get("input_size")
+    if type(size) is float and math.isfinite(size) and size.is_integer():
+        size = int(size)
+    if type(size) is not int:
+        return f'"input_size" {json.dumps(size)[:40]} is not a whole number of pixels'
+    if not min_size <= size <= MAX_INPUT_SIZE:
+        return f'"input_size" {size} is outside {min_size}..{MAX_INPUT_SIZE} pixels'
+    for key in ("mean", "std"):
+        values = pre.get(key)
+        if (
+            not isinstance(values, list)
+            or len(values) != 3
+            or not all(type(v) in (int, float) and math.isfinite(v) for v in values)
+        ):
+            return f'"{key}" must be a list of 3 finite numbers (one per RGB channel)'
+    if not all(v > 0 for v in pre["std"]):
+        return '"std" must be greater than 0 for every channel (images are divided by it)'
+    interpolation = pre.get("interpolation", "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        return f'"interpolation" {json.dumps(interpolation)[:40]} is not one of {", ".join(INTERPOLATIONS)}'
+    return None
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load a dftui or reference-format weights file; returns (state_dict, metadata).
 
     Without a metadata file the weights are taken as the reference scripts made them:
     backbone from the keys, 224×224 resize, ImageNet mean/std, real = 0, fake = 1."""
     path = Path(path).expanduser()
+    meta_file = metadata_path(path)
+    meta, damaged = read_metadata_checked(path)
+    if meta is None and (damaged or os.path.lexists(meta_file)):
+        # Our writes are atomic, so this is a hand-edited or foreign file: guessing the
+        # preprocessing could give silently wrong answers.
+        raise WeightsError(
+            f"the metadata file {meta_file} beside {path.name} is not valid JSON or cannot be "
+            f"read ({damaged or 'unreadable'}); fix it, or move it away to use the weights "
+            "with the reference preprocessing"
+        )
+    if meta is not None and "reserved_by" in meta and "preprocessing" not in meta and os.path.lexists(path):
+        raise WeightsError(
+            f"{path} has no metadata: run {str(meta.get('reserved_by'))[:80]} reserved this name "
+            f"and its save was cut before {meta_file.name} was written. Resume that run, or "
+            "train again"
+        )
+    if meta is not None and "weights_sha256" in meta and os.path.isfile(path) and not _matches(path, meta):
+        raise WeightsError(
+            f"{path} does not match its metadata {meta_file.name} (which describes other "
+            "weights: a save was cut between the two files, or one of them was replaced). "
+            "Resume the run that wrote them to finish the save, or use other weights"
+        )
     state = load_state_dict_file(path)
     spec = infer_backbone(state)
-    meta = read_metadata(path)
     if meta is not None and meta.get("backbone") not in (None, spec.name):
         raise WeightsError(
-            f"{path} holds {spec.name} weights but its metadata says {meta.get('backbone')}; "
-            f"the file or its {metadata_path(path).name} was replaced"
+            f"{path} holds {spec.name} weights but its metadata says "
+            f"{str(meta.get('backbone'))[:40]}; the file or its {meta_file.name} was replaced"
         )
     head = state.get(f"{spec.head}.weight")
     if head is None or head.ndim != 2 or head.shape[0] != NUM_CLASSES:
@@ -182,13 +425,6 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             "--pretrained for training instead"
         )
     check_state_dict(spec, state, path)
-    if meta is None and metadata_path(path).is_file():
-        # Our writes are atomic, so this is a hand-edited or foreign file: guessing the
-        # preprocessing could give silently wrong answers.
-        raise WeightsError(
-            f"the metadata file {metadata_path(path)} beside {path.name} is not valid JSON; "
-            "fix it, or move it away to use the weights with the reference preprocessing"
-        )
     if meta is None:
         meta = {
             "backbone": spec.name,
@@ -198,13 +434,13 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         }
     meta.setdefault("backbone", spec.name)
     meta.setdefault("preprocessing", REFERENCE_PREPROCESSING.to_dict())
-    try:
-        Preprocessing.from_dict(meta["preprocessing"])
-    except (KeyError, TypeError, ValueError):
+    problem = _metadata_problem(meta, spec.min_size)
+    if problem:
         raise WeightsError(
-            f"the metadata file {metadata_path(path)} has an unusable \"preprocessing\" entry; "
-            "fix it, or move the file away to use the reference preprocessing"
-        ) from None
+            f"the metadata file {meta_file} is unusable: {problem}; fix it, or move the file "
+            "away to use the weights with the reference preprocessing"
+        )
+    meta["preprocessing"] = {**meta["preprocessing"], "input_size": int(meta["preprocessing"]["input_size"])}
     return state, meta
 
 

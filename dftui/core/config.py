@@ -28,6 +28,35 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message says which and why."""
 
 
+WEIGHTS_SUFFIX = ".pth"
+MAX_WEIGHTS_NAME_BYTES = 180  # room for the run tag and temporary-file affixes under 255
+
+
+def weights_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a weights file name, or None. One rule for the CLI's ``--name``
+    and the dashboard's weights field: a plain ``.pth`` file name, so that its metadata
+    (the same name with ``.json``) is another file in the same folder, never the weights
+    themselves (``--name x.json`` once made both one path) and never somewhere else."""
+    if not name or not name.strip():
+        return "enter a file name such as mobilenet_v2_deepfake.pth"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return f"{name!r} is not a plain file name; give a name without folders (the folder is set separately)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"{name!r} contains control characters (a tab or a line break); remove them"
+    if name.startswith("."):
+        return f"{name!r} starts with a dot (a hidden file); give a visible name such as model.pth"
+    if not name.lower().endswith(WEIGHTS_SUFFIX) or len(name) == len(WEIGHTS_SUFFIX):
+        return (
+            f"{name!r} does not end in {WEIGHTS_SUFFIX}; weights are a .pth file and their "
+            "metadata goes beside it as a .json file of the same name"
+        )
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_WEIGHTS_NAME_BYTES:
+        return f"the name is too long (at most {MAX_WEIGHTS_NAME_BYTES} bytes)"
+    if str(Path(name).with_suffix(".json")) == name:
+        return f"{name!r} would be its own metadata file; give a name ending in {WEIGHTS_SUFFIX}"
+    return None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a fine-tuning run needs. Defaults are the reference project's."""
@@ -92,6 +121,10 @@ class TrainConfig:
             raise ConfigError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
         if self.augment not in ("none", "light", "robust"):
             raise ConfigError(f"unknown augmentation {self.augment!r}; use none, light or robust")
+        if self.weights_name is not None:
+            problem = weights_name_problem(self.weights_name)
+            if problem:
+                raise ConfigError(f"weights name: {problem}")
 
     @property
     def weights_path(self) -> Path:

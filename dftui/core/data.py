@@ -137,11 +137,47 @@ def _list_images(
     return out
 
 
+# Control characters in a file name (a tab, a line break) would forge fields and lines in
+# tab-separated output (``dftui predict``, skipped.txt) and logs: shown escaped instead.
+_CONTROL_ESCAPES = {
+    i: {9: "\\t", 10: "\\n", 13: "\\r"}.get(i, f"\\x{i:02x}") for i in [*range(32), 127]
+}
+
+
 def display_path(path: str | os.PathLike[str]) -> str:
     """A path as printable text: bytes that are not UTF-8 (kept by Python as surrogates)
-    shown as ``\\xNN`` escapes, so logs, JSON and terminals never fail on a file name."""
+    shown as ``\\xNN`` escapes, and control characters as ``\\t``, ``\\n``, ``\\xNN``, so
+    logs, JSON, tab-separated output and terminals never fail on, or are forged by, a name."""
     text = os.fspath(path)
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class NotARegularFile(ValueError):
+    """A FIFO, device or socket where an image file was expected: reading it could block
+    forever (a FIFO) or never end (``/dev/zero``), so it is never opened for reading."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> Any:
+    """Open ``path`` for binary reading only if it is a regular file (checked on the open
+    descriptor, opened non-blocking so a FIFO cannot hang the open itself)."""
+    import stat
+
+    from dftui.core.backbones import file_kind
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(f"{file_kind(mode)}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, "rb")  # noqa: SIM115 - the caller closes it
 
 
 def _too_many_pixels(width: int, height: int) -> bool:
@@ -155,10 +191,11 @@ def check_image(path: str) -> str | None:
     Truncated data is only found when the image is decoded; training, evaluation and
     classification then skip the file and report it."""
     try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as img:
-            w, h = img.size
+        with open_regular(path) as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                return "empty file (0 bytes)"
+            with Image.open(fh) as img:
+                w, h = img.size
         if w < 1 or h < 1:
             return "image has no pixels"
         if _too_many_pixels(w, h):
@@ -167,6 +204,8 @@ def check_image(path: str) -> str | None:
         return "image larger than Pillow's decompression-bomb limit"
     except PermissionError:
         return "permission denied"
+    except NotARegularFile as exc:
+        return str(exc)
     except (OSError, ValueError, SyntaxError) as exc:
         return _reason(exc)
     except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way on hostile bytes
@@ -260,7 +299,7 @@ def scan_folder(
 def load_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Decode an image as 8-bit RGB: EXIF rotation applied; grayscale, palette, RGBA, CMYK
     and 16-bit images converted. ``draft_size`` lets JPEG decode at reduced scale."""
-    with Image.open(path) as img:
+    with open_regular(path) as fh, Image.open(fh) as img:
         if _too_many_pixels(*img.size):
             # Between 1× and 2× the limit Pillow only warns, then decodes gigabytes.
             w, h = img.size

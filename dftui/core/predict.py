@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ class Predictor:
             return Prediction(name, None, float("nan"), float("nan"), 0.0, _why(exc))
         p_fake = float(self.probabilities(x.unsqueeze(0))[0])
         ms = (time.perf_counter() - t0) * 1000
-        return Prediction(name, self._label(p_fake), 1.0 - p_fake, p_fake, ms)
+        return _scored(name, p_fake, ms, self._label)
 
     def predict_paths(
         self, paths: Sequence[str | Path], batch_size: int = 32
@@ -155,8 +156,18 @@ class Predictor:
                 if i in errors:
                     yield Prediction(str(path), None, float("nan"), float("nan"), 0.0, errors[i])
                 else:
-                    p = next(it)
-                    yield Prediction(str(path), self._label(p), 1.0 - p, p, ms)
+                    yield _scored(str(path), next(it), ms, self._label)
+
+
+NO_SCORE = "the model gave no finite score for this image (NaN or infinity); no label given"
+
+
+def _scored(name: str, p_fake: float, ms: float, label: Any) -> Prediction:
+    """A prediction, unless the score is not a number: NaN compares false with every
+    threshold, so it would silently read as "real"."""
+    if not math.isfinite(p_fake):
+        return Prediction(name, None, float("nan"), float("nan"), ms, NO_SCORE)
+    return Prediction(name, label(p_fake), 1.0 - p_fake, p_fake, ms)
 
 
 def _why(exc: BaseException) -> str:

@@ -608,6 +608,8 @@ def load_coco(path: Path) -> ParsedSplit:
             data = json.load(fh, object_hook=_drop_polygons)
     except json.JSONDecodeError as exc:
         raise PrepareError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive") from None
+    except RecursionError:
+        raise PrepareError(f"{path} is nested too deeply to be an annotation file; re-extract it from the archive") from None
     except UnicodeDecodeError:
         raise PrepareError(f"{path} is not a text JSON file; re-extract it from the archive") from None
     except OSError as exc:
@@ -619,11 +621,23 @@ def load_coco(path: Path) -> ParsedSplit:
 
 
 def _read_report(path: Path) -> dict[str, Any]:
+    """The previous report, untrusted (a crash, an edit): unusable parts are dropped, so a
+    rerun never fails on them; a split entry keeps only rows that are objects."""
+    from dftui.core.untrusted import read_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) and isinstance(data.get("splits"), dict) else {"splits": {}}
+        data = read_json(path)
     except (OSError, ValueError):
         return {"splits": {}}
+    splits = data.get("splits")
+    clean: dict[str, Any] = {}
+    for name, entry in (splits.items() if isinstance(splits, dict) else ()):
+        if isinstance(entry, dict):
+            rows = entry.get("skipped")
+            entry["skipped"] = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            clean[name] = entry
+    data["splits"] = clean
+    return data
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

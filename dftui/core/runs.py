@@ -80,6 +80,31 @@ def new_run_dir(root: Path, backbone: str) -> Path:
             n += 1
 
 
+LOCK_FILE = ".lock"
+
+
+def lock_run(run_dir: Path) -> Any | None:
+    """Hold ``run_dir`` for this process: an open file with an exclusive ``flock``, or None
+    when another process (or another run in this one) holds it. Taking the lock is one
+    atomic step, so two resumes started together cannot both pass a check that each makes
+    before the other has written anything; the kernel drops it when the process dies, so
+    a crash leaves no stale lock. Close the returned file to let go."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks; run.json's pid check only
+        return open(os.devnull, "rb")
+    try:
+        fh = open(Path(run_dir) / LOCK_FILE, "a+b")  # noqa: SIM115 - held until the run ends
+    except OSError:
+        return open(os.devnull, "rb")  # an unwritable record folder fails later, with its reason
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
 def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False

@@ -20,15 +20,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from dftui.core.backbones import CLASS_NAMES, WeightsError, count_parameters, get_backbone, load_pretrained
+from dftui.core.backbones import (
+    CLASS_NAMES,
+    ZIP_MAGIC,
+    WeightsError,
+    check_declared_size,
+    count_parameters,
+    get_backbone,
+    load_pretrained,
+    open_regular_file,
+)
 from dftui.core.checkpoint import (
     build_metadata,
-    free_weights_path,
+    claim_weights_path,
     metadata_path,
+    recover_weights,
     remove_stale_temp,
+    reserve_weights_name,
+    run_tag,
     save_json,
     save_torch,
     save_weights,
+    weights_owner,
 )
 from dftui.core.config import ConfigError, TrainConfig, absolute_path
 from dftui.core.data import (
@@ -66,7 +79,15 @@ from dftui.core.events import (
 )
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
-from dftui.core.runs import RunRecorder, new_run_dir, pid_alive, read_run_info, run_pid, runs_root
+from dftui.core.runs import (
+    RunRecorder,
+    lock_run,
+    new_run_dir,
+    pid_alive,
+    read_run_info,
+    run_pid,
+    runs_root,
+)
 
 BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch events a second reach the listeners
 RESUME_FILE = "resume.pt"
@@ -291,22 +312,13 @@ class _Trainer:
         self._stop_before_start()
 
         self.saved_best: int | None = None
+        self._weights_meta: dict[str, Any] = {}  # the weights' digest, kept in every .json rewrite
         if resume is not None:
             self.run_dir = absolute_path(resume_dir)  # type: ignore[arg-type]
             self.weights_path = absolute_path(resume["weights_path"])
             self.saved_best = self.state.best_epoch
+            self._own_weights_on_resume()
         else:
-            target = cfg.weights_path
-            if target.exists() and not cfg.overwrite:
-                target = free_weights_path(target)
-                self.emit(
-                    LogMessage(
-                        "warning",
-                        f"{cfg.weights_path} exists and is kept; this run saves to {target} "
-                        "(use --overwrite to replace it)",
-                    )
-                )
-            self.weights_path = target
             root = runs_root(cfg.runs_dir)
             try:
                 self.run_dir = new_run_dir(root, cfg.backbone)
@@ -315,6 +327,28 @@ class _Trainer:
                     f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
                     "set DFTUI_HOME to a writable folder"
                 ) from None
+            self.run_lock = lock_run(self.run_dir)
+            wanted = cfg.weights_path
+            try:
+                # Reserved now (created exclusively), so two runs started together never
+                # pick the same file.
+                target = claim_weights_path(
+                    wanted, self.run_dir.name, run_tag(self.run_dir.name, cfg.backbone), cfg.overwrite
+                )
+            except OSError as exc:
+                raise RunAborted(
+                    f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc}); "
+                    "choose another folder with --out"
+                ) from None
+            if target != wanted:
+                self.emit(
+                    LogMessage(
+                        "warning",
+                        f"{wanted} exists and is kept; this run saves to {target} "
+                        "(use --overwrite to replace it)",
+                    )
+                )
+            self.weights_path = target
         try:
             recorder = RunRecorder(self.run_dir, resumed=resume is not None)
         except OSError as exc:
@@ -422,12 +456,59 @@ class _Trainer:
             )
         )
 
+    def _own_weights_on_resume(self) -> None:
+        """A weights file belongs to the run whose id its metadata holds: a resumed run
+        writes its old file only while that is still its own, never a file another run
+        (or the user) has put there since."""
+        path, run_id = self.weights_path, self.run_dir.name
+        owner, holder = weights_owner(path)
+        if owner == "run" and holder == run_id:
+            recover_weights(path)  # a save cut between its two renames is finished now
+            return
+        if owner == "free" and reserve_weights_name(path, run_id):
+            if self.saved_best is not None:
+                self._forget_best(f"{path} is gone (moved or deleted)", path)
+            return
+        taken = f"{path} now belongs to run {holder}" if owner == "run" else f"{path} is now another file"
+        try:
+            target = claim_weights_path(path, run_id, run_tag(run_id, self.config.backbone), False)
+        except OSError as exc:
+            raise RunAborted(
+                f"{taken} and no other weights file can be reserved in {path.parent} "
+                f"({exc.strerror or exc}); free that folder, then resume again"
+            ) from None
+        self.weights_path = target
+        self._forget_best(f"{taken}, which is kept", target)
+
+    def _forget_best(self, why: str, target: Path) -> None:
+        """The best weights saved before the interruption are not ours to count any more:
+        the resumed run keeps its best from the next epoch on."""
+        st = self.state
+        if st.best_epoch is not None:
+            self.emit(
+                LogMessage(
+                    "warning",
+                    f"{why}; the best weights of epochs 1-{st.epoch} are not there any more, so "
+                    f"this run keeps its best from epoch {st.epoch + 1} on, in {target}",
+                )
+            )
+        elif target != self.config.weights_path:
+            self.emit(LogMessage("warning", f"{why}; this run saves to {target}"))
+        st.best_epoch, st.best_acc, st.best_loss = None, -1.0, math.inf
+        self.saved_best = None
+
     def _load_resume(self, run_dir: Path) -> dict[str, Any]:
         path = run_dir / RESUME_FILE
         if not path.is_file():
             raise RunAborted(
                 f"{run_dir} has no resume checkpoint ({RESUME_FILE}): it stopped before its "
                 "first epoch ended, so there is nothing to resume; start a new run"
+            )
+        self.run_lock = lock_run(run_dir)
+        if self.run_lock is None:
+            raise RunAborted(
+                f"run {run_dir.name} is already being run by another process; stop it before "
+                "resuming, or wait for it to end"
             )
         other = _live_owner(run_dir)
         if other is not None:
@@ -436,7 +517,12 @@ class _Trainer:
                 "resuming, or wait for it to end"
             )
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            # Opened as the weights are: a regular file only, no inflating of a zip bomb.
+            with open_regular_file(path, "resume checkpoint") as fh:
+                if fh.read(4) == ZIP_MAGIC:
+                    check_declared_size(fh, path)
+                fh.seek(0)
+                ckpt = torch.load(fh, map_location="cpu", weights_only=True)
             st = ckpt["state"]
             self.state = _State(
                 epoch=int(st["epoch"]),
@@ -800,7 +886,7 @@ class _Trainer:
 
     def _save_best(self, epoch: int) -> None:
         try:
-            save_weights(self.model.state_dict(), self.weights_path, self._metadata())
+            written = save_weights(self.model.state_dict(), self.weights_path, self._metadata())
         except (OSError, RuntimeError) as exc:
             # torch.save reports a failed write of its zip records as a RuntimeError.
             raise RunAborted(
@@ -810,6 +896,9 @@ class _Trainer:
                 epoch,
             ) from None
         self.saved_best = epoch
+        self._weights_meta = {
+            k: written[k] for k in ("weights_file", "weights_sha256", "weights_size")
+        }
         self.emit(CheckpointSaved("best", str(self.weights_path), epoch))
 
     def _update_metadata(self) -> None:
@@ -817,7 +906,14 @@ class _Trainer:
         the best one: rewrite the small .json (atomically) after every later epoch."""
         path = metadata_path(self.weights_path)
         try:
-            save_json(self._metadata(), path)
+            meta = {**self._metadata(), **self._weights_meta}
+            if "weights_sha256" not in meta:
+                # Resumed: the digest of the weights saved before is in the .json on disk.
+                from dftui.core.checkpoint import read_metadata
+
+                old = read_metadata(self.weights_path) or {}
+                meta.update({k: old[k] for k in ("weights_file", "weights_sha256", "weights_size") if k in old})
+            save_json(meta, path)
         except OSError as exc:
             self.emit(LogMessage("warning", f"could not update {path}: {_why_save(exc)}"))
 
@@ -915,6 +1011,10 @@ def fit(
     recorder = getattr(trainer, "recorder", None)
     if recorder is not None:
         recorder.close()
+    try:
+        _release(trainer)
+    except Exception:  # noqa: BLE001 - tidying up must never hide the run's result
+        pass
     device = getattr(trainer, "device", None)
     # Drop the model, optimiser and loaders now, so an out-of-memory run gives its memory
     # back to the app before the next one starts.
@@ -923,6 +1023,32 @@ def fit(
     if device is not None and device.type == "cuda":
         torch.cuda.empty_cache()
     return final
+
+
+def _release(trainer: _Trainer) -> None:
+    """Give back what the run held: its lock, and its reserved weights name when it saved
+    nothing and can never be resumed (so the name is free for the next run)."""
+    import os
+
+    from dftui.core.checkpoint import read_metadata
+
+    lock = getattr(trainer, "run_lock", None)
+    if lock is not None:
+        lock.close()
+    path = getattr(trainer, "weights_path", None)
+    run_dir = getattr(trainer, "run_dir", None)
+    if path is not None and run_dir is not None and getattr(trainer, "saved_best", None) is None:
+        meta = read_metadata(path) or {}
+        if (
+            meta.get("reserved_by") == run_dir.name
+            and "preprocessing" not in meta
+            and not os.path.lexists(path)
+            and not (run_dir / RESUME_FILE).is_file()
+        ):
+            try:
+                metadata_path(path).unlink()
+            except OSError:
+                pass
 
 
 def _live_owner(run_dir: Path) -> int | None:

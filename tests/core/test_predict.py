@@ -48,9 +48,9 @@ def test_metadata_round_trip(tmp_path: Path) -> None:
     model = BACKBONES["mobilenet_v2"].build()
     pre = Preprocessing(96, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), "bicubic")
     meta = build_metadata("mobilenet_v2", pre, best_epoch=4, epochs=[{"epoch": 1}])
-    save_weights(model.state_dict(), tmp_path / "w.pth", meta)
+    written = save_weights(model.state_dict(), tmp_path / "w.pth", meta)
     state, loaded = load_weights(tmp_path / "w.pth")
-    assert loaded == meta
+    assert loaded == written and {k: loaded[k] for k in meta} == meta
     assert Preprocessing.from_dict(loaded["preprocessing"]) == pre
     for key, value in model.state_dict().items():
         assert torch.equal(state[key], value)

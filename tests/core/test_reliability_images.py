@@ -153,6 +153,14 @@ def test_unreadable_permission(tmp_path, monkeypatch):
             return real_open(file, *args, **kwargs)
 
         monkeypatch.setattr("builtins.open", guarded)
+        real_os_open = os.open
+
+        def guarded_os(file, *args, **kwargs):  # images are opened with os.open (no FIFOs)
+            if os.fspath(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_os_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", guarded_os)
     else:
         path.chmod(0)
     assert check_image(str(path)) == "permission denied"

@@ -101,7 +101,10 @@ def test_existing_weights_are_never_overwritten_silently(
     final = fit(_config(dataset, tmp_path, standin_weights, epochs=1), events.append)
     assert isinstance(final, RunFinished)
     assert (out / "mobilenet_v2_deepfake.pth").read_bytes() == b"precious"
-    assert Path(final.weights_path).name == "mobilenet_v2_deepfake-2.pth"
+    # Named after the run (its date and time), not a bare counter (issue 16).
+    run_id = Path(final.run_dir).name
+    stamp = run_id.replace("-mobilenet_v2", "", 1)
+    assert Path(final.weights_path).name == f"mobilenet_v2_deepfake-{stamp}.pth"
     assert any(e.kind == "log" and "--overwrite" in e.text for e in events)  # type: ignore[attr-defined]
     final = fit(_config(dataset, tmp_path, standin_weights, epochs=1, overwrite=True))
     assert isinstance(final, RunFinished)

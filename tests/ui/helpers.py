@@ -48,3 +48,9 @@ def pin_cell_size() -> None:
     from textual_image._terminal import CellSize, get_cell_size
 
     get_cell_size._result = CellSize(10, 20)  # type: ignore[attr-defined]
+
+
+def screen_lines(app: Any) -> list[str]:
+    """The current screen as plain text lines, as the terminal shows it."""
+    strips = app.screen._compositor.render_strips()
+    return ["".join(segment.text for segment in strip) for strip in strips]

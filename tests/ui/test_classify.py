@@ -349,6 +349,8 @@ def snapshot_home(tmp_path_factory: pytest.TempPathFactory, dataset) -> Path:
     }
     model.with_suffix(".json").write_text(json.dumps(meta))
     shutil.copy(model, home / "weights" / "reference.pth")
+    # No metadata: the list dates it by the file's time; pin it (noon UTC, 2 January 2026).
+    os.utime(home / "weights" / "reference.pth", (1767355200, 1767355200))
     shutil.copytree(dataset["val"], home / "processed_data" / "val_cropped")
     return home
 

@@ -86,14 +86,15 @@ async def test_runs_are_listed_and_one_opens(with_runs: Path, tmp_path: Path) ->
         by_status = {r.status: r for r in screen.runs.values()}
         assert set(by_status) == {"finished", "stopped"}
         # Newest first: the stopped run was started last.
+        # Columns: mark, started, name, backbone, status, best acc, epochs, data.
         first = table.get_row_at(0)
-        assert first[2].plain == "stopped" and first[4].plain == "1/2"
-        assert first[1] == "mobilenet_v2"
+        assert first[4].plain == "stopped" and first[6].plain == "1/2"
+        assert first[3] == "mobilenet_v2"
         second = table.get_row_at(1)
-        assert second[2].plain == "finished" and second[4].plain == "1/1"
+        assert second[4].plain == "finished" and second[6].plain == "1/1"
         acc = by_status["finished"].best_val_accuracy
-        assert second[3].plain == f"{acc:.1%} @1"
-        assert second[5].endswith("train")  # the data set column
+        assert second[5].plain == f"{acc:.1%} @1"
+        assert second[7].endswith("train")  # the data set column
 
         select(screen, "finished")
         await pilot.press("enter")

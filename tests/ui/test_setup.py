@@ -52,7 +52,7 @@ def test_weights_note(tmp_path: Path) -> None:
     assert "saved to" in weights_note(str(target), False)[1]
     target.write_bytes(b"x")
     css, text = weights_note(str(target), False)
-    assert css == "warning" and "is kept" in text and "m-2.pth" in text
+    assert css == "warning" and "is kept" in text and "m-<date>-<time>.pth" in text
     assert "REPLACED" in weights_note(str(target), True)[1]
 
 

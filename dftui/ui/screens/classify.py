@@ -32,14 +32,14 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
-from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from dftui.core.checkpoint import atomic_write, list_weights, read_metadata, read_metadata_checked
+from dftui.core.checkpoint import atomic_write
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
 from dftui.ui.widgets.image_view import ImageView, fit_for_display
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.prob_bars import ProbBars, Verdict
+from dftui.ui.widgets.weights_picker import WeightsPicker
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -69,23 +69,6 @@ def images_in(folder: Path) -> list[Path]:
          and is_image(Path(e.name))),
         key=lambda p: p.name,
     )
-
-
-def weights_description(meta: dict[str, Any] | None, problem: str | None = None) -> str:
-    """One line about a weights file from its metadata (None: no metadata beside it, or
-    ``problem``: metadata that cannot be read, shown as such, not as reference format)."""
-    if problem:
-        return f"damaged metadata ({problem})"
-    if meta is None:
-        return "reference format (no metadata)"
-    parts = [str(meta.get("backbone") or "?")]
-    created = str(meta.get("created") or "")
-    if created:
-        parts.append(created[:10])
-    acc = meta.get("best_val_accuracy")
-    if isinstance(acc, (int, float)):
-        parts.append(f"{acc:.1%}")  # best validation accuracy
-    return " ".join(parts)  # single spaces: it must fit a 30-column list
 
 
 def truth_of(path: Path, folder: Path) -> str:
@@ -286,6 +269,8 @@ def _sort_key(column: str) -> Any:
 # -- the screen -------------------------------------------------------------------------------
 class ClassifyScreen(Screen[None]):
     TITLE = "Classify"
+    # Below 120 columns the side pane narrows so the image and the table keep their room.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         Binding("n", "next_image", "Next", id="classify.next"),
         Binding("p", "previous_image", "Prev", id="classify.previous"),
@@ -332,8 +317,12 @@ class ClassifyScreen(Screen[None]):
         height: 4;
     }
     ClassifyScreen #folder-status {
-        height: 1;
+        height: auto;
+        max-height: 3;
         padding: 0 1;
+    }
+    ClassifyScreen.-narrow #classify-side {
+        width: 30;
     }
     ClassifyScreen #folder-table {
         height: 1fr;
@@ -387,7 +376,7 @@ class ClassifyScreen(Screen[None]):
         with Horizontal(id="classify-body"):
             with Vertical(id="classify-side"):
                 yield Label("Weights (w)", classes="section")
-                yield OptionList(id="weights-list")
+                yield WeightsPicker(self._weights_dir, id="weights-list")
                 yield Input(placeholder="or a weights path, Enter", id="weights-path", compact=True)
                 yield Label("Images (o)", classes="section")
                 yield ImageTree(self._image_root, id="image-tree")
@@ -420,40 +409,11 @@ class ClassifyScreen(Screen[None]):
 
     # -- weights --------------------------------------------------------------------------
     def refresh_weights(self) -> None:
-        options = self.query_one("#weights-list", OptionList)
-        highlighted = options.highlighted_option.id if options.highlighted_option else None
-        entries = list_weights(self._weights_dir)
-        # Compared resolved: weights/x.pth and /abs/weights/x.pth are one file.
-        known = {p.resolve() for p, _ in entries}
-        extra = [self._initial_weights] if self._initial_weights else []
-        extra += [self.weights_path] if self.weights_path else []
-        for path in extra:
-            if path is not None and path.resolve() not in known and path.is_file():
-                entries.append((path, read_metadata(path)))
-                known.add(path.resolve())
-        loaded_path = self.weights_path.resolve() if self.weights_path else None
-        options.clear_options()
-        if not entries:
-            options.add_option(
-                Option(Text(f"no .pth files in {self._weights_dir}/", style="dim"), disabled=True)
-            )
-            return
-        for path, meta in entries:
-            loaded = path.resolve() == loaded_path
-            prompt = Text.assemble(
-                ("● " if loaded else "", "green"), (path.name, "bold"), "\n",
-                (weights_description(meta, None if meta else read_metadata_checked(path)[1]),
-                 "dim"),
-                overflow="ellipsis", no_wrap=True,
-            )
-            options.add_option(Option(prompt, id=str(path)))
-        ids = [str(p) for p, _ in entries]
-        if highlighted in ids:
-            options.highlighted = ids.index(highlighted)
-        else:
-            resolved = [p.resolve() for p, _ in entries]
-            if loaded_path in resolved:
-                options.highlighted = resolved.index(loaded_path)
+        picker = self.query_one("#weights-list", WeightsPicker)
+        picker.weights_dir = self._weights_dir
+        marks = {self.weights_path: "● "} if self.weights_path else {}
+        picker.refresh_entries(extra=[self._initial_weights, self.weights_path], marks=marks,
+                               prefer=self.weights_path or self._initial_weights)
 
     @on(OptionList.OptionSelected, "#weights-list")
     def _weights_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -692,11 +652,13 @@ class ClassifyScreen(Screen[None]):
         self._sort_column, self._sort_reverse = None, False
         table = self.query_one("#folder-table", DataTable)
         table.clear(columns=True)
-        table.add_column("File", key="file")
+        # The file name comes after the short columns (as in ``ls -l``): on a narrow screen
+        # the verdict and the truth stay in view and a long name is what scrolls.
         table.add_column("Verdict", key="verdict")
         table.add_column("P(fake)", key="p_fake")
         table.add_column("Truth", key="truth")
         table.add_column("ms", key="ms")
+        table.add_column("File", key="file")
         table.add_column("Note", key="note")
         self.query_one("#classify-tabs", TabbedContent).active = "tab-folder"
         self._folder_status(f"Listing images in {folder}…")
@@ -762,7 +724,7 @@ class ClassifyScreen(Screen[None]):
                         style="green" if truth == pred.label else "red")
         else:
             mark = Text(truth)
-        return [Text(name), verdict, p_fake, mark, ms, Text(pred.error, style="yellow")]
+        return [verdict, p_fake, mark, ms, Text(name), Text(pred.error, style="yellow")]
 
     def on_folder_finished(self, message: FolderFinished) -> None:
         if message.folder != self.table_folder:
@@ -793,7 +755,7 @@ class ClassifyScreen(Screen[None]):
 
     def _folder_status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#folder-status", Static)
-        status.update(Text(text, overflow="ellipsis", no_wrap=True))
+        status.update(Text(text))  # wraps: the accuracy at its end must stay readable
         status.styles.color = "red" if error else None
 
     def action_sort(self) -> None:

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, ScrollableContainer, Vertical
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
@@ -31,12 +31,12 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from dftui.core.checkpoint import list_weights, read_metadata_checked
 from dftui.core.evaluate import EvalFinished, EvalProgress, EvalStarted, EvaluationResult
 from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.roc import RocChart
+from dftui.ui.widgets.weights_picker import WeightsPicker
 
 if TYPE_CHECKING:
     from dftui.core.gradcam import CamResult
@@ -177,6 +177,12 @@ class MetricCard(Static):
         text-align: center;
         min-width: 10;
     }
+    MetricCard.-line {
+        height: 1;
+        border: none;
+        content-align: left middle;
+        text-align: left;
+    }
     """
 
     def __init__(self, title: str, *, id: str | None = None) -> None:
@@ -186,9 +192,20 @@ class MetricCard(Static):
 
     def set_value(self, value: str) -> None:
         self.value = value
-        text = Text(self.card_title + "\n", style="dim", overflow="ellipsis", no_wrap=True)
-        text.append(value, style="bold")
+        self._render_value()
+
+    def _render_value(self) -> None:
+        # A narrow screen shows each card as one line ("Accuracy 75.0%"), so all nine fit.
+        line = self.has_class("-line")
+        text = Text(self.card_title + (" " if line else "\n"), style="dim", overflow="ellipsis",
+                    no_wrap=True)
+        text.append(self.value, style="bold")
         self.update(text)
+
+    def set_line(self, line: bool) -> None:
+        if line != self.has_class("-line"):
+            self.set_class(line, "-line")
+            self._render_value()
 
 
 CARDS = (
@@ -284,15 +301,29 @@ class CamScreen(ModalScreen[None]):
 
 
 # -- the screen -------------------------------------------------------------------------------
+NARROW_BELOW = 120  # columns: below this the panes stack and the body scrolls
+
+
+# One footer entry for the two threshold keys, so the footer fits 80 columns.
+_THRESHOLD_KEYS = Binding.Group("Threshold", compact=True)
+
+
+class _Body(ScrollableContainer):
+    """The screen body: a Tab stop only when there is something to scroll (narrow screens)."""
+
+    def allow_focus(self) -> bool:
+        return self.allow_vertical_scroll
+
+
 class EvaluateScreen(Screen[None]):
     TITLE = "Evaluate"
     BINDINGS = [
         Binding("r", "run", "Evaluate", id="evaluate.run"),
         Binding("s", "stop", "Stop", id="evaluate.stop"),
         Binding("right_square_bracket,plus,equals_sign", "threshold(0.01)", "Threshold +",
-                id="evaluate.threshold_up"),
+                id="evaluate.threshold_up", group=_THRESHOLD_KEYS),
         Binding("left_square_bracket,minus", "threshold(-0.01)", "Threshold −",
-                id="evaluate.threshold_down"),
+                id="evaluate.threshold_down", group=_THRESHOLD_KEYS),
         Binding("right_curly_bracket", "threshold(0.05)", "Threshold +0.05", show=False,
                 id="evaluate.threshold_up_large"),
         Binding("left_curly_bracket", "threshold(-0.05)", "Threshold −0.05", show=False,
@@ -308,9 +339,14 @@ class EvaluateScreen(Screen[None]):
         Binding("w", "focus('#eval-weights')", "Weights", show=False, id="evaluate.focus_weights"),
         Binding("o", "focus('#eval-folder-path')", "Add folder", show=False,
                 id="evaluate.focus_folder"),
-        Binding("m", "focus('#eval-errors')", "Errors", show=False, id="evaluate.focus_errors"),
+        Binding("m", "focus('#eval-errors')", "Errors", id="evaluate.focus_errors",
+                tooltip="Focus the misclassified images (Enter: Grad-CAM)"),
     ]
+    # Below 120 columns the side pane stacks above the results and the whole body scrolls
+    # (focus scrolls a widget into view), so at 80x24 every part is reachable by keyboard.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
     DEFAULT_CSS = """
+    EvaluateScreen #eval-body { layout: horizontal; overflow: hidden hidden; }
     EvaluateScreen #eval-side { width: 38; height: 1fr; }
     EvaluateScreen #eval-main { width: 1fr; height: 1fr; }
     EvaluateScreen .section { color: $text-accent; text-style: bold; padding: 0 1; }
@@ -319,14 +355,28 @@ class EvaluateScreen(Screen[None]):
     EvaluateScreen #eval-run { width: 1fr; margin-top: 1; }
     EvaluateScreen #eval-status { height: auto; padding: 0 1; }
     EvaluateScreen #eval-status.-error { color: $text-error; }
-    EvaluateScreen #eval-progress { height: 1; padding: 0 1; }
+    EvaluateScreen #eval-progress { height: 1; padding: 0 1; display: none; }
+    EvaluateScreen #eval-progress.-shown { display: block; }
     EvaluateScreen #eval-summary { height: auto; max-height: 6; }
     EvaluateScreen #eval-cards { height: 4; }
     EvaluateScreen #eval-middle { height: 14; }
     EvaluateScreen #eval-confusion { width: 36; height: 1fr; border: round $primary; padding: 0 1; }
     EvaluateScreen #eval-roc { width: 1fr; height: 1fr; }
-    EvaluateScreen #eval-errors { height: 1fr; }
+    EvaluateScreen #eval-errors { height: 1fr; border-top: solid $primary; }
     EvaluateScreen #eval-notes { height: auto; color: $text-warning; padding: 0 1; }
+    EvaluateScreen.-narrow #eval-body { layout: vertical; overflow: hidden auto; }
+    EvaluateScreen.-narrow #eval-side { width: 1fr; height: auto; }
+    EvaluateScreen.-narrow #eval-weights { max-height: 6; }
+    EvaluateScreen.-narrow #eval-folders { max-height: 4; min-height: 1; }
+    EvaluateScreen.-narrow #eval-run { margin-top: 0; height: 1; border: none; }
+    EvaluateScreen.-narrow OptionList { border: none; border-left: tall $panel; }
+    EvaluateScreen.-narrow OptionList:focus { border-left: tall $accent; }
+    EvaluateScreen.-narrow #eval-main { height: auto; }
+    EvaluateScreen.-narrow #eval-cards { height: auto; layout: grid; grid-size: 3; grid-gutter: 0 1;
+                                         padding: 0 1; }
+    EvaluateScreen.-narrow #eval-middle { height: 12; }
+    EvaluateScreen.-narrow #eval-confusion { width: 30; }
+    EvaluateScreen.-narrow #eval-errors { height: 12; }
     """
 
     def __init__(
@@ -350,7 +400,7 @@ class EvaluateScreen(Screen[None]):
         self.results: list[EvaluationResult] = []
         self.current = 0
         self.threshold = DEFAULT_THRESHOLD
-        self.running = False
+        self._eval_running = False
         self.status_text = ""
         self._stop = threading.Event()
         self.compare_path: Path | None = None  # weights B, evaluated beside A when set
@@ -363,10 +413,10 @@ class EvaluateScreen(Screen[None]):
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield NavBar("evaluate")
-        with Horizontal(id="eval-body"):
+        with _Body(id="eval-body"):
             with Vertical(id="eval-side"):
                 yield Label("Weights (w)", classes="section")
-                yield OptionList(id="eval-weights")
+                yield WeightsPicker(self._weights_dir, id="eval-weights")
                 yield Input(placeholder="or a weights path, Enter", id="eval-weights-path",
                             compact=True)
                 yield Input(placeholder="compare with (B): a weights path, Enter; b: the "
@@ -378,7 +428,8 @@ class EvaluateScreen(Screen[None]):
                 yield Button("Evaluate (r)", id="eval-run", variant="primary")
             with Vertical(id="eval-main"):
                 yield Static("", id="eval-status")
-                yield ProgressBar(id="eval-progress", show_eta=False)
+                # A known total: an indeterminate bar animates (redraws) while idle.
+                yield ProgressBar(total=1, id="eval-progress", show_eta=False)
                 yield DataTable(id="eval-summary", cursor_type="row", zebra_stripes=True)
                 with Horizontal(id="eval-cards"):
                     for key, title in CARDS:
@@ -409,31 +460,38 @@ class EvaluateScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.refresh_weights()
 
+    @property
+    def running(self) -> bool:
+        return self._eval_running
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self._eval_running = value
+        if self.is_mounted:
+            self.refresh_bindings()  # the footer shows Stop only while something runs
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop" and not self.running:
+            return False  # hidden from the footer while there is nothing to stop
+        return True
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW_BELOW
+        for card in self.query(MetricCard):
+            card.set_line(narrow)
+
     def on_unmount(self) -> None:
         self._stop.set()
 
     # -- weights and folders ---------------------------------------------------------------
     def refresh_weights(self) -> None:
-        options = self.query_one("#eval-weights", OptionList)
-        entries = list_weights(self._weights_dir)
-        known = {str(p) for p, _ in entries}
-        for extra in (self.weights_path, self.compare_path):
-            if extra and str(extra) not in known and extra.is_file():
-                from dftui.core.checkpoint import read_metadata
-
-                entries.append((extra, read_metadata(extra)))
-                known.add(str(extra))
-        options.clear_options()
-        for path, meta in entries:
-            problem = None if meta else read_metadata_checked(path)[1]
-            backbone = "damaged metadata" if problem else str(
-                (meta or {}).get("backbone", "reference format"))
-            mark = "● " if self.weights_path and str(path) == str(self.weights_path) else "  "
-            if self.compare_path and str(path) == str(self.compare_path):
-                mark = "B "
-            options.add_option(Option(Text(f"{mark}{path.name}  {backbone}"), id=str(path)))
-        if not entries:
-            options.add_option(Option(Text(f"no .pth in {self._weights_dir}/"), disabled=True))
+        marks: dict[Path, str] = {}
+        if self.weights_path:
+            marks[self.weights_path] = "● "
+        if self.compare_path:
+            marks[self.compare_path] = "B "
+        self.query_one("#eval-weights", WeightsPicker).refresh_entries(
+            extra=[self.weights_path, self.compare_path], marks=marks, prefer=self.weights_path)
 
     @on(OptionList.OptionSelected, "#eval-weights")
     def _weights_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -467,9 +525,9 @@ class EvaluateScreen(Screen[None]):
         self.set_compare(path)
 
     def action_compare_highlighted(self) -> None:
-        opt = self.query_one("#eval-weights", OptionList).highlighted_option
-        if opt is not None and opt.id:
-            self.set_compare(Path(opt.id))
+        path = self.query_one("#eval-weights", WeightsPicker).highlighted_path
+        if path is not None:
+            self.set_compare(path)
 
     def set_compare(self, path: Path | None) -> None:
         """Weights B: evaluated on the same folders, shown beside A with the difference."""
@@ -615,6 +673,7 @@ class EvaluateScreen(Screen[None]):
     def on_eval_event(self, message: EvalEvent) -> None:
         event = message.event
         bar = self.query_one("#eval-progress", ProgressBar)
+        bar.add_class("-shown")
         if isinstance(event, (EvalStarted, EvalProgress)):
             done = event.done if isinstance(event, EvalProgress) else 0
             bar.update(total=max(1, event.total), progress=done)
@@ -631,6 +690,9 @@ class EvaluateScreen(Screen[None]):
         self.results.append(message.result)
         self.current = len(self.results) - 1
         self._show_current()
+        if len(self.results) == 1:
+            # Stacked panes: bring the results into view (the form is above them).
+            self.query_one("#eval-main").scroll_visible(top=True, animate=False)
 
     def on_eval_ended(self, message: EvalEnded) -> None:
         self.running = False

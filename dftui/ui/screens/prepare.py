@@ -44,6 +44,7 @@ from dftui.core.prepare import (
 )
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.tickbox import TickBox
 
 SETTINGS_KEY = "prepare"
 DISCOVER_DELAY_S = 0.3
@@ -148,7 +149,7 @@ class PrepareScreen(Screen[None]):
     PrepareScreen .note.error { color: $error; }
     PrepareScreen #prepare-buttons { height: auto; margin: 1 0 0 0; }
     PrepareScreen #prepare-buttons Button { margin-right: 1; }
-    PrepareScreen #prepare-status { padding-left: 1; width: 1fr; color: $text-muted; }
+    PrepareScreen #prepare-status { padding-left: 1; width: 1fr; height: auto; color: $text-muted; }
     PrepareScreen #prepare-progress { height: auto; padding: 0 1; }
     PrepareScreen .progress-row { height: 1; display: none; }
     PrepareScreen .progress-row.shown { display: block; }
@@ -203,7 +204,7 @@ class PrepareScreen(Screen[None]):
             with Horizontal(classes="row"):
                 yield Label("Splits", classes="field-label")
                 for split in SPLITS:
-                    yield Checkbox(split, False, id=_split_id(split), compact=True, classes="split-box",
+                    yield TickBox(split, False, id=_split_id(split), compact=True, classes="split-box",
                                    disabled=True)
             with Horizontal(classes="row"):
                 yield Label("Margin", classes="field-label")
@@ -212,7 +213,9 @@ class PrepareScreen(Screen[None]):
                 yield Label("Min size", classes="field-label2")
                 yield Input(str(saved.get("min_size", "0")), id="min_size", compact=True, classes="short",
                             tooltip="skip faces smaller than this many pixels")
-                yield Label("Format", classes="field-label2")
+            # Two rows of two fields: one row of four does not fit 80 columns.
+            with Horizontal(classes="row"):
+                yield Label("Format", classes="field-label")
                 fmt = saved.get("fmt") if saved.get("fmt") in FORMATS else "jpg"
                 yield Select([(f, f) for f in FORMATS], value=fmt, allow_blank=False, id="fmt", compact=True)
                 yield Label("Workers", classes="field-label2")
@@ -224,7 +227,7 @@ class PrepareScreen(Screen[None]):
                 yield Button("Stop", id="stop", compact=True, disabled=True)
                 yield Button("Use in Setup", id="use", compact=True, disabled=True)
                 yield Button("Write demo data", id="demo", compact=True)
-                yield Static("", id="prepare-status")
+            yield Static("", id="prepare-status")  # its own line: beside the buttons it wrapped
         with Vertical(id="prepare-progress"):
             for split in SPLITS:
                 with Horizontal(classes="progress-row", id=f"row-{split}"):

@@ -19,7 +19,15 @@ from textual.widgets import DataTable, Footer, Static
 
 from dftui.core.events import Event, RunFailed, RunFinished
 from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
-from dftui.ui.widgets.navbar import NavBar
+from dftui.core.run_manage import UserInfo, read_user
+from dftui.ui.screens.runs_manage import (
+    RunsManageMixin,
+    copy_path,
+    default_export_folder,
+    export_run,
+    user_cell,
+)
+from dftui.ui.widgets.navbar import NavBar, RunStatusLine
 from dftui.ui.widgets.run_view import RunView
 
 STATUS_STYLES = {
@@ -100,20 +108,17 @@ async def resume_run(screen: Screen[Any], run: RunSummary) -> None:
         why = {
             "finished": "it finished",
             "running": "it is still running",
+            "damaged": "its run.json is damaged",
         }.get(run.status, "it has no resume checkpoint (resume.pt)")
         screen.notify(f"this run cannot be resumed: {why}", severity="warning", timeout=6)
         return
-    import json
+    from dftui.core.runs import resume_config
 
-    from dftui.core.config import ConfigError, TrainConfig
-
-    try:
-        data = json.loads((run.run_dir / "config.json").read_text(encoding="utf-8"))
-        config = TrainConfig.from_dict(data)
+    try:  # config.json is untrusted: resume_config type-checks it (ValueError with why)
+        config = resume_config(run.run_dir)
         config.validate()
-    except (OSError, ValueError, TypeError, KeyError, ConfigError) as exc:
-        screen.notify(f"cannot resume {run.run_id}: its config.json is unusable ({exc})",
-                      severity="error", timeout=8)
+    except ValueError as exc:  # ConfigError is a ValueError too
+        screen.notify(f"cannot resume {run.run_id}: {exc}", severity="error", timeout=8)
         return
     await screen.app.start_training(config, resume=run.run_dir)  # type: ignore[attr-defined]
 
@@ -138,6 +143,8 @@ class RunDetailScreen(ModalScreen[None]):
         Binding("c", "classify", "Classify with weights", id="runs.detail_classify"),
         Binding("r", "resume", "Resume", id="runs.detail_resume"),
         Binding("e", "evaluate", "Evaluate weights", show=False, id="runs.detail_evaluate"),
+        Binding("x", "export", "Export", show=False, id="runs.detail_export"),
+        Binding("p", "copy_path", "Copy folder path", show=False, id="runs.detail_path"),
     ]
     DEFAULT_CSS = """
     RunDetailScreen {
@@ -158,12 +165,16 @@ class RunDetailScreen(ModalScreen[None]):
     }
     """
 
-    def __init__(self, run: RunSummary) -> None:
+    def __init__(self, run: RunSummary, export_to: Path | None = None) -> None:
         super().__init__()
         self.run = run
         self.events_fed = 0
+        self.user, self.user_problem = read_user(run.run_dir)
+        self.export_to = export_to  # export once the charts are drawn (Runs screen, x)
+        self.exported: list[Path] = []
 
     def compose(self) -> ComposeResult:
+        yield RunStatusLine()
         with Vertical(id="run-detail"):
             yield Static(self._head(), id="run-head")
             yield Static("", id="run-message")
@@ -184,12 +195,20 @@ class RunDetailScreen(ModalScreen[None]):
             ("weights ", "dim"), r.weights_path or "none saved",
             ("   run ", "dim"), r.run_id,
         )
+        u = self.user
+        if u.name or u.tags or u.note:
+            text.append("\n")
+            text.append_text(user_cell(u, 200))
+            if u.note:
+                text.append(("  " if u.name or u.tags else "") + u.note.replace("\n", " "),
+                            style="italic")
         return text
 
     def on_mount(self) -> None:
         message = self.query_one("#run-message", Static)
-        message.display = bool(self.run.message)
-        message.update(Text(self.run.message))
+        text = "\n".join(m for m in (self.run.message, self.user_problem) if m)
+        message.display = bool(text)
+        message.update(Text(text))
         self._read(self.run.run_dir)
         show_evaluations(self)
 
@@ -225,6 +244,25 @@ class RunDetailScreen(ModalScreen[None]):
             note.update(Text(
                 "no epoch finished in this run" + (f": {extra}" if extra else "")))
             note.display = True
+        if self.export_to is not None:
+            folder, self.export_to = self.export_to, None
+            self.call_after_refresh(self._export_when_drawn, folder)
+
+    async def _export_when_drawn(self, folder: Path) -> None:
+        self.exported = await export_run(self, self.run, folder)
+
+    async def action_export(self) -> None:
+        from dftui.ui.screens.run_dialogs import ExportScreen
+
+        async def chosen(folder: Path | None) -> None:
+            if folder is not None:
+                self.exported = await export_run(self, self.run, folder)
+
+        label = self.user.name or self.run.run_id
+        self.app.push_screen(ExportScreen(label, default_export_folder(self)), chosen)
+
+    def action_copy_path(self) -> None:
+        copy_path(self, self.run)
 
     async def action_classify(self) -> None:
         await open_classifier(self, self.run)
@@ -246,20 +284,30 @@ def _final_message(events: list[Event]) -> str:
     return ""
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(RunsManageMixin, Screen[None]):
     TITLE = "Runs"
     BINDINGS = [
         Binding("enter", "open_run", "Open", id="runs.open", show=True),
+        Binding("space", "mark", "Mark", id="runs.mark"),
+        Binding("v", "compare", "Compare", id="runs.compare"),
         Binding("c", "classify", "Classify with weights", id="runs.classify"),
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("ctrl+r", "reload", "Reload", id="runs.reload"),
+        Binding("n", "edit", "Name, tags, note", show=False, id="runs.edit"),
+        Binding("a", "archive", "Archive/unarchive", show=False, id="runs.archive"),
+        Binding("h", "toggle_archived", "Show/hide archived", show=False,
+                id="runs.show_archived"),
+        Binding("delete", "delete", "Delete run", show=False, id="runs.delete"),
+        Binding("p", "copy_path", "Copy folder path", show=False, id="runs.path"),
+        Binding("x", "export", "Export CSV + charts", show=False, id="runs.export"),
     ]
     DEFAULT_CSS = """
     RunsScreen #runs-table {
         height: 1fr;
     }
     RunsScreen #runs-info {
-        height: 4;
+        height: auto;
+        max-height: 6;
         padding: 0 1;
         border-top: solid $primary;
     }
@@ -270,6 +318,12 @@ class RunsScreen(Screen[None]):
         self._root = Path(root) if root else None
         self.runs: dict[str, RunSummary] = {}
         self._ui_ready = False
+        self.archived_hidden = 0
+        self.user: dict[str, UserInfo] = {}
+        self.user_problems: dict[str, str] = {}
+        self.marked: list[str] = []  # run folders marked for comparison, in marking order
+        self.show_archived = False
+        self._wide: bool | None = None  # the column set in use (see _columns)
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
@@ -279,12 +333,6 @@ class RunsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        table.add_column("Started", key="started")
-        table.add_column("Backbone", key="backbone")
-        table.add_column("Status", key="status")
-        table.add_column("Best acc", key="acc")
-        table.add_column("Epochs", key="epochs")
-        table.add_column("Data", key="data")
         self.reload()
         table.focus()
         self._ui_ready = True
@@ -301,20 +349,54 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         current = self.selected_run()
         runs = list_runs(self._root)
-        self.runs = {str(r.run_dir): r for r in runs}
-        table.clear()
-        # The data column gets what the others leave of the width (its end is kept).
-        data_chars = max(15, self.size.width - 66) if self.size.width else MAX_DATA_CHARS
+        self.user, self.user_problems = {}, {}
         for run in runs:
-            table.add_row(
+            key = str(run.run_dir)
+            self.user[key], problem = read_user(run.run_dir)
+            if problem:
+                self.user_problems[key] = problem
+        self.archived_hidden = 0
+        if not self.show_archived:
+            shown = [r for r in runs if not self.user[str(r.run_dir)].archived]
+            self.archived_hidden = len(runs) - len(shown)
+            runs = shown
+        self.runs = {str(r.run_dir): r for r in runs}
+        self.marked = [k for k in self.marked if k in self.runs or Path(k).is_dir()]
+        width = self.size.width or 120
+        # Below 100 columns the data folder moves to the info panel and the name takes its
+        # place; wider, the data column gets what the others leave (its end is kept).
+        wide = width >= 100
+        if wide != self._wide:
+            self._wide = wide
+            table.clear(columns=True)
+            table.add_column(" ", key="mark")
+            table.add_column("Started", key="started")
+            table.add_column("Name", key="name")
+            table.add_column("Backbone", key="backbone")
+            table.add_column("Status", key="status")
+            table.add_column("Best acc", key="acc")
+            table.add_column("Epochs", key="epochs")
+            if wide:
+                table.add_column("Data", key="data")
+        else:
+            table.clear()
+        name_chars = max(8, min(24, width - 66)) if not wide else 20
+        data_chars = max(15, width - 66 - 3 - name_chars - 2)
+        for run in runs:
+            key = str(run.run_dir)
+            color = self.mark_color(run)
+            cells: list[Any] = [
+                Text("●", style=f"bold {color}") if color else Text(" "),
                 local_time(run.started),
+                user_cell(self.user[key], name_chars),
                 run.backbone,
                 Text(run.status, style=STATUS_STYLES.get(run.status, "")),
                 Text(accuracy_text(run), justify="right"),
                 Text(epochs_text(run), justify="right"),
-                short_path(run.train_dir, data_chars),
-                key=str(run.run_dir),
-            )
+            ]
+            if wide:
+                cells.append(short_path(run.train_dir, data_chars))
+            table.add_row(*cells, key=key)
         if current is not None and str(current.run_dir) in self.runs:
             table.move_cursor(row=table.get_row_index(str(current.run_dir)))
         self._show_info()
@@ -344,6 +426,11 @@ class RunsScreen(Screen[None]):
         info = self.query_one("#runs-info", Static)
         run = self.selected_run()
         if run is None:
+            if self.archived_hidden:
+                key = self.app.key_display_for("runs.show_archived", "h")  # type: ignore[attr-defined]
+                info.update(Text(f"{self.archived_hidden} archived run(s) hidden; {key} shows "
+                                 "them.", style="dim"))
+                return
             info.update(Text(
                 "No runs yet. Start one on Setup (F2) or with `dftui train`; each run is "
                 "recorded here.", style="dim"))
@@ -360,6 +447,17 @@ class RunsScreen(Screen[None]):
         )
         if run.message:
             text.append(run.message + "\n", style="red")
+        user = self.user.get(str(run.run_dir))
+        problem = self.user_problems.get(str(run.run_dir))
+        if problem:
+            text.append(problem + "\n", style="red")
+        elif user is not None and (user.name or user.tags or user.note):
+            text.append_text(user_cell(user, 60))
+            if user.note:
+                text.append("  " + user.note.replace("\n", " "), style="italic")
+            text.append("\n")
+        hints += ["space: mark", "v: compare", "n: name/tags/note", "a: archive", "del: delete",
+                  "p: path", "x: export"]
         text.append(" · ".join(hints), style="dim")
         info.update(text)
 

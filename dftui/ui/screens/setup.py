@@ -21,8 +21,15 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 from textual.worker import get_current_worker
 
 from dftui.core.backbones import BACKBONES, offline
-from dftui.core.checkpoint import free_weights_path
-from dftui.core.config import MAX_IMG_SIZE, MAX_SEED, PRECISION_CHOICES, ConfigError, TrainConfig
+from dftui.core.checkpoint import preview_weights_path
+from dftui.core.config import (
+    MAX_IMG_SIZE,
+    MAX_SEED,
+    PRECISION_CHOICES,
+    ConfigError,
+    TrainConfig,
+    weights_name_problem,
+)
 
 # Off by default, as in the reference; "robust" mirrors the perturbations of Test-Challenge.
 AUGMENT_CHOICES = [
@@ -34,6 +41,7 @@ from dftui.core.data import DataError, DatasetScan, scan_folder
 from dftui.ui.messages import TorchReady
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.tickbox import TickBox
 
 DEFAULTS = TrainConfig()
 PRETRAINED_FILE = "file"
@@ -114,6 +122,10 @@ def validate_field(field: str, text: str, backbone: str) -> str | None:
                 raise ValueError("weights path: enter a file name such as weights/model.pth")
             if Path(text.strip()).expanduser().is_dir():
                 raise ValueError("weights path: this is a folder; give a file name ending in .pth")
+            # The same rule as the engine's (TrainConfig.validate), shown on the field.
+            problem = weights_name_problem(Path(text.strip()).name)
+            if problem:
+                raise ValueError(f"weights path: {problem}")
         elif field in ("train_dir", "val_dir"):
             if not text.strip():
                 raise ValueError("enter a folder that holds real/ and fake/")
@@ -131,7 +143,7 @@ def weights_note(path_text: str, overwrite: bool) -> tuple[str, str]:
         if overwrite:
             return "warning", f"⚠ {path} exists and will be REPLACED by this run's best weights"
         return "warning", (
-            f"⚠ {path} exists and is kept: this run saves to {free_weights_path(path).name} "
+            f"⚠ {path} exists and is kept: this run saves to {preview_weights_path(path).name} "
             "(tick Overwrite to replace it)"
         )
     return "hint", f"best weights are saved to {path} (metadata beside it as .json)"
@@ -260,7 +272,7 @@ class SetupScreen(Screen[None]):
                 yield Label("Weights file", classes="field-label")
                 weights = saved.get("weights") or default_weights(backbone)
                 yield Input(str(weights), id="weights", compact=True)
-                yield Checkbox("Overwrite", bool(saved.get("overwrite", False)), id="overwrite",
+                yield TickBox("Overwrite", bool(saved.get("overwrite", False)), id="overwrite",
                                compact=True)
             yield Static("", id="weights-note", classes="note")
             yield Static("", id="field-errors", classes="note error")

@@ -1,28 +1,66 @@
 """One line at the top of every screen: the app name and the screens with their keys,
-the current one highlighted. Cheap to render, so it costs nothing on the first frame."""
+the current one highlighted. Cheap to render, so it costs nothing on the first frame.
+
+While the dashboard follows a run, a second line says how it goes (epoch, %, ETA, best
+accuracy; see dftui.ui.run_status), on every screen but Training, which shows all that
+already; when the run ends it says how it ended until the Training screen has been seen."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
 
+from dftui.ui.run_status import STATUS_EVERY_S, mark_end_seen, status_text
+
+
+def current_status(widget: Any) -> Text | None:
+    """The run status line for ``widget``'s app (None: nothing to show)."""
+    app = widget.app
+    get = getattr(app, "get_open_screen", None)
+    training = get("training") if get is not None else None
+    if training is None:
+        return None
+    if app.screen is training:
+        mark_end_seen(training)
+        return None
+    try:
+        from dftui.ui.widgets.run_view import RunView
+
+        view = training.query_one(RunView)
+    except Exception:  # noqa: BLE001 - not composed yet
+        view = None
+    return status_text(training, view)
+
 
 class NavBar(Static):
     DEFAULT_CSS = """
-    NavBar { height: 1; width: 1fr; background: $panel; color: $text; }
+    NavBar { height: auto; width: 1fr; background: $panel; color: $text; }
     """
 
     def __init__(self, current: str, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self.current = current
+        self.status: Text | None = None
 
     def on_mount(self) -> None:
+        self.status = current_status(self)
         self.update(self._text())
+        self.set_interval(STATUS_EVERY_S, self.poll_status)
+
+    def poll_status(self) -> None:
+        if not self.screen.is_current:
+            return  # a screen out of sight is brought up to date when it is shown again
+        status = current_status(self)
+        if (status.markup if status else None) != (self.status.markup if self.status else None):
+            self.status = status
+            self.update(self._text())
 
     def _text(self) -> Text:
         from dftui.ui.app import SCREENS, screen_available
 
-        text = Text()
+        text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" dftui ", style="bold reverse")
         for name, spec in SCREENS.items():
             if not spec.key or not screen_available(name):
@@ -33,4 +71,31 @@ class NavBar(Static):
                 text.append(label, style="bold reverse")
             else:
                 text.append(label)
+        if self.status is not None:
+            text.append("\n ")
+            text.append_text(self.status)
         return text
+
+
+class RunStatusLine(Static):
+    """The run status alone, for screens without a NavBar (dialogs over the whole screen);
+    hidden while there is nothing to say."""
+
+    DEFAULT_CSS = """
+    RunStatusLine { height: auto; width: 1fr; background: $panel; padding: 0 1; }
+    """
+
+    def on_mount(self) -> None:
+        self._markup: str | None = ""
+        self.poll_status()
+        self.set_interval(STATUS_EVERY_S, self.poll_status)
+
+    def poll_status(self) -> None:
+        if not self.screen.is_current:
+            return
+        status = current_status(self)
+        markup = status.markup if status else None
+        if markup != self._markup:
+            self._markup = markup
+            self.display = status is not None
+            self.update(status or "")

@@ -1,14 +1,16 @@
-"""A ROC curve chart (plotext, drawn with braille dots) with the current decision threshold
-marked as a point on the curve."""
+"""A ROC curve chart (textual-plot, drawn with braille dots) with the current decision
+threshold marked as a point on the curve."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from textual_plotext import PlotextPlot
+from rich.text import Text
+
+from dftui.ui.widgets.charts import ChartData, ChartPanel, Series
 
 
-class RocChart(PlotextPlot):
+class RocChart(ChartPanel):
     DEFAULT_CSS = """
     RocChart {
         width: 1fr;
@@ -25,7 +27,6 @@ class RocChart(PlotextPlot):
         self.chart_title = "ROC"
 
     def on_mount(self) -> None:
-        # PlotextPlot's own on_mount (theme hookup) runs too: Textual calls both.
         self._draw()
 
     def show(
@@ -47,17 +48,13 @@ class RocChart(PlotextPlot):
         self._draw()
 
     def _draw(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(self.chart_title)
-        plt.xlabel("false-positive rate (real called fake)")
-        plt.ylabel("TPR")
-        plt.xlim(0, 1)
-        plt.ylim(0, 1)
-        plt.plot([0.0, 1.0], [0.0, 1.0], marker="dot", color="gray")  # chance
+        series = [Series([0.0, 1.0], [0.0, 1.0], "grey42")]  # chance
         if self.fpr:
-            plt.plot(self.fpr, self.tpr, marker="braille", color="cyan")
+            series.append(Series(self.fpr, self.tpr, "cyan"))
         if self.point is not None:
-            plt.scatter([self.point[0]], [self.point[1]], marker="●", color="red")
-        self.refresh()
+            series.append(Series([self.point[0]], [self.point[1]], "bold red", marker="●"))
+        self.chart.show(ChartData(series=series, x_range=(0.0, 1.0), y_range=(0.0, 1.0)))
+        self.set_title(Text.assemble(
+            (self.chart_title, "bold"),
+            ("  x: false-positive rate (real called fake) · y: true-positive rate", "dim"),
+        ))

@@ -2,23 +2,41 @@
 
 Built only from core events through ``feed(event)``, so the live Training screen and the
 Runs screen (replaying ``read_events(run_dir)``) draw a run the same way. Charts redraw at
-most a few times a second however fast events arrive."""
+most a few times a second however fast events arrive, and not at all while nothing changes.
+
+Keys (while the charts' table has focus, or a maximised chart): f maximises the loss chart,
+then the accuracy chart, then restores them (escape restores too); l switches the loss axis
+between linear and log; [ and ] lower and raise the smoothing of the batch loss."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.widgets import DataTable
-from textual_plotext import PlotextPlot
 
 from dftui.core.events import BatchEnd, EpochEnd, Event, RunStarted
+from dftui.ui.widgets.charts import (
+    ChartData,
+    ChartPanel,
+    ChartsBox,
+    Series,
+    smooth,
+    thin,
+)
 
-SMOOTHING = 0.9  # exponential moving average of the per-batch training loss
+__all__ = ["RunView", "smooth", "COLUMNS"]
+
 MAX_BATCH_POINTS = 4000  # older points are thinned beyond this, keeping the chart cheap
-REDRAW_INTERVAL_S = 1.0  # plotext rebuilds are the costliest UI work during a run
+REDRAW_INTERVAL_S = 1.0  # chart redraws are the costliest UI work during a run (chart_bench)
 BEST_MARK = "★"
+BATCH_STYLE = "dodger_blue1"
+RAW_STYLE = "grey42"
+TRAIN_STYLE = "green"
+VAL_STYLE = "red"
+BEST_STYLE = "yellow"
 
 COLUMNS = (
     ("epoch", "epoch"),
@@ -33,33 +51,7 @@ COLUMNS = (
 )
 
 
-def smooth(values: list[float], factor: float = SMOOTHING) -> list[float]:
-    """Bias-corrected exponential moving average (as TensorBoard draws it)."""
-    out = []
-    avg = 0.0
-    for i, v in enumerate(values, start=1):
-        avg = factor * avg + (1 - factor) * v
-        out.append(avg / (1 - factor**i))
-    return out
-
-
-def _thin(xs: list[float], ys: list[float], limit: int) -> tuple[list[float], list[float]]:
-    if len(xs) <= limit:
-        return xs, ys
-    step = len(xs) / limit
-    idx = [int(i * step) for i in range(limit)] + [len(xs) - 1]
-    return [xs[i] for i in idx], [ys[i] for i in idx]
-
-
-class RunChart(PlotextPlot):
-    """A plotext chart that redraws only when its data changed (see RunView)."""
-
-    DEFAULT_CSS = """
-    RunChart { height: 1fr; min-height: 6; }
-    """
-
-
-class RunView(Vertical):
+class RunView(ChartsBox):
     """Charts over an epoch table. ``feed`` any core event; irrelevant ones are ignored."""
 
     DEFAULT_CSS = """
@@ -69,7 +61,6 @@ class RunView(Vertical):
     RunView #acc-chart { width: 1fr; }
     RunView #epoch-table { height: 2fr; min-height: 4; }
     """
-
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.started: RunStarted | None = None
@@ -79,12 +70,17 @@ class RunView(Vertical):
         self.rows: dict[int, EpochEnd] = {}
         self.best_epoch: int | None = None
         self._dirty = True
+        self._acc_dirty = True
         self._table_ready = False
+        # Vertical marks other than the best epoch: (epoch, style). A hook for learning-rate
+        # schedule changes once schedules exist (see add_mark).
+        self.marks: list[tuple[float, str]] = []
+        self.redraws = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="run-charts"):
-            yield RunChart(id="loss-chart")
-            yield RunChart(id="acc-chart")
+            yield ChartPanel(id="loss-chart")
+            yield ChartPanel(id="acc-chart")
         table: DataTable[Any] = DataTable(id="epoch-table", cursor_type="row", zebra_stripes=True)
         yield table
 
@@ -97,6 +93,7 @@ class RunView(Vertical):
             self._put_row(self.rows[epoch])
         self._redraw()
         self.set_interval(REDRAW_INTERVAL_S, self._redraw_if_dirty)
+        self.watch_maximized()
 
     # -- events ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -109,6 +106,7 @@ class RunView(Vertical):
         if self._table_ready:
             self.query_one("#epoch-table", DataTable).clear()
         self._dirty = True
+        self._acc_dirty = True
 
     def feed(self, event: Event) -> None:
         if isinstance(event, BatchEnd):
@@ -135,6 +133,7 @@ class RunView(Vertical):
                 if self.best_epoch is not None:
                     self._mark_best(self.best_epoch, True)
             self._dirty = True
+            self._acc_dirty = True
         elif isinstance(event, RunStarted):
             self.started = event
             epochs = event.config.get("epochs")  # a recorded config is untrusted
@@ -151,6 +150,7 @@ class RunView(Vertical):
                     if str(epoch) in table.rows:
                         table.remove_row(str(epoch))
             self._dirty = True
+            self._acc_dirty = True
 
     # -- table -------------------------------------------------------------------------
     def _cells(self, e: EpochEnd) -> list[Any]:
@@ -182,65 +182,91 @@ class RunView(Vertical):
             table.update_cell(str(epoch), "best", BEST_MARK if best else "")
 
     # -- charts ------------------------------------------------------------------------
+    def add_mark(self, epoch: float, style: str = "magenta") -> None:
+        """A vertical line on both charts at ``epoch`` (e.g. where the learning rate changed)."""
+        self.marks.append((float(epoch), style))
+        self._dirty = True
+        self._acc_dirty = True
+
     def flush(self) -> None:
         """Draw now rather than at the next tick (after a replay fed many events at once)."""
         if self._table_ready:
             self._redraw_if_dirty()
 
     def _redraw_if_dirty(self) -> None:
+        # Batch events change only the loss chart; the accuracy chart waits for an epoch.
         if self._dirty:
-            self._redraw()
+            self.redraws += 1
+            self._dirty = False
+            self._draw_loss(self.query_one("#loss-chart", ChartPanel))
+        if self._acc_dirty:
+            self._acc_dirty = False
+            self._draw_acc(self.query_one("#acc-chart", ChartPanel))
 
     def _redraw(self) -> None:
-        self._dirty = False
-        self._draw_loss(self.query_one("#loss-chart", RunChart))
-        self._draw_acc(self.query_one("#acc-chart", RunChart))
+        self._dirty = self._acc_dirty = True
+        self._redraw_if_dirty()
 
-    def _epoch_ticks(self, plt: Any, last: int) -> None:
-        if last <= 0:
-            return
-        step = max(1, round(last / 8))
-        ticks = list(range(0, last + 1, step))
-        if ticks[-1] != last:
-            ticks.append(last)
-        plt.xticks(ticks)
+    def _last_epoch(self) -> int:
+        return self.epochs_total or (max(self.rows) if self.rows else 1)
 
-    def _draw_loss(self, chart: RunChart) -> None:
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        # Series are told apart in the title: a legend box would hide the first epochs
-        # in a short chart.
-        plt.title("loss: batch (blue) train (green) val (red)")
-        plt.xlabel("epoch")
-        last = self.epochs_total or (max(self.rows) if self.rows else 1)
+    def _marks(self) -> list[tuple[float, str]]:
+        marks = list(self.marks)
+        if self.best_epoch is not None and self.best_epoch in self.rows:
+            marks.append((float(self.best_epoch), BEST_STYLE))
+        return marks
+
+    def _draw_loss(self, panel: ChartPanel) -> None:
+        last = self._last_epoch()
+        series = []
         if self.batch_x:
-            xs, ys = _thin(self.batch_x, smooth(self.batch_loss), 2 * max(40, chart.size.width))
-            plt.plot(xs, ys, marker="braille", color="blue")
+            width = 2 * max(40, panel.size.width)  # braille: two points per cell across
+            if self.smoothing > 0:
+                xs, ys = thin(self.batch_x, self.batch_loss, width)
+                series.append(Series(xs, ys, RAW_STYLE))  # raw, faint, under the smoothed line
+            xs, ys = thin(self.batch_x, smooth(self.batch_loss, self.smoothing), width)
+            series.append(Series(xs, ys, BATCH_STYLE))
         if self.rows:
             epochs = sorted(self.rows)
-            plt.plot(epochs, [self.rows[e].train_loss for e in epochs], marker="dot",
-                     color="green")
-            plt.plot(epochs, [self.rows[e].val_loss for e in epochs], marker="dot", color="red")
-        plt.xlim(0, last)
-        self._epoch_ticks(plt, last)
-        chart.refresh()
+            series.append(Series([float(e) for e in epochs],
+                                 [self.rows[e].train_loss for e in epochs], TRAIN_STYLE))
+            series.append(Series([float(e) for e in epochs],
+                                 [self.rows[e].val_loss for e in epochs], VAL_STYLE))
+            series.append(Series([float(e) for e in epochs],
+                                 [self.rows[e].val_loss for e in epochs], VAL_STYLE, marker="•"))
+        panel.chart.show(ChartData(
+            series=series, x_range=(0, last), whole_x_ticks=True,
+            marks=self._marks(), log_y=self.log_loss, pad_right=1,
+        ))
+        title = Text.assemble(
+            ("loss", "bold"), "  ", ("━ batch", BATCH_STYLE), " ", ("━ train", TRAIN_STYLE), " ",
+            ("━ val", VAL_STYLE), " ", ("│ best", BEST_STYLE),
+            (f"  smooth {self.smoothing:g}" + (" · log" if self.log_loss else ""), "dim"),
+            (self._key_hint(panel), "dim"),
+        )
+        panel.set_title(title)
 
-    def _draw_acc(self, chart: RunChart) -> None:
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("val accuracy %")
-        plt.xlabel("epoch")
-        last = self.epochs_total or (max(self.rows) if self.rows else 1)
+    def _draw_acc(self, panel: ChartPanel) -> None:
+        last = self._last_epoch()
+        series = []
+        y_range: tuple[float | None, float | None] = (0.0, 100.0)
         if self.rows:
             epochs = sorted(self.rows)
             accs = [self.rows[e].val_accuracy * 100 for e in epochs]
-            plt.plot(epochs, accs, marker="dot", color="red")
+            xs = [float(e) for e in epochs]
+            series.append(Series(xs, accs, VAL_STYLE))
+            series.append(Series(xs, accs, VAL_STYLE, marker="•"))
+            if self.best_epoch in self.rows:
+                best = self.rows[self.best_epoch].val_accuracy * 100
+                series.append(Series([float(self.best_epoch)], [best], BEST_STYLE, marker=BEST_MARK))
             low = min(accs)
-            plt.ylim(max(0.0, min(low - 5, 90.0)), 100.5)
-        else:
-            plt.ylim(0, 100)
-        plt.xlim(0, last)
-        self._epoch_ticks(plt, last)
-        chart.refresh()
+            y_range = (max(0.0, min(low - 5, 90.0)), 100.0)
+        panel.chart.show(ChartData(
+            series=series, x_range=(0, last), whole_x_ticks=True,
+            y_range=y_range, marks=self._marks(), pad_right=1,
+        ))
+        best_text = ""
+        if self.best_epoch in self.rows:
+            best_text = f"  best {self.rows[self.best_epoch].val_accuracy * 100:.1f}% @{self.best_epoch}"
+        panel.set_title(Text.assemble(
+            ("val acc %", "bold"), (best_text, BEST_STYLE), (self._key_hint(panel), "dim")))

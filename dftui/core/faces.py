@@ -1,0 +1,234 @@
+"""Find faces in a picture and cut them out the way ``dftui prepare`` cuts training data.
+
+The detector is OpenCV's frontal-face Haar cascade, whose model file ships inside the
+``opencv-python-headless`` 4.x wheel (``cv2.data``): it works offline and downloads nothing.
+docs/FACES.md compares it with the other candidates (scikit-image's LBP cascade,
+facenet-pytorch's MTCNN, MediaPipe) and says why this one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from dftui.core.prepare import crop_box
+
+#: Verdict colours shared by the CLI-free renderers (Classify screen, benchmark pictures).
+REAL_COLOUR = (46, 204, 113)
+FAKE_COLOUR = (231, 76, 60)
+NEUTRAL_COLOUR = (241, 196, 15)
+
+
+class FaceDetectorError(RuntimeError):
+    """The detector cannot run (its library is missing or its model file is unreadable)."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its box in the picture's pixels (x0, y0, x1, y1, right/bottom
+    exclusive) and the detector's confidence (larger is surer: how many search windows agreed)."""
+
+    box: tuple[int, int, int, int]
+    score: float = 0.0
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "score": round(self.score, 3)}
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    min_size: int = 40  # faces narrower than this (picture pixels) are not reported
+    max_faces: int = 100  # the largest this many are kept; the rest are counted, not classified
+    max_side: int = 1024  # the picture is searched at most this large (bounds the time)
+
+    def validate(self) -> None:
+        if self.min_size < 8:
+            raise ValueError(f"minimum face size {self.min_size} is below 8 pixels")
+        if self.max_faces < 1:
+            raise ValueError(f"max faces must be at least 1 (got {self.max_faces})")
+        if self.max_side < 64:
+            raise ValueError(f"detection size {self.max_side} is below 64 pixels")
+
+
+@dataclass
+class Detection:
+    faces: list[Face] = field(default_factory=list)  # largest first
+    too_small: int = 0  # found but below the minimum size: not classified
+    dropped: int = 0  # beyond max_faces: not classified
+    searched_at: tuple[int, int] = (0, 0)  # the size the detector saw
+
+    def note(self) -> str:
+        parts = []
+        if self.too_small:
+            parts.append(f"{self.too_small} face(s) below the minimum size were left out")
+        if self.dropped:
+            parts.append(f"{self.dropped} more face(s) beyond the first {len(self.faces)} were left out")
+        return "; ".join(parts)
+
+
+# The cascade's detection window is 24x24 px: smaller faces cannot be found at any scale.
+_WINDOW = 24
+_CASCADE = "haarcascade_frontalface_default.xml"
+# A face is kept when at least this many overlapping search windows agree. Measured on the
+# 100 faces of scikit-image's lfw_subset and 20 noisy 720p backgrounds (benchmarks/
+# faces_compare.py): 5 (OpenCV's usual) kept 95 faces and 8 false boxes, 10 kept 92 and 1.
+_MIN_VOTES = 10
+
+
+class FaceDetector:
+    """Thread-safe wrapper around the cascade (OpenCV's CascadeClassifier is not: each
+    thread gets its own)."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self.config.validate()
+        self._local = threading.local()
+        self._path = cascade_path()
+
+    def _cascade(self) -> Any:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            import cv2
+
+            cascade = cv2.CascadeClassifier(self._path)
+            if cascade.empty():
+                raise FaceDetectorError(f"the face model {self._path} could not be read; reinstall opencv-python-headless")
+            self._local.cascade = cascade
+        return cascade
+
+    def detect(self, image: Image.Image) -> Detection:
+        """Faces in an RGB picture, largest first."""
+        import cv2
+        import numpy as np
+
+        w, h = image.size
+        if w < 1 or h < 1:
+            return Detection()
+        cfg = self.config
+        # Search a reduced copy: the time grows with the pixels, and a face of min_size
+        # needs only the 24-px window. Never upscale (that finds nothing new).
+        scale = min(1.0, cfg.max_side / max(w, h))
+        scale = max(scale, min(1.0, _WINDOW / cfg.min_size)) if cfg.min_size * scale < _WINDOW else scale
+        small = image.convert("L")
+        if scale < 1.0:
+            small = small.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+        grey = np.asarray(small)
+        min_px = max(_WINDOW, int(cfg.min_size * scale * 0.8))  # 0.8: the cascade's box jitters
+        # detectMultiScale2's count of merged windows serves as the confidence (the level
+        # weights of detectMultiScale3 cost several times the search time).
+        found, weights = self._cascade().detectMultiScale2(
+            grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_px, min_px)
+        )
+        faces: list[Face] = []
+        too_small = 0
+        for (x, y, bw, bh), weight in zip(np.asarray(found).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+            box = (
+                max(0, math.floor(x / scale)),
+                max(0, math.floor(y / scale)),
+                min(w, math.ceil((x + bw) / scale)),
+                min(h, math.ceil((y + bh) / scale)),
+            )
+            if weight < _MIN_VOTES:
+                continue
+            if min(box[2] - box[0], box[3] - box[1]) < cfg.min_size:
+                too_small += 1
+                continue
+            faces.append(Face(box, float(weight)))
+        faces.sort(key=lambda f: f.width * f.height, reverse=True)
+        dropped = max(0, len(faces) - cfg.max_faces)
+        return Detection(faces[: cfg.max_faces], too_small, dropped, (grey.shape[1], grey.shape[0]))
+
+
+def cascade_path() -> str:
+    try:
+        import cv2
+    except ImportError as exc:
+        raise FaceDetectorError(
+            f"face detection needs OpenCV ({exc}); install it with: pip install 'opencv-python-headless<5'"
+        ) from None
+    path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""), _CASCADE)
+    if not os.path.isfile(path):
+        raise FaceDetectorError(
+            f"OpenCV {cv2.__version__} has no bundled {_CASCADE} (OpenCV 5 wheels dropped it); "
+            "install: pip install 'opencv-python-headless>=4.9,<5'"
+        )
+    return path
+
+
+def crop_face(image: Image.Image, face: Face, margin: float) -> Image.Image:
+    """The face cut out with ``dftui prepare``'s rule (prepare.crop_box: the box enlarged by
+    ``margin`` of its width/height, clamped to the picture) so the model sees what it was
+    trained on."""
+    x0, y0, x1, y1 = face.box
+    crop, _face, _clamped = crop_box((x0, y0, x1 - x0, y1 - y0), margin, image.width, image.height)
+    if crop is None:  # a detector box always lies inside the picture
+        raise ValueError(f"face box {face.box} lies outside the {image.width}x{image.height} picture")
+    return image.crop(crop)
+
+
+# What "--faces auto" takes for an already-cropped face: near-square and small, the shape
+# prepare writes and face-crop data sets come in; anything else is a scene to search.
+CROP_MAX_SIDE = 512
+CROP_MAX_ASPECT = 1.5
+
+
+def looks_like_crop(image: Image.Image) -> bool:
+    w, h = image.size
+    if min(w, h) < 1:
+        return False
+    return max(w, h) <= CROP_MAX_SIDE and max(w, h) / min(w, h) <= CROP_MAX_ASPECT
+
+
+def verdict_colour(p_fake: float | None, threshold: float) -> tuple[int, int, int]:
+    if p_fake is None or math.isnan(p_fake):
+        return NEUTRAL_COLOUR
+    return FAKE_COLOUR if p_fake >= threshold else REAL_COLOUR
+
+
+def draw_boxes(
+    image: Image.Image,
+    boxes: Sequence[tuple[int, int, int, int]],
+    colours: Sequence[tuple[int, int, int]],
+    selected: int | None = None,
+    target_width: int | None = None,
+) -> Image.Image:
+    """A copy of the picture with numbered boxes (1, 2, ...), drawn before the terminal
+    renders it so they survive every renderer, half blocks included. ``target_width`` is
+    the width the picture will be shown at: lines and digits are scaled so they stay
+    visible after the reduction."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    shrink = max(1.0, out.width / target_width) if target_width else 1.0
+    line = max(2, round(2 * shrink))
+    font_size = max(10, round(12 * shrink))
+    try:
+        from PIL import ImageFont
+
+        font: Any = ImageFont.load_default(size=font_size)
+    except (TypeError, OSError):  # Pillow without FreeType
+        from PIL import ImageFont
+
+        font = ImageFont.load_default()
+    for i, (box, colour) in enumerate(zip(boxes, colours), start=1):
+        width = line * 2 if selected == i - 1 else line
+        draw.rectangle(box, outline=colour, width=width)
+        label = str(i)
+        tx, ty = box[0], max(0, box[1] - font_size - line)
+        bbox = draw.textbbox((tx, ty), label, font=font)
+        draw.rectangle((bbox[0] - line, bbox[1] - line, bbox[2] + line, bbox[3] + line), fill=colour)
+        draw.text((tx, ty), label, fill=(0, 0, 0), font=font)
+    return out

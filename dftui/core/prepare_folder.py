@@ -1,0 +1,389 @@
+"""``dftui prepare folder``: a folder of labelled photos and videos (``real/``, ``fake/``) ->
+the face-crop folders dftui trains on, with the detector and crop rule ``predict`` uses.
+
+Layout written::
+
+    OUT/train_cropped/{real,fake}/<source>__<frame>-<face>.<fmt>
+    OUT/val_cropped/{real,fake}/...            (with val_fraction > 0)
+    OUT/prepare_folder_report.json             totals, settings, what was skipped and why
+    OUT/.prepare_folder_done.jsonl             one line per finished source (resume)
+
+``<source>`` is the file's path under its label folder with unsafe characters replaced
+(``clips/a b.mp4`` -> ``clips-a_b.mp4``), ``<frame>`` the frame number (000000 for a photo):
+crops of one source share the part before ``__``, which is how evaluation groups them per
+video (``video_eval.crop_source``). A source goes wholly to train or to val (by a hash of its name), so no
+video has frames on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
+from dftui.core.events import Event
+from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError, crop_face
+from dftui.core.prepare import FORMATS, PART_SUFFIX, PrepareError, _save_atomic
+from dftui.core.video import VIDEO_EXTENSIONS, Sampling, Stopped, VideoError, sample_frames
+
+REPORT = "prepare_folder_report.json"
+DONE = ".prepare_folder_done.jsonl"
+TOOL = "dftui prepare folder"
+LABELS = ("real", "fake")
+SEP = "__"  # core/video_eval.crop_source reads the names back
+
+
+def crop_file_name(source: str, frame: int, face: int, fmt: str) -> str:
+    return f"{source}{SEP}{frame:06d}-{face}.{fmt}"
+
+
+def source_key(rel: Path) -> str:
+    text = "-".join(rel.parts)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "file"
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    root: Path
+    out: Path = Path("processed_data")
+    frames: int = 32  # sampled per video
+    margin: float = 0.0
+    min_size: int = 40
+    fmt: str = "jpg"
+    val_fraction: float = 0.0
+
+    def validate(self) -> None:
+        if self.fmt not in FORMATS:
+            raise PrepareError(f"format {self.fmt!r} is not supported; use one of: {', '.join(FORMATS)}")
+        if not 0.0 <= self.margin <= 10.0:
+            raise PrepareError(f"margin {self.margin} is out of range; use a fraction from 0 to 10")
+        if not 1 <= self.frames <= 10_000:
+            raise PrepareError(f"frames per video must be from 1 to 10000 (got {self.frames})")
+        if self.min_size < 8:
+            raise PrepareError(f"minimum face size must be at least 8 pixels (got {self.min_size})")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise PrepareError(f"validation fraction must be from 0 to below 1 (got {self.val_fraction})")
+
+    def settings(self) -> dict[str, Any]:
+        return {"frames": self.frames, "margin": self.margin, "min_size": self.min_size,
+                "format": self.fmt, "val_fraction": self.val_fraction}
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    rel: str  # path under the label folder, as written in records
+    label: str
+    key: str
+    split: str  # "train" | "val"
+    video: bool
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class FolderStarted(Event):
+    kind: ClassVar[str] = "folder_started"
+    root: str
+    out: str
+    photos: int
+    videos: int
+    already_done: int
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FolderProgress(Event):
+    kind: ClassVar[str] = "folder_progress"
+    done: int
+    total: int
+    source: str
+    crops: int  # written for this source
+    status: str  # "ok" | "no_face" | "error"
+    detail: str = ""
+
+
+@dataclass
+class FolderSummary:
+    status: str = "finished"  # "finished" | "stopped" | "failed"
+    photos: int = 0
+    videos: int = 0
+    sources_done: int = 0
+    skipped_done_before: int = 0
+    crops: Counter[str] = field(default_factory=Counter)  # "train/real" -> n
+    no_face: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    report: str = ""
+    error: str = ""
+
+    def line(self) -> str:
+        made = ", ".join(f"{k} {v}" for k, v in sorted(self.crops.items())) or "none"
+        return (f"{self.status}: {self.sources_done} of {self.photos + self.videos} sources "
+                f"({self.photos} photos, {self.videos} videos; {self.skipped_done_before} done before), "
+                f"crops written: {made}; no face: {self.no_face}, unreadable: {self.errors} "
+                f"in {self.seconds:.1f} s")
+
+
+@dataclass(frozen=True)
+class FolderFinished(Event):
+    kind: ClassVar[str] = "folder_finished"
+    summary: FolderSummary
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _label_dirs(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise PrepareError(f"cannot read {root}: {exc.strerror or exc}") from None
+    for entry in entries:
+        key = entry.name.lower()
+        if key in LABELS and entry.is_dir():
+            if key in found:
+                raise PrepareError(f"{root} has two {key} folders ({found[key].name}, {entry.name}); keep one")
+            found[key] = entry
+    return found
+
+
+def plan_sources(config: FolderConfig) -> list[Source]:
+    root = config.root
+    if not root.is_dir():
+        raise PrepareError(f"{root} is not a folder; give the folder that holds real/ and fake/")
+    dirs = _label_dirs(root)
+    if not dirs:
+        raise PrepareError(f"{root} has no real/ or fake/ folder; put the photos and videos to use in those two")
+    sources: list[Source] = []
+    for label, folder in dirs.items():
+        keys: dict[str, str] = {}  # unique within a label: evaluation groups by (label, source)
+        for path in sorted(folder.rglob("*")):
+            rel_path = path.relative_to(folder)
+            if any(part.startswith(".") for part in rel_path.parts) or not path.is_file():
+                continue
+            suffix = path.suffix.lower()
+            if suffix not in IMAGE_EXTENSIONS and suffix not in VIDEO_EXTENSIONS:
+                continue
+            key = source_key(rel_path)
+            if key in keys:
+                key = f"{key}-{hashlib.sha1(str(rel_path).encode()).hexdigest()[:6]}"
+            keys[key] = path.as_posix()
+            split = _split_of(f"{label}/{rel_path.as_posix()}", config.val_fraction)
+            sources.append(Source(path, rel_path.as_posix(), label, key, split, suffix in VIDEO_EXTENSIONS))
+    return sources
+
+
+def _split_of(name: str, val_fraction: float) -> str:
+    if val_fraction <= 0:
+        return "train"
+    h = int(hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if h < val_fraction else "train"
+
+
+def check_out(config: FolderConfig) -> None:
+    """Refuse an output folder that holds files this tool did not write, and one inside the
+    input (the crops would be read back as sources next time)."""
+    out, root = config.out.resolve(), config.root.resolve()
+    if out == root or root in out.parents:
+        raise PrepareError(f"the output folder {config.out} lies inside the input {config.root}; choose one outside it")
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"the output {config.out} is a file; choose a folder")
+    if out.is_dir():
+        entries = {e.name for e in os.scandir(out)}
+        ours = {REPORT, DONE, "train_cropped", "val_cropped"}
+        if entries and not ((REPORT in entries or DONE in entries) and entries <= ours | {e for e in entries if e.startswith(".")}):
+            raise PrepareError(
+                f"the output folder {config.out} already holds files dftui prepare folder did not write "
+                f"({', '.join(sorted(entries - ours)[:3]) or 'no report'}); choose an empty or new folder"
+            )
+        if REPORT in entries:
+            try:
+                tool = json.loads((out / REPORT).read_text(encoding="utf-8")).get("tool")
+            except (OSError, ValueError, AttributeError):
+                tool = None
+            if tool != TOOL:
+                raise PrepareError(f"{out / REPORT} was not written by {TOOL}; choose an empty or new folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".dftui-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PrepareError(f"cannot write to the output folder {config.out}: {exc.strerror or exc}; choose another") from None
+
+
+def _read_done(out: Path) -> dict[str, dict[str, Any]]:
+    done: dict[str, dict[str, Any]] = {}
+    try:
+        with open(out / DONE, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash: that source is redone
+                if (isinstance(row, dict) and isinstance(row.get("source"), str)
+                        and row.get("label") in LABELS and row.get("split") in ("train", "val")):
+                    done[f"{row['label']}/{row['source']}"] = row
+    except OSError:
+        pass
+    return done
+
+
+# --------------------------------------------------------------------------- the job
+
+
+Emit = Callable[[Event], None]
+
+
+def _crop_source(src: Source, config: FolderConfig, detector: FaceDetector, stop: threading.Event) -> tuple[int, str, str]:
+    """(crops written, status, detail) for one photo or video."""
+    folder = config.out / f"{src.split}_cropped" / src.label
+    written = 0
+    if src.video:
+        frames_iter = ((f.index, f.image) for f in sample_frames(src.path, Sampling(count=config.frames), stop))
+    else:
+        frames_iter = iter([(0, load_rgb(src.path))])
+    for index, image in frames_iter:
+        for n, face in enumerate(detector.detect(image).faces, start=1):
+            target = folder / crop_file_name(src.key, index, n, config.fmt)
+            try:
+                _save_atomic(crop_face(image, face, config.margin), str(target), config.fmt)
+            except OSError as exc:
+                raise _WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            written += 1
+    return written, ("ok" if written else "no_face"), ("" if written else "no face found")
+
+
+class _WriteError(Exception):
+    pass
+
+
+def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | None = None) -> FolderSummary:
+    """Never raises for bad input: the summary says what happened (also emitted)."""
+    stop = stop or threading.Event()
+    start = time.perf_counter()
+    config = replace(config, root=Path(config.root).expanduser(), out=Path(config.out).expanduser())
+    summary = FolderSummary()
+    try:
+        config.validate()
+        sources = plan_sources(config)
+        check_out(config)
+        detector = FaceDetector(DetectorConfig(min_size=config.min_size))
+    except (PrepareError, FaceDetectorError) as exc:
+        summary.status, summary.error = "failed", str(exc)
+        emit(FolderFinished(summary))
+        return summary
+    summary.photos = sum(not s.video for s in sources)
+    summary.videos = sum(s.video for s in sources)
+    done = _read_done(config.out)
+    previous = _previous_settings(config.out)
+    for split in {s.split for s in sources}:
+        for label in LABELS:
+            folder = config.out / f"{split}_cropped" / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for entry in os.scandir(folder):  # parts a killed run left behind
+                if entry.name.endswith(PART_SUFFIX):
+                    os.remove(entry.path)
+    todo = [s for s in sources if f"{s.label}/{s.rel}" not in done]
+    summary.skipped_done_before = len(sources) - len(todo)
+    emit(FolderStarted(str(config.root), str(config.out), summary.photos, summary.videos,
+                       summary.skipped_done_before, config.settings()))
+    if previous is not None and previous != config.settings():
+        from dftui.core.events import LogMessage
+
+        emit(LogMessage("warning", f"crops already in {config.out} were made with {previous}; "
+                                   f"new ones use {config.settings()}. Use a new output folder to redo them all."))
+    skipped: list[dict[str, str]] = [dict(r, source=r["source"]) for r in done.values() if r.get("status") != "ok"]
+    for row in done.values():
+        status = row.get("status")
+        if status == "ok":
+            summary.crops[f"{row.get('split', 'train')}/{row['label']}"] += row["crops"] if isinstance(row.get("crops"), int) else 0
+        summary.no_face += status == "no_face"
+        summary.errors += status == "error"
+    try:
+        with open(config.out / DONE, "a", encoding="utf-8") as log:
+            for i, src in enumerate(todo, start=1):
+                if stop.is_set():
+                    summary.status = "stopped"
+                    break
+                try:
+                    crops, status, detail = _crop_source(src, config, detector, stop)
+                except Stopped:
+                    summary.status = "stopped"  # this source is redone on the next run
+                    break
+                except VideoError as exc:
+                    crops, status, detail = 0, "error", str(exc)
+                except _WriteError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an unreadable photo: skip it, say why
+                    from dftui.core.predict import _why
+
+                    crops, status, detail = 0, "error", _why(exc)
+                row = {"source": src.rel, "label": src.label, "split": src.split, "status": status,
+                       "crops": crops, "detail": detail}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                summary.sources_done += 1
+                if status == "ok":
+                    summary.crops[f"{src.split}/{src.label}"] += crops
+                else:
+                    summary.no_face += status == "no_face"
+                    summary.errors += status == "error"
+                    skipped.append(row)
+                emit(FolderProgress(i, len(todo), f"{src.label}/{src.rel}", crops, status, detail))
+    except _WriteError as exc:
+        summary.status, summary.error = "failed", f"{exc}; the crops written so far are kept, rerun to resume"
+    except OSError as exc:
+        summary.status, summary.error = "failed", f"cannot write in {config.out}: {exc.strerror or exc}"
+    summary.sources_done += summary.skipped_done_before
+    summary.seconds = time.perf_counter() - start
+    summary.report = str(config.out / REPORT)
+    try:
+        _write_report(config, summary, skipped)
+    except OSError as exc:
+        summary.status = "failed"
+        summary.error = summary.error or f"cannot write the report {summary.report}: {exc.strerror or exc}"
+    emit(FolderFinished(summary))
+    return summary
+
+
+def _previous_settings(out: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((out / REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    settings = data.get("settings") if isinstance(data, dict) else None
+    return settings if isinstance(settings, dict) else None
+
+
+def _write_report(config: FolderConfig, summary: FolderSummary, skipped: list[dict[str, Any]]) -> None:
+    report = {
+        "tool": TOOL,
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "root": str(config.root),
+        "out": str(config.out),
+        "settings": config.settings(),
+        "naming": "<source>__<frame>-<face>.<format>; crops of one source share the part before '__'",
+        "status": summary.status,
+        "photos": summary.photos,
+        "videos": summary.videos,
+        "crops": dict(sorted(summary.crops.items())),
+        "skipped": skipped,
+    }
+    path = config.out / REPORT
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
+    tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    os.replace(tmp, path)

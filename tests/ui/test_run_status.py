@@ -1,0 +1,73 @@
+"""The run status header: a line under the navigation bar of every screen (but Training)
+while a run goes, fed from the Training screen's events; "finished ..." once it ends, gone
+after the Training screen was seen."""
+
+from __future__ import annotations
+
+from dftui.core.events import BatchEnd, EpochEnd, RunFinished
+from dftui.ui.app import DftuiApp
+from dftui.ui.run_status import progress_fraction
+from dftui.ui.widgets.navbar import NavBar
+from tests.ui.helpers import wait_for
+from tests.ui.test_snapshots_ui_a import _events
+
+
+def _nav(app: DftuiApp) -> NavBar:
+    return app.screen.query_one(NavBar)
+
+
+async def test_header_shows_epoch_eta_best_then_finished_then_goes() -> None:
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        training = await app.open_screen("training")
+        assert training is not None
+        training.running = True  # as start_run sets it
+        for event in _events(finished=False):
+            training.show_event(event)
+        assert _nav(app).status is None  # not on the Training screen itself
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: _nav(app).status is not None, 5, "the header line")
+        line = _nav(app).status.plain
+        assert "epoch 3/3" in line and "ETA 00:09" in line and "best 83.3%" in line
+        assert "89%" in line  # 2 epochs + 2/3 of the third
+        assert "epoch 3/3" in str(_nav(app).render())
+        # Later batches move it on.
+        training.show_event(BatchEnd("train", 3, 3, 3, 3, 0.3, 100.0, 0.1, 20.0, 2.0, 800.0))
+        await wait_for(pilot, lambda: "ETA 00:02" in _nav(app).status.plain, 5, "an update")
+        training.show_event(EpochEnd(3, 3, 0.33, 0.41, 0.917, 0.9, 0.9, 0.9, 6.0, 100.0, 0.1,
+                                     True, 3))
+        training.show_event(RunFinished("finished", 3, 3, 0.917, "w.pth", "w.json", "r", 18.0))
+        await wait_for(pilot, lambda: "finished" in _nav(app).status.plain, 5, "the end")
+        assert "best 91.7%" in _nav(app).status.plain
+        await pilot.press("f5")  # another screen says it too
+        await wait_for(pilot, lambda: _nav(app).status is not None, 5, "the Runs header")
+        await pilot.press("f3")  # seen on the Training screen ...
+        await pilot.pause(1.2)
+        await pilot.press("f2")  # ... so the header is gone
+        await pilot.pause(1.2)
+        assert _nav(app).status is None
+
+
+async def test_header_absent_without_a_run_and_no_repaint_when_unchanged() -> None:
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        nav = _nav(app)
+        assert nav.status is None
+        training = await app.open_screen("training")
+        training.running = True
+        for event in _events(finished=False):
+            training.show_event(event)
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: _nav(app).status is not None, 5, "the header line")
+        nav = _nav(app)
+        updates = []
+        original = nav.update
+        nav.update = lambda *a, **k: (updates.append(a), original(*a, **k))  # type: ignore[method-assign]
+        nav.poll_status()
+        nav.poll_status()
+        assert updates == []  # same text: nothing repainted
+
+
+def test_progress_fraction() -> None:
+    assert progress_fraction(BatchEnd("train", 1, 4, 5, 10, 0.5, 1, 0, 0, None, 0)) == 0.125
+    assert progress_fraction(BatchEnd("val", 2, 4, 1, 3, 0.5, 1, 0, 0, None, 0)) == 0.5
