@@ -146,3 +146,32 @@ def test_real_and_Real_side_by_side_are_refused_naming_both(dataset, tmp_path) -
         pytest.skip("case-insensitive file system")
     with pytest.raises(DataError, match=r"holds both Real/ and real/"):
         scan_folder(root)
+
+
+def test_rich_printers_print_markup_in_messages_as_text(monkeypatch) -> None:
+    import io
+
+    import rich.console
+    from rich.console import Console
+
+    from dftui.cli import prepare_cmd
+    from dftui.cli.printer import RichPrinter
+    from dftui.core.events import CheckpointSaved, LogMessage
+
+    buf = io.StringIO()
+    monkeypatch.setattr(rich.console, "Console",
+                        lambda *a, **k: Console(file=buf, force_terminal=True, width=200))
+    printer = RichPrinter()
+    printer(LogMessage("warning", "skipping unreadable image data/x[/]y.png: [red]bad"))
+    printer(CheckpointSaved("best", "/w/[bold]x[/].pth", 1))
+    printer.close()
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue())  # colours and highlighting out
+    assert "x[/]y.png: [red]bad" in text and "[bold]x[/].pth" in text
+
+    buf = io.StringIO()
+    prep = prepare_cmd.RichPrinter(Console(file=buf, force_terminal=True, width=200))
+    prep(LogMessage("warning", "Train: image a[/]b.jpg [red]"))
+    prep.close()
+    assert "a[/]b.jpg [red]" in re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue())
