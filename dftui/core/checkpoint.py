@@ -409,6 +409,16 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             "weights: a save was cut between the two files, or one of them was replaced). "
             "Resume the run that wrote them to finish the save, or use other weights"
         )
+    if meta is None and os.path.isfile(path):
+        trained_by = _recorded_run_of(path)
+        if trained_by:
+            # Ours, not the reference scripts': guessing 224 px and ImageNet statistics for
+            # weights trained otherwise would give every answer silently wrong.
+            raise WeightsError(
+                f"{path} was saved by dftui run {trained_by} but its metadata {meta_file.name} "
+                "is missing (deleted, or a save was cut in an older version), so its "
+                "preprocessing is unknown. Restore the .json, or resume or retrain that run"
+            )
     state = load_state_dict_file(path)
     spec = infer_backbone(state)
     if meta is not None and meta.get("backbone") not in (None, spec.name):
@@ -442,6 +452,25 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         )
     meta["preprocessing"] = {**meta["preprocessing"], "input_size": int(meta["preprocessing"]["input_size"])}
     return state, meta
+
+
+def _recorded_run_of(weights: Path) -> str | None:
+    """The id of a run recorded in this user's runs folder that saved ``weights`` (its
+    config.json names the file), or None. Only asked when a .pth has no .json."""
+    from dftui.core.runs import runs_root
+
+    try:
+        runs = [p for p in runs_root().iterdir() if p.is_dir()]
+    except OSError:
+        return None
+    for run_dir in runs:
+        try:
+            recorded = read_json(run_dir / "config.json").get("weights_path")
+            if isinstance(recorded, str) and recorded and os.path.samefile(recorded, weights):
+                return run_dir.name
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
 
 
 def list_weights(folder: str | Path) -> list[tuple[Path, dict[str, Any] | None]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from dftui.core.photo import NO_FACE, FaceVerdict, PhotoJudge, find_faces
+from dftui.core.photo import NO_FACE, PhotoJudge, face_verdicts, find_faces
 from dftui.core.video import (
     DEFAULT_AGGREGATE,
     FrameVerdict,
@@ -134,9 +134,8 @@ def judge_video(
         for frame in sample_frames(path, sampling, stop, on_info, keep_side=None):
             found = find_faces(frame.image, judge.detector, judge.margin)
             probs = judge.classify(found.crops)
-            verdict = FrameVerdict(frame.index, frame.time_s, [
-                FaceVerdict(i, f.box, label(p), p) for i, (f, p) in enumerate(zip(found.faces, probs), start=1)
-            ], found.detection.note())
+            faces, _unscored = face_verdicts(found.faces, probs, label)
+            verdict = FrameVerdict(frame.index, frame.time_s, faces, found.detection.note())
             result.frames.append(verdict)
             if keep_pictures:
                 small = frame.image.copy()

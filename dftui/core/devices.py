@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dftui.core.config import PRECISION_CHOICES
+
 if TYPE_CHECKING:
     import torch
 
@@ -97,19 +99,48 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+PRECISION_ENV = "DFTUI_PRECISION"
+
+
+def precision_from_env() -> str:
+    """What ``DFTUI_PRECISION`` asks "auto" to mean: unset or empty is "auto". It lets a whole
+    test suite (or every run on a machine) take the other precision's code path on purpose,
+    because the automatic choice depends on the CPU the suite happens to run on."""
+    import os
+
+    value = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if not value:
+        return "auto"
+    if value not in PRECISION_CHOICES:
+        raise DeviceError(
+            f"environment variable {PRECISION_ENV}={os.environ[PRECISION_ENV]!r} is not a "
+            f"precision; set it to one of {', '.join(PRECISION_CHOICES)}, or unset it"
+        )
+    return value
+
+
 def resolve_precision(requested: str, device: torch.device) -> Precision:
-    """auto: bf16 on CUDA GPUs that support it, else fp16 with a scaler; bf16 on CPUs with
-    native bf16, else fp32; fp32 on MPS (its autocast has not been measured here)."""
+    """auto: ``DFTUI_PRECISION`` when set, else bf16 on CUDA GPUs that support it, else fp16
+    with a scaler; bf16 on CPUs with native bf16, else fp32; fp32 on MPS (its autocast has not
+    been measured here). An explicit fp32/bf16/fp16 wins over the environment."""
     import torch
 
+    forced = requested == "auto" and precision_from_env() != "auto"
+    if forced:
+        requested = precision_from_env()
     if requested == "fp32":
         return Precision("fp32", scaler=False)
     if requested == "bf16":
         return Precision("bf16", scaler=False)
     if requested == "fp16":
         if device.type == "cpu":
-            raise DeviceError("fp16 is not supported for training on the CPU; use bf16 or fp32")
+            where = f" (from {PRECISION_ENV})" if forced else ""
+            raise DeviceError(
+                f"fp16{where} is not supported for training on the CPU; use bf16 or fp32"
+            )
         return Precision("fp16", scaler=device.type == "cuda")
+    if requested != "auto":
+        raise DeviceError(f"unknown precision {requested!r}; use {', '.join(PRECISION_CHOICES)}")
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return Precision("bf16", scaler=False)

@@ -212,16 +212,16 @@ def draw_boxes(
     visible after the reduction."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
+    # shrink: picture pixels per displayed column. Half blocks show one pixel a column and
+    # two a row, so a line about one column wide and digits 8 pixels high stay readable.
     shrink = max(1.0, out.width / target_width) if target_width else 1.0
-    line = max(2, round(2 * shrink))
-    font_size = max(10, round(12 * shrink))
+    line = max(2, round(shrink))
+    font_size = max(10, round(8 * shrink))
+    from PIL import ImageFont
+
     try:
-        from PIL import ImageFont
-
         font: Any = ImageFont.load_default(size=font_size)
-    except (TypeError, OSError):  # Pillow without FreeType
-        from PIL import ImageFont
-
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
         font = ImageFont.load_default()
     for i, (box, colour) in enumerate(zip(boxes, colours), start=1):
         width = line * 2 if selected == i - 1 else line

@@ -111,6 +111,19 @@ def find_faces(image: Image.Image, detector: FaceDetector, margin: float) -> Fac
     return FaceCrops(detection.faces, crops, detection)
 
 
+def face_verdicts(faces: list[Face], probs: list[float], label: Any) -> tuple[list[FaceVerdict], int]:
+    """Numbered verdicts for the faces with a finite score (NaN would silently read as
+    "real": it compares false with every threshold), and how many had none."""
+    out = []
+    bad = 0
+    for f, p in zip(faces, probs):
+        if math.isfinite(p):
+            out.append(FaceVerdict(len(out) + 1, f.box, label(p), p))
+        else:
+            bad += 1
+    return out, bad
+
+
 class PhotoJudge:
     """Predictor + detector: a picture in, one verdict per face out."""
 
@@ -145,19 +158,22 @@ class PhotoJudge:
         label = self.predictor._label  # noqa: SLF001 - one threshold rule for both paths
         if not should_search(image, self.mode):
             p = self.classify([image])[0]
-            result.faces = [FaceVerdict(1, None, label(p), p, "crop")]
+            if math.isfinite(p):
+                result.faces = [FaceVerdict(1, None, label(p), p, "crop")]
+            else:
+                result.note = "the model gave no finite score (NaN or infinity); no label given"
         else:
             result.searched = True
             found = find_faces(image, self.detector, self.margin)
             probs = self.classify(found.crops)
-            result.faces = [
-                FaceVerdict(i, f.box, label(p), p) for i, (f, p) in enumerate(zip(found.faces, probs), start=1)
-            ]
+            result.faces, unscored = face_verdicts(found.faces, probs, label)
             notes = [found.detection.note()] if found.detection.note() else []
-            if not result.faces:
+            if unscored:
+                notes.append(f"{unscored} face(s) got no finite score from the model (NaN) and are not listed")
+            if not result.faces and not unscored:
                 notes.insert(0, NO_FACE)
-                if self.whole_if_none:
-                    p = self.classify([image])[0]
+                p = self.classify([image])[0] if self.whole_if_none else math.nan
+                if math.isfinite(p):
                     result.faces = [FaceVerdict(1, None, label(p), p, "whole")]
                     notes.append("whole picture scored instead (a face-crop model: a weak guess)")
             result.note = "; ".join(notes)

@@ -120,7 +120,10 @@ class Predictor:
         probs = torch.softmax(self.forward(batch), dim=1)
         return probs[:, self.fake_index].cpu()
 
-    def _label(self, p_fake: float) -> str:
+    def _label(self, p_fake: float) -> str | None:
+        # NaN compares false with every threshold: it would read as "real".
+        if not math.isfinite(p_fake):
+            return None
         return "fake" if p_fake >= self.threshold else "real"
 
     def predict_image(self, image: str | Path | Image.Image) -> Prediction:

@@ -22,6 +22,13 @@ CUDA = torch.device("cuda")
 MPS = torch.device("mps")
 
 
+@pytest.fixture(autouse=True)
+def no_forced_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the policy itself, so a DFTUI_PRECISION set for the whole suite
+    must not decide what "auto" means here; the tests that want it set it."""
+    monkeypatch.delenv("DFTUI_PRECISION", raising=False)
+
+
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_on_cpu_follows_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool, expected: str) -> None:
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
@@ -57,6 +64,55 @@ def test_fp16_on_cpu_is_refused_with_a_way_out() -> None:
         resolve_precision("fp16", CPU)
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("forced", ["fp32", "bf16", " BF16 "])
+def test_environment_forces_what_auto_means_whatever_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, native: bool, forced: str
+) -> None:
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setenv("DFTUI_PRECISION", forced)
+    assert resolve_precision("auto", CPU).name == forced.strip().lower()
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", CUDA).name == forced.strip().lower()
+    assert resolve_precision("auto", MPS).name == forced.strip().lower()
+
+
+@pytest.mark.parametrize("value", ["", "auto", "  "])
+def test_environment_auto_or_empty_keeps_the_policy(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv("DFTUI_PRECISION", value)
+    assert resolve_precision("auto", CPU).name == "bf16"
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", CPU).name == "fp32"
+
+
+def test_explicit_precision_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DFTUI_PRECISION", "bf16")
+    assert resolve_precision("fp32", CPU).name == "fp32"
+    monkeypatch.setenv("DFTUI_PRECISION", "fp32")
+    assert resolve_precision("bf16", CPU).name == "bf16"
+    monkeypatch.setenv("DFTUI_PRECISION", "nonsense")  # not even read when not needed
+    assert resolve_precision("fp32", CPU).name == "fp32"
+
+
+def test_bad_environment_value_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DFTUI_PRECISION", "float32")
+    with pytest.raises(DeviceError) as err:
+        resolve_precision("auto", CPU)
+    message = str(err.value)
+    assert "DFTUI_PRECISION='float32'" in message and "fp32, bf16" in message
+    assert "\n" not in message and "unset it" in message
+    monkeypatch.setenv("DFTUI_PRECISION", "fp16")
+    with pytest.raises(DeviceError, match="fp16 \\(from DFTUI_PRECISION\\).*bf16 or fp32"):
+        resolve_precision("auto", CPU)
+    assert resolve_precision("auto", CUDA).name == "fp16"
+
+
+def test_unknown_requested_precision_is_refused() -> None:
+    with pytest.raises(DeviceError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", CPU)
+
+
 def test_channels_last_where_it_measured_faster() -> None:
     assert default_channels_last(CPU) is True
     assert default_channels_last(CUDA) is True
@@ -69,14 +125,19 @@ def test_default_workers_from_cores(monkeypatch: pytest.MonkeyPatch, cores: int,
     assert default_workers() == expected
 
 
-def test_resolve_device() -> None:
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(DeviceError, match="unknown device"):
         resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="no CUDA GPU"):
-            resolve_device("cuda")
+    # As on a machine without a GPU, whatever this one has.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceError, match="MPS is not available"):
+        resolve_device("mps")
 
 
 def test_memory_mb_on_cpu() -> None:

@@ -142,3 +142,15 @@ def test_boxes_are_drawn_into_the_picture() -> None:
     assert out.getpixel((100, 150)) == FAKE_COLOUR  # bottom edge
     assert out.getpixel((100, 100)) == (0, 0, 0)  # inside untouched
     assert img.getpixel((100, 150)) == (0, 0, 0)  # the original is not drawn on
+
+
+def test_a_nan_score_is_never_a_verdict(predictor: Predictor, detector: FaceDetector,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(predictor, "probabilities", lambda batch: torch.full((len(batch),), float("nan")))
+    img, _ = group_photo()
+    result = PhotoJudge(predictor, detector).judge_image(img)
+    assert result.faces == [] and "no finite score" in result.note and NO_FACE not in result.note
+    crop = PhotoJudge(predictor, detector, mode="off").judge_image(img)
+    assert crop.faces == [] and crop.label is None

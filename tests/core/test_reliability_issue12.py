@@ -217,6 +217,10 @@ def test_a_nan_score_is_never_a_label(tmp_path, model_state, dataset, monkeypatc
     preds = list(predictor.predict_paths(images))
     assert [p.label for p in preds] == [None] * 3 and "no finite score" in preds[0].error
     assert predictor.predict_image(images[0]).label is None
+    from dftui.core.photo import PhotoJudge
+
+    photo = PhotoJudge(predictor, mode="off").judge_path(images[0])  # the faces path too
+    assert photo.label is None and "no finite score" in photo.note + photo.error
     from dftui.core.evaluate import EvaluationError
 
     with pytest.raises(EvaluationError, match="could be scored"):
@@ -383,3 +387,14 @@ def test_evaluations_go_only_to_the_runs_own_record(tmp_path, dataset) -> None:
         record = save_evaluation(evaluate_folder(Predictor(fake, device="cpu"), dataset["val"]))
         assert record.parent == data_home() / "evaluations"
     assert not (elsewhere / "evaluations").exists()
+
+
+def test_dftui_weights_without_their_metadata_are_not_taken_as_reference_format(dataset, tmp_path):
+    final = fit(_config(dataset, tmp_path / "w"))
+    os.unlink(metadata_path(final.weights_path))  # lost, e.g. an older version's cut save
+    with pytest.raises(WeightsError, match="metadata .* is missing"):
+        load_weights(final.weights_path)
+    # The same bytes elsewhere, never recorded by a run: a reference-format file as before.
+    bare = tmp_path / "bare.pth"
+    shutil.copy(final.weights_path, bare)
+    assert load_weights(bare)[1]["reference_format"]

@@ -48,6 +48,7 @@ def _poisoned_loss(at_call: int, value: float):
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_bad_loss_stops_naming_epoch_and_batch(dataset, tmp_path, monkeypatch, value):
     # Epoch 2, batch 3 is the 8th training step.
+    real_loss = train_mod.nn.CrossEntropyLoss
     monkeypatch.setattr(train_mod.nn, "CrossEntropyLoss", _poisoned_loss(BATCHES + 3, value))
     saved: dict[int, str] = {}
 
@@ -70,7 +71,7 @@ def test_bad_loss_stops_naming_epoch_and_batch(dataset, tmp_path, monkeypatch, v
     # It failed after epoch 1 was saved: it can be resumed (e.g. with a lower learning rate
     # once that is allowed; here the fault is gone).
     assert run.resumable
-    monkeypatch.undo()
+    monkeypatch.setattr(train_mod.nn, "CrossEntropyLoss", real_loss)  # the fault is gone
     resumed = fit(_cfg(dataset, tmp_path), resume=Path(final.run_dir))
     assert isinstance(resumed, RunFinished) and resumed.status == "finished"
 
@@ -111,7 +112,9 @@ def test_out_of_memory_suggests_a_smaller_batch(dataset, tmp_path, monkeypatch, 
     assert final.weights_path and load_weights(final.weights_path)
     info = json.loads((Path(final.run_dir) / "run.json").read_text())
     assert info["status"] == "failed"
-    # The process is still usable: the next run works.
-    monkeypatch.undo()
+    # The process is still usable: the next run works. (Only the fault is undone: a bare
+    # monkeypatch.undo() would also drop the isolated DFTUI_HOME, and this run would then be
+    # recorded in the real user's home.)
+    monkeypatch.setattr(torchvision.models.MobileNetV2, "forward", real_forward)
     again = fit(_cfg(dataset, tmp_path, epochs=1))
     assert isinstance(again, RunFinished) and again.status == "finished"

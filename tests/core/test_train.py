@@ -55,7 +55,10 @@ def test_short_run_learns_and_emits_events_in_order(
 
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert [e.epoch for e in epochs] == [1, 2, 3]
-    assert epochs[-1].train_loss < epochs[0].train_loss  # it learns
+    # It learns. From the stand-in, runs reach a validation loss of 0.05-0.2 and 95-100 %
+    # accuracy whatever the precision or seed; the margins below hold across CPUs. (The
+    # training loss of 5 batches of 8 is too noisy to compare epoch with epoch.)
+    assert epochs[-1].val_loss < 0.5  # chance (an untrained head) is ln 2 = 0.69
     assert max(e.val_accuracy for e in epochs) >= 0.8  # well above chance (0.5)
     batches = [e for e in events if isinstance(e, BatchEnd) and e.phase == "train"]
     assert batches and all(b.loss > 0 and b.images_per_s > 0 for b in batches)

@@ -141,3 +141,22 @@ def test_judge_a_clip_without_faces_or_broken(judge: PhotoJudge, clips: dict[str
     stop.set()
     stopped = judge_video(judge, clips["face"], Sampling(count=4), stop=stop)
     assert stopped.stopped and stopped.frames == []
+
+
+def test_far_apart_samples_are_reached_by_seeking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dftui.core.video as video
+
+    clip = write_video(tmp_path / "long.mp4", frames=60, size=32, fps=5, face=False)
+    straight = [(f.index, f.time_s, f.image.tobytes()) for f in sample_frames(clip, Sampling(count=4))]
+    calls = []
+    real_seek = video._seek_frames
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003
+        calls.append(1)
+        return real_seek(*args, **kwargs)
+
+    monkeypatch.setattr(video, "_seek_frames", spy)
+    monkeypatch.setattr(video, "SEEK_GAP_S", 1.0)  # 15 frames apart at 5 fps: 3 s
+    seeked = [(f.index, f.time_s, f.image.tobytes()) for f in sample_frames(clip, Sampling(count=4))]
+    assert calls and [s[:2] for s in seeked] == [s[:2] for s in straight]
+    assert [s[2] for s in seeked] == [s[2] for s in straight]  # the very same pictures

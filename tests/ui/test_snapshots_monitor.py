@@ -73,3 +73,24 @@ def test_snapshot_maximised_chart(snap_compare) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_snapshot_hardware_panel(snap_compare, monkeypatch, size) -> None:
+    from dftui.ui.widgets import hardware
+    from dftui.ui.widgets.hardware import HardwarePanel
+    from tests.ui.test_hardware_panel import FakeSampler
+
+    monkeypatch.setattr(HardwarePanel, "sampler_factory", staticmethod(FakeSampler))
+    monkeypatch.setattr(hardware, "SAMPLE_EVERY_S", 0.05)
+    app = DftuiApp(load_torch=False)
+
+    async def run_before(pilot) -> None:
+        await _show_training(pilot, _events(False), running=True)
+        panel = pilot.app.screen.query_one(HardwarePanel)
+        await wait_for(pilot, lambda: panel.samples >= 20, 10, "full sparklines")
+        panel.styles.display = "block"
+        pilot.app.screen.query_one(HardwarePanel).tick = lambda: None  # hold still
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -35,6 +35,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     make_dataset(tmp_path / "processed_data" / "val_cropped", SyntheticSpec(6, 32, seed=2))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TORCH_HOME", "/nonexistent/torch-home")
+    # The Device field lists what the machine has ("auto (cuda)" on a GPU box): pin a CPU-only one.
+    from dftui.core import devices
+
+    monkeypatch.setattr(devices, "list_devices", lambda: [devices.DeviceInfo("cpu", "cpu")])
     return tmp_path
 
 

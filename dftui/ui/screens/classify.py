@@ -10,6 +10,7 @@ import csv
 import math
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,14 +37,18 @@ from textual.worker import get_current_worker
 
 from dftui.core.checkpoint import atomic_write
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
+from dftui.core.video import AGGREGATES, DEFAULT_AGGREGATE, VIDEO_EXTENSIONS
 from dftui.ui.widgets.image_view import ImageView, fit_for_display
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.prob_bars import ProbBars, Verdict
+from dftui.ui.widgets.scene_panel import ALL, ScenePanel
 from dftui.ui.widgets.weights_picker import WeightsPicker
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
+    from dftui.core.clip import VideoResult
+    from dftui.core.photo import PhotoResult
     from dftui.core.predict import Prediction, Predictor
 
 DEFAULT_WEIGHTS_DIR = Path("weights")
@@ -55,7 +60,18 @@ TRUTH_NAMES = ("real", "fake")
 
 # -- helpers (no Textual state) -------------------------------------------------------------
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """An image or a video file: what the tree lists and n / p walk through."""
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+# The most faces drawn and listed: each is a crop kept in memory for its own view.
+CROP_VIEW_SIDE = 256
+VIDEO_FRAMES = 32  # frames judged per video on this screen (dftui predict --frames)
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -115,6 +131,12 @@ def write_predictions_csv(path: Path, rows: list[tuple[Prediction, str]]) -> Non
             )
 
 
+def _whole_prediction(path: Path, p_fake: float, label: str, ms: float) -> Prediction:
+    from dftui.core.predict import Prediction
+
+    return Prediction(str(path), label, 1.0 - p_fake, p_fake, ms)
+
+
 def _short_reason(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "cannot identify image file" in text:
@@ -150,6 +172,43 @@ class ImageClassified(Message):
         super().__init__()
         self.path = path
         self.prediction = prediction
+
+
+@dataclass
+class Scene:
+    """A photo searched for faces, or a video: what the picture, the face list and the
+    verdict show. ``picture`` is the display copy; boxes are in the source's pixels."""
+
+    path: Path
+    picture: PILImage.Image | None = None
+    source_width: int = 0
+    photo: PhotoResult | None = None
+    crops: dict[int, PILImage.Image] | None = None  # face number -> crop (photos)
+    video: VideoResult | None = None
+    chosen: str = ALL
+
+
+class SceneJudged(Message):
+    def __init__(self, scene: Scene) -> None:
+        super().__init__()
+        self.scene = scene
+
+
+class VideoProgress(Message):
+    def __init__(self, path: Path, done: int, planned: int) -> None:
+        super().__init__()
+        self.path = path
+        self.done = done
+        self.planned = planned
+
+
+class CamReady(Message):
+    def __init__(self, path: Path, key: str, image: PILImage.Image | None, error: str = "") -> None:
+        super().__init__()
+        self.path = path
+        self.key = key
+        self.image = image
+        self.error = error
 
 
 class FolderRows(Message):
@@ -282,6 +341,12 @@ class ClassifyScreen(Screen[None]):
         Binding("o", "focus_images", "Images", show=False, id="classify.focus_images"),
         Binding("i", "show_tab('tab-image')", "Image view", show=False, id="classify.image_tab"),
         Binding("t", "show_tab('tab-folder')", "Table view", show=False, id="classify.table_tab"),
+        Binding("x", "stop_video", "Stop", show=False, id="classify.stop_video",
+                tooltip="Stop decoding the video (the frames judged so far are kept)"),
+        Binding("a", "switch_rule", "Video rule", show=False, id="classify.video_rule",
+                tooltip="Switch how frame scores become the video's score"),
+        Binding("z", "whole_picture", "Whole picture", show=False, id="classify.whole_picture",
+                tooltip="Score the whole picture as one face crop (a weak guess)"),
     ]
     DEFAULT_CSS = """
     ClassifyScreen #classify-side {
@@ -330,6 +395,9 @@ class ClassifyScreen(Screen[None]):
     ClassifyScreen #classify-tabs {
         height: 1fr;
     }
+    ClassifyScreen #image-row {
+        height: 1fr;
+    }
     ClassifyScreen #classify-tabs > ContentSwitcher {
         height: 1fr;
     }
@@ -369,6 +437,10 @@ class ClassifyScreen(Screen[None]):
         self._sort_reverse = False
         self.last_export: Path | None = None
         self._ui_ready = False
+        self.scene: Scene | None = None
+        self.rule = DEFAULT_AGGREGATE
+        self._video_stop = threading.Event()
+        self._detector: Any = None
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -386,8 +458,10 @@ class ClassifyScreen(Screen[None]):
                 yield Static("", id="model-status")
                 with TabbedContent(id="classify-tabs"):
                     with TabPane("Image", id="tab-image"):
-                        yield ImageView("Choose an image (o); n / p walk its folder",
-                                        id="image-view")
+                        with Horizontal(id="image-row"):
+                            yield ImageView("Choose an image or video (o); n / p walk",
+                                            id="image-view")
+                            yield ScenePanel(id="scene-panel")
                         yield ProbBars(id="verdict")
                     with TabPane("Folder", id="tab-folder"):
                         yield Static("f classifies the chosen folder", id="folder-status")
@@ -540,13 +614,24 @@ class ClassifyScreen(Screen[None]):
         self.current_image = path
         self._folder = path.parent
         self.query_one("#classify-tabs", TabbedContent).active = "tab-image"
+        self._video_stop.set()  # a video still decoding stops: its result is no longer wanted
+        self._video_stop = threading.Event()
+        self.scene = None
+        self.query_one("#scene-panel", ScenePanel).clear()
         verdict = self.query_one("#verdict", ProbBars)
         if self.predictor is None:
             verdict.show_message(
                 "Loading the model…" if self._loading else "Choose weights (w) to classify"
             )
+        elif is_video(path):
+            verdict.show_message(f"Opening {path.name}…")
         else:
             verdict.show_message("Classifying…")
+        if is_video(path):
+            self.query_one("#image-view", ImageView).clear(f"{path.name}: video", caption=path.name)
+            if self.predictor is not None:
+                self._judge_video(path, self.predictor, self._video_stop)
+            return
         self._classify_image(path, self.predictor)
 
     @work(thread=True, exclusive=True, group="classify-image", exit_on_error=False)
@@ -561,6 +646,11 @@ class ClassifyScreen(Screen[None]):
         self.post_message(ImageDecoded(path, thumb))
         if predictor is None or worker.is_cancelled:
             return
+        from dftui.core.faces import looks_like_crop
+
+        if not looks_like_crop(image):  # a scene: find the faces and judge each
+            self._judge_photo(path, image, thumb, predictor)
+            return
         try:
             prediction = predictor.predict_image(image)
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory: report, keep going
@@ -568,6 +658,230 @@ class ClassifyScreen(Screen[None]):
             return
         if not worker.is_cancelled:
             self.post_message(ImageClassified(path, prediction))
+
+    # -- photos with faces, videos (core/photo.py, core/clip.py) ---------------------------
+    def _face_detector(self) -> Any:
+        if self._detector is None:
+            from dftui.core.faces import FaceDetector
+
+            self._detector = FaceDetector()
+        return self._detector
+
+    def _judge_photo(self, path: Path, image: PILImage.Image, thumb: PILImage.Image,
+                     predictor: Predictor) -> None:
+        """Worker thread: faces found, cut and judged; one message with everything."""
+        from dftui.core.faces import Face, crop_face
+        from dftui.core.photo import PhotoJudge
+
+        worker = get_current_worker()
+        try:
+            judge = PhotoJudge(predictor, self._face_detector(), mode="on")
+            result = judge.judge_image(image, str(path))
+            crops = {}
+            for f in result.faces:
+                if f.box is not None:
+                    crop = crop_face(image, Face(f.box), judge.margin)
+                    crop.thumbnail((CROP_VIEW_SIDE, CROP_VIEW_SIDE))
+                    crops[f.index] = crop
+        except Exception as exc:  # noqa: BLE001 - no detector, out of memory: say so, keep going
+            self.post_message(ImageDecoded(path, thumb, f"face search failed: {_short_reason(exc)}"))
+            return
+        if not worker.is_cancelled:
+            self.post_message(SceneJudged(Scene(path, thumb, image.width, photo=result, crops=crops)))
+
+    @work(thread=True, exclusive=True, group="classify-image", exit_on_error=False)
+    def _judge_video(self, path: Path, predictor: Predictor, stop: threading.Event) -> None:
+        from dftui.core.clip import judge_video
+        from dftui.core.photo import PhotoJudge
+        from dftui.core.video import Sampling
+
+        try:
+            judge = PhotoJudge(predictor, self._face_detector(), mode="on")
+            result = judge_video(
+                judge, path, Sampling(count=VIDEO_FRAMES), self.rule, stop=stop,
+                progress=lambda done, planned, info: self.post_message(VideoProgress(path, done, planned)),
+                keep_pictures=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - the screen must stay usable
+            self.post_message(ImageDecoded(path, None, f"video failed: {_short_reason(exc)}"))
+            return
+        self.post_message(SceneJudged(Scene(path, video=result)))
+
+    def on_video_progress(self, message: VideoProgress) -> None:
+        if message.path != self.current_image:
+            return
+        total = f"/{message.planned}" if message.planned else ""
+        self.query_one("#verdict", ProbBars).show_message(
+            f"Decoding {message.path.name}: {message.done}{total} frames judged · x stops")
+
+    def on_scene_judged(self, message: SceneJudged) -> None:
+        scene = message.scene
+        if scene.path != self.current_image:
+            return
+        self.scene = scene
+        panel = self.query_one("#scene-panel", ScenePanel)
+        bars = self.query_one("#verdict", ProbBars)
+        if scene.video is not None:
+            video = scene.video
+            video.rule = self.rule
+            if not video.ok:
+                self.query_one("#image-view", ImageView).clear(f"{scene.path.name}: {video.error}",
+                                                               caption=scene.path.name)
+                bars.show_message(f"{scene.path.name}: {video.error}", error=True)
+                return
+            panel.show_video(video)
+        else:
+            assert scene.photo is not None
+            panel.show_photo(scene.photo.faces, scene.photo.note)
+        self._show_chosen(ALL)
+
+    @on(ScenePanel.Chosen)
+    def _scene_chosen(self, event: ScenePanel.Chosen) -> None:
+        if self.scene is not None and event.key != self.scene.chosen:
+            self._show_chosen(event.key)
+
+    def _view_width(self) -> int:
+        view = self.query_one("#image-view", ImageView)
+        return max(8, view.size.width)
+
+    def _show_chosen(self, key: str) -> None:
+        """Draw the whole picture (numbered boxes), one face (crop + Grad-CAM) or one frame."""
+        scene = self.scene
+        if scene is None:
+            return
+        scene.chosen = key
+        from dftui.core.faces import draw_boxes, verdict_colour
+
+        view = self.query_one("#image-view", ImageView)
+        bars = self.query_one("#verdict", ProbBars)
+        threshold = self.predictor.threshold if self.predictor else 0.5
+        if scene.photo is not None:
+            photo = scene.photo
+            if key == ALL and scene.picture is not None:
+                scale = scene.picture.width / max(1, scene.source_width)
+                faces = [f for f in photo.faces if f.box is not None]
+                boxes = [tuple(round(v * scale) for v in f.box) for f in faces]
+                drawn = draw_boxes(scene.picture, boxes, [verdict_colour(f.p_fake, threshold) for f in faces],
+                                   target_width=self._view_width())
+                counts = f"{len(faces)} face(s)" if faces else "no face found · z scores the whole picture"
+                view.show_image(drawn, f"{scene.path.name}  {counts}  ({self._position(scene.path)})")
+                if photo.faces:
+                    worst = max(photo.faces, key=lambda f: f.p_fake)
+                    bars.show(Verdict(worst.label, 1 - worst.p_fake, worst.p_fake, None, threshold))
+                else:
+                    bars.show_message(f"No face found in {scene.path.name}. z scores the whole picture "
+                                      "(a face-crop model on a scene: a weak guess)")
+                return
+            number = int(key.split(":")[1]) if key.startswith("face:") else 0
+            face = next((f for f in photo.faces if f.index == number), None)
+            if face is None:
+                return
+            bars.show(Verdict(face.label, 1 - face.p_fake, face.p_fake, None, threshold))
+            crop = (scene.crops or {}).get(number)
+            if crop is None:  # the whole picture was scored
+                if scene.picture is not None:
+                    view.show_image(scene.picture, f"{scene.path.name}  whole picture scored (no face found)")
+                return
+            view.show_image(crop, f"face {number} of {scene.path.name}  · Grad-CAM…")
+            if self.predictor is not None:
+                self._face_cam(scene.path, key, crop, self.predictor)
+            return
+        video = scene.video
+        if video is None:
+            return
+        info = video.info
+        length = f"{info.duration_s:.1f} s, " if info and info.duration_s else ""
+        if key == ALL:
+            worst = video.suspicious(1)
+            frame = worst[0] if worst else (video.frames[0] if video.frames else None)
+            p = video.p_fake
+            head = (f"{length}{len(video.frames)} frames, {video.frames_with_face} with a face, "
+                    f"rule {video.rule} (a switches)")
+            if video.label is None:
+                bars.show_message(f"{scene.path.name}: {video.note() or 'no face found'} · {head}")
+            else:
+                bars.show(Verdict(video.label, 1 - p, p, None, threshold))
+        else:
+            index = int(key.split(":")[1])
+            frame = next((f for f in video.frames if f.index == index), None)
+            if frame is not None and frame.faces:
+                bars.show(Verdict("fake" if frame.p_fake >= threshold else "real",
+                                  1 - frame.p_fake, frame.p_fake, None, threshold))
+            elif frame is not None:
+                bars.show_message(f"frame {frame.index} at {frame.time_s:.1f} s: no face found")
+            head = "frame"
+        if frame is None or frame.index not in video.pictures:
+            view.clear(f"{scene.path.name}: no frame to show", caption=scene.path.name)
+            return
+        picture = video.pictures[frame.index]
+        scale = picture.width / max(1, info.width if info else picture.width)
+        boxes = [tuple(round(v * scale) for v in f.box) for f in frame.faces if f.box is not None]
+        drawn = draw_boxes(picture, boxes, [verdict_colour(f.p_fake, threshold) for f in frame.faces],
+                           target_width=self._view_width())
+        what = "most suspicious frame" if key == ALL else head
+        view.show_image(drawn, f"{scene.path.name}  {what} {frame.index} at {frame.time_s:.1f} s")
+
+    @work(thread=True, exclusive=True, group="classify-cam", exit_on_error=False)
+    def _face_cam(self, path: Path, key: str, crop: PILImage.Image, predictor: Predictor) -> None:
+        try:
+            from PIL import Image
+
+            from dftui.core.gradcam import grad_cam
+
+            cam = grad_cam(predictor, crop)
+            side = Image.new("RGB", (crop.width * 2 + 4, crop.height), (0, 0, 0))
+            side.paste(crop, (0, 0))
+            side.paste(cam.overlay.resize(crop.size), (crop.width + 4, 0))
+            self.post_message(CamReady(path, key, side))
+        except Exception as exc:  # noqa: BLE001 - Grad-CAM is an extra: say why it is missing
+            self.post_message(CamReady(path, key, None, _short_reason(exc)))
+
+    def on_cam_ready(self, message: CamReady) -> None:
+        scene = self.scene
+        if scene is None or scene.path != message.path or scene.chosen != message.key:
+            return
+        view = self.query_one("#image-view", ImageView)
+        number = message.key.split(":")[1]
+        if message.image is None:
+            view.show_image((scene.crops or {})[int(number)],
+                            f"face {number}  · no Grad-CAM: {message.error}")
+            return
+        view.show_image(message.image, f"face {number}: crop | Grad-CAM (where the evidence lies)")
+
+    def action_stop_video(self) -> None:
+        if self.current_image is not None and is_video(self.current_image) and self.scene is None:
+            self._video_stop.set()
+            self.notify("Stopping: the frames judged so far give the verdict", timeout=3)
+        else:
+            self.notify("No video is being decoded", timeout=2)
+
+    def action_switch_rule(self) -> None:
+        self.rule = AGGREGATES[(AGGREGATES.index(self.rule) + 1) % len(AGGREGATES)]
+        if self.scene is not None and self.scene.video is not None and self.scene.video.ok:
+            self.scene.video.rule = self.rule
+            self.query_one("#scene-panel", ScenePanel).show_video(self.scene.video)
+            self._show_chosen(ALL)
+        self.notify(f"video rule: {self.rule}", timeout=3)
+
+    def action_whole_picture(self) -> None:
+        scene = self.scene
+        if scene is None or scene.photo is None or scene.picture is None or self.predictor is None:
+            self.notify("z scores a photo's whole picture: choose a photo first", timeout=3)
+            return
+        self._score_whole(scene.path, self.predictor)
+
+    @work(thread=True, exclusive=True, group="classify-image", exit_on_error=False)
+    def _score_whole(self, path: Path, predictor: Predictor) -> None:
+        from dftui.core.photo import PhotoJudge
+
+        try:
+            image = load_rgb(path)
+            result = PhotoJudge(predictor, mode="off").judge_image(image, str(path))
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(ImageDecoded(path, None, _short_reason(exc)))
+            return
+        face = result.faces[0]
+        self.post_message(ImageClassified(path, _whole_prediction(path, face.p_fake, face.label, result.latency_ms)))
 
     def _position(self, path: Path) -> str:
         images = images_in(path.parent)
@@ -600,6 +914,12 @@ class ClassifyScreen(Screen[None]):
             return
         threshold = self.predictor.threshold if self.predictor else 0.5
         bars.show(Verdict(pred.label, pred.p_real, pred.p_fake, pred.latency_ms, threshold))
+        scene = self.scene
+        if scene is not None and scene.photo is not None and scene.picture is not None:
+            # z on a photo: say plainly that this is not a face's verdict.
+            scene.chosen = "whole"
+            self.query_one("#image-view", ImageView).show_image(
+                scene.picture, f"{message.path.name}  WHOLE PICTURE scored as one face (weak guess)")
 
     def _show_problem(self, path: Path, text: str) -> None:
         self.current_image = path

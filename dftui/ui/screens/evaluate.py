@@ -33,6 +33,7 @@ from textual.widgets.option_list import Option
 
 from dftui.core.evaluate import EvalFinished, EvalProgress, EvalStarted, EvaluationResult
 from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
+from dftui.core.video_eval import video_level
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.roc import RocChart
@@ -816,6 +817,12 @@ class EvaluateScreen(Screen[None]):
         table.append(f"{c.fn:>8}", style="red" if c.fn else "")
         table.append(f" {c.tp:>8}\n")
         table.append(f"\n{m.n} scored, {len(result.unreadable)} unreadable", style="dim")
+        # Crops named by `prepare folder` (<video>__<frame>-<face>): the verdict per video too.
+        per_video = video_level(result.images, self.threshold)
+        if per_video is not None:
+            auc = "n/a" if per_video.roc_auc is None else f"{per_video.roc_auc:.3f}"
+            eer = "n/a" if per_video.eer is None else f"{per_video.eer:.1%}"
+            table.append(f"\nper video ({len(per_video.videos)}): AUC {auc}, EER {eer}", style="bold")
         confusion.update(table)
         if m.roc_auc is not None:
             curve = result.roc()

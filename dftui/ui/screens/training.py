@@ -32,6 +32,7 @@ from dftui.core.events import (
     format_duration,
 )
 from dftui.ui.messages import BatchProgress, EngineEvent, wrap
+from dftui.ui.widgets.hardware import HardwarePanel
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.run_view import RunView
 
@@ -75,6 +76,7 @@ class TrainingScreen(Screen[None]):
                 yield ProgressBar(id="batch-bar", show_eta=False)
                 yield Label("", id="speed-label")
             yield Static("", id="status-line")
+            yield HardwarePanel(id="hardware")
             yield Static("", id="outcome")
         yield RunView(id="run-view")
         yield RichLog(id="log", max_lines=1000, wrap=True, markup=False, auto_scroll=True)

@@ -36,7 +36,10 @@ def current_status(widget: Any) -> Text | None:
 
 class NavBar(Static):
     DEFAULT_CSS = """
-    NavBar { height: auto; width: 1fr; background: $panel; color: $text; }
+    NavBar {
+        height: auto; width: 1fr; background: $panel; color: $text;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     def __init__(self, current: str, *, id: str | None = None) -> None:

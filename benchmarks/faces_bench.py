@@ -1,0 +1,149 @@
+"""Photos and videos: how fast and how much memory.
+
+    python benchmarks/faces_bench.py [--backbone mobilenet_v2] [--long-seconds 180]
+
+1. a 1920x1080 JPEG with three faces: detection + crops + classification, warm, median of 5
+   (target: <= 300 ms on 2 CPU cores);
+2. a 10 s 720p H.264 clip at 30 fps, 32 frames sampled (target: <= 10 s);
+3. streaming memory: a long low-complexity 720p clip (--long-seconds, default 3 min) decoded
+   front to back as `predict` does (every frame decoded, 32 sampled), resident memory sampled
+   all along. Memory is flat in the length (one frame at a time), so the one-hour figure is
+   extrapolated from the slope; the time for an hour is extrapolated from the decode rate.
+
+Weights: the backbone with random weights (the speed of a trained model is the same). The
+machine is printed; on a shared machine only rough figures mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_engine import machine, make_weights  # noqa: E402
+
+
+def _clip(path: Path, seconds: float, fps: int = 30, size: tuple[int, int] = (1280, 720), still: bool = False) -> Path:
+    import av
+    from PIL import Image
+
+    from tests.media import background, head
+
+    w, h = size
+    bg = background(w, h) if not still else Image.new("RGB", (w, h), (90, 110, 130))
+    face = head().resize((200, 246))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for i in range(int(seconds * fps)):
+            frame = bg.copy()
+            frame.paste(face, (100 + (i * 7) % (w - 400), h // 2 - 123))
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backbone", default="mobilenet_v2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--long-seconds", type=float, default=180.0)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    from dftui.core.clip import judge_video
+    from dftui.core.photo import PhotoJudge
+    from dftui.core.predict import Predictor
+    from dftui.core.video import Sampling, sample_frames
+    from tests.media import group_photo
+
+    print("machine:", machine(), f"- {args.threads} threads; shared with other jobs, figures are rough")
+    tmp = Path(tempfile.mkdtemp(prefix="faces-bench-"))
+    weights = make_weights(tmp, args.backbone)
+    judge = PhotoJudge(Predictor(weights, device="cpu"))
+    print(f"model: {args.backbone}, precision {judge.predictor.precision}")
+
+    photo, _ = group_photo(1920, 1080)
+    photo_path = tmp / "group.jpg"
+    photo.save(photo_path, quality=90)
+    judge.judge_path(photo_path)  # warm
+    times, faces = [], 0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        result = judge.judge_path(photo_path)
+        times.append(time.perf_counter() - t0)
+        faces = len(result.faces)
+    t = sorted(times)[len(times) // 2]
+    det = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        judge.detector.detect(photo)
+        det.append(time.perf_counter() - t0)
+    d = sorted(det)[2]
+    print(f"photo 1920x1080, {faces} faces: {t * 1000:.0f} ms (median of 5; detection {d * 1000:.0f} ms), "
+          f"{faces / t:.1f} faces/s  [target <= 300 ms]")
+
+    clip = _clip(tmp / "clip10s.mp4", 10.0)
+    judge_video(judge, clip, Sampling(count=4))  # warm
+    t0 = time.perf_counter()
+    result = judge_video(judge, clip, Sampling(count=32))
+    t = time.perf_counter() - t0
+    print(f"10 s 720p clip (300 frames), 32 sampled: {t:.2f} s, {result.frames_with_face} frames with a face, "
+          f"{300 / t:.0f} frames/s decoded, {32 / t:.1f} sampled frames/s judged  [target <= 10 s]")
+
+    long_clip = _clip(tmp / "long.mp4", args.long_seconds, still=True)
+    n_frames = int(args.long_seconds * 30)
+    samples: list[tuple[int, float]] = []
+    done = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            samples.append((done[0], rss_mb()))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    start_rss = rss_mb()
+    watcher.start()
+    t0 = time.perf_counter()
+    for frame in sample_frames(long_clip, Sampling(count=32), on_info=None):
+        done[0] = frame.index
+        judge.judge_image(frame.image)
+    t = time.perf_counter() - t0
+    stop.set()
+    watcher.join()
+    peak = max(r for _, r in samples)
+    half = [r for i, r in samples if i >= n_frames // 2]
+    first = [r for i, r in samples if i < n_frames // 2]
+    slope = (max(half) - max(first)) / (n_frames / 2) if half and first else 0.0  # MB per frame
+    hour = peak + max(0.0, slope) * (108_000 - n_frames)
+    print(f"long clip {args.long_seconds:.0f} s 720p ({n_frames} frames, all decoded, 32 judged): {t:.1f} s, "
+          f"{n_frames / t:.0f} frames/s; RSS {start_rss:.0f} MB before, peak {peak:.0f} MB, growth "
+          f"{slope * 1000:.3f} MB per 1000 frames -> one hour (108,000 frames) extrapolated: "
+          f"RSS ~{hour:.0f} MB, ~{108_000 / (n_frames / t) / 60:.0f} min  [target RSS < 1.5 GB]")
+    for p in tmp.iterdir():
+        p.unlink()
+    os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    main()
