@@ -128,3 +128,15 @@ def test_deeply_nested_settings_are_set_aside(tmp_path: Path) -> None:
     loaded = Settings.load(path)
     assert loaded.data == {} and "nested too deeply" in (loaded.error or "")
     assert (tmp_path / "settings.json.bad").is_file()
+
+
+@pytest.mark.parametrize("lo,hi", [(1.0, 1.0), (0.0, 0.0), (0.5, 0.5), (-2.0, -2.0)])
+def test_a_flat_chart_range_still_gets_ticks(lo: float, hi: float) -> None:
+    """One point or a constant series (a resumed run's first batch, a flat accuracy) made
+    textual-plot's tick spacing 0 and log10(0) ended the app (seen as a flaky
+    test_runs.py::test_resume_continues_a_stopped_run)."""
+    from dftui.ui.widgets.charts import FittedFormatter, LogFormatter
+
+    for formatter in (FittedFormatter(), LogFormatter()):
+        ticks = formatter.get_ticks(lo, hi)
+        assert len(ticks) >= 2 and formatter.get_labels_for_ticks(ticks)
