@@ -22,6 +22,7 @@ import asyncio
 import csv
 import os
 import pty
+import re
 import select
 import signal
 import statistics
@@ -89,6 +90,127 @@ def first_frame_once(home: Path, timeout: float = 30.0) -> float:
             os.waitpid(pid, 0)
         os.close(fd)
     return elapsed
+
+
+# -- 1b. quit latency and idle redraw, in a pty --------------------------------------------
+# Setup's start line once torch has loaded (the data folders are valid). Textual writes only
+# the cells that change, so the device list's "auto (cpu)" never reaches the pty in one piece.
+TORCH_READY = b"ready: ctrl+s starts"
+ANSI = re.compile(rb"\x1b\[[0-9;?<>]*[a-zA-Z~]")
+SCREEN_KEYS = [("Setup", b"\x1bOQ"), ("Training", b"\x1bOR"), ("Classify", b"\x1bOS"),
+               ("Runs", b"\x1b[15~"), ("Prepare", b"\x1b[17~"), ("Evaluate", b"\x1b[18~")]
+
+
+class PtyApp:
+    """`dftui` in an 80x24 pseudo-terminal that answers the terminal queries and counts the
+    bytes the app writes."""
+
+    def __init__(self, home: Path, cwd: Path, size: tuple[int, int] = (80, 24)) -> None:
+        import fcntl
+        import termios
+
+        exe = Path(sys.executable).with_name("dftui")
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dftui"]
+        env = {**os.environ, "DFTUI_HOME": str(home), "TERM": "xterm-256color",
+               "DFTUI_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+        self.t0 = time.monotonic()
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # child
+            os.chdir(cwd)
+            os.execvpe(cmd[0], cmd, env)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        self.seen = b""
+        self.status: int | None = None
+
+    def pump(self, seconds: float) -> int:
+        """Read for ``seconds``; the number of bytes the app wrote meanwhile."""
+        end = time.monotonic() + seconds
+        count = 0
+        while self.status is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([self.fd], [], [], min(left, 0.02))
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if chunk:
+                    count += len(chunk)
+                    self.seen = (self.seen + chunk)[-200_000:]
+                    # Queries are left unanswered (textual-image then falls back after its
+                    # timeout): an answer that arrives late is read as keys ("?" opens Help).
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.status = status
+        return count
+
+    def wait_for(self, pattern: re.Pattern[bytes] | bytes, timeout: float) -> float:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.status is None:
+            self.pump(0.05)
+            text = ANSI.sub(b"", self.seen)  # styles and cursor moves split the words
+            found = pattern.search(text) if isinstance(pattern, re.Pattern) else pattern in text
+            if found:
+                return time.monotonic() - self.t0
+        return float("nan")
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def close(self) -> None:
+        if self.status is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def quit_and_idle(home: Path, idle_s: float, settle_s: float) -> tuple[float, float, dict[str, float]]:
+    """(seconds to torch loaded, quit latency after it, idle bytes/s per screen)."""
+    from dftui.core.synthetic import SyntheticSpec, make_dataset
+
+    cwd = home / "work"
+    for name, n in (("train_cropped", 8), ("val_cropped", 4), ("test_dev_cropped", 4)):
+        # Data in the default folders: no first-run dialog over the screens.
+        make_dataset(cwd / "processed_data" / name, SyntheticSpec(n_per_class=n, size=32, seed=1))
+    app = PtyApp(home, cwd)
+    try:
+        app.wait_for(FIRST_FRAME_MARKER, 30)
+        torch_s = app.wait_for(TORCH_READY, 120)
+        idle: dict[str, float] = {}
+        for name, key in SCREEN_KEYS:
+            app.send(key)
+            app.pump(settle_s)  # the screen opens and draws; then nothing should change
+            idle[name] = app.pump(idle_s) / idle_s
+        app.send(SCREEN_KEYS[0][1])
+        app.pump(settle_s)
+        t0 = time.monotonic()
+        app.send(b"\x11")  # ctrl+q: nothing runs, so it quits without asking
+        while app.status is None and time.monotonic() - t0 < 30:
+            app.pump(0.01)
+        quit_s = time.monotonic() - t0 if app.status is not None else float("nan")
+    finally:
+        app.close()
+        if os.environ.get("UI_BENCH_DUMP"):
+            Path(os.environ["UI_BENCH_DUMP"]).write_bytes(app.seen)
+    return torch_s, quit_s, idle
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu == "unknown CPU":
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    bf16 = "yes" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "no"
+    return (f"{cpu}, {os.cpu_count()} cores, native bf16 {bf16}, "
+            f"load average {os.getloadavg()[0]:.1f} (a shared machine moves these figures)")
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -188,18 +310,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads for both sides (0: torch's default). On a small "
                         "shared machine 1 avoids OpenMP spinning against other processes")
+    parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle measured per screen")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds a screen is given to draw before the idle measurement")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="only the first frame, quit latency and idle redraw")
     args = parser.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the CLI subprocess inherits it
 
     tmp = Path(tempfile.mkdtemp(prefix="dftui-ui-bench-"))
-    print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    print(f"machine: {machine()}")
 
     frames = [first_frame_once(tmp / f"ff{i}") for i in range(args.frames)]
     good = [f for f in frames if f == f]
     print(f"first frame of `dftui` (80x24 pty): median {statistics.median(good):.3f} s "
           f"(runs: {', '.join(f'{f:.3f}' for f in frames)})" if good else
           "first frame: not seen (no Setup text within the timeout)")
+
+    torch_s, quit_s, idle = quit_and_idle(tmp / "quit", args.idle, args.settle)
+    print(f"torch, torchvision and timm loaded {torch_s:.2f} s after launch; quit (ctrl+q to "
+          f"process exit) after that: {quit_s:.3f} s (target 0.3 s)")
+    print("idle redraw, bytes/s written to the terminal with nothing changing (target 0): "
+          + ", ".join(f"{name} {rate:.0f}" for name, rate in idle.items()))
+    if args.skip_training:
+        return
 
     data = make_data(tmp / "data", args.images, args.size)
     all_lateness: list[float] = []

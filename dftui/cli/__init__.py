@@ -15,7 +15,7 @@ from dftui import __version__
 
 # Modules under dftui.cli, each with register(subparsers) that adds its parser and sets
 # ``func``; listed in the order `dftui --help` shows them.
-COMMANDS = ["train_cmd", "predict_cmd", "evaluate_cmd", "prepare_cmd", "demo_cmd"]
+COMMANDS = ["train_cmd", "runs_cmd", "predict_cmd", "evaluate_cmd", "prepare_cmd", "demo_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

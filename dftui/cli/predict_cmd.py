@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 where the hardware has it (same labels, about 2x faster "
-                   "on such CPUs), fp16 on older GPUs, else fp32")
+                   "on such CPUs), fp16 on older GPUs, else fp32; DFTUI_PRECISION, when set, "
+                   "decides what auto means")
     p.add_argument("--batch-size", type=int, default=32)
     faces = p.add_argument_group("faces (photos and video frames)")
     faces.add_argument("--faces", choices=["auto", "on", "off"], default="auto",

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input size in pixels (default: the backbone's, 224 or 299)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto: bf16 where the hardware has it, fp16+scaler on older GPUs, else fp32")
+                   help="auto: bf16 where the hardware has it, fp16+scaler on older GPUs, else fp32; "
+                   "DFTUI_PRECISION, when set, decides what auto means")
     p.add_argument("--pretrained", default="imagenet",
                    help="imagenet (cached or downloaded), none (random init), or a local .pth path")
     p.add_argument("--workers", type=int, default=None,
@@ -47,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue a stopped or interrupted run (its folder, its id, or 'last')")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.add_argument("--detach", action="store_true",
+                   help="run in the background, in a process of its own that outlives this "
+                   "terminal (an SSH disconnect); prints the run id and returns at once")
     p.set_defaults(func=run)
 
 
@@ -116,6 +120,25 @@ def _silence_stdout() -> None:
         pass
 
 
+def _detach(config: Any, resume_dir: Path | None) -> int:
+    import sys
+
+    from dftui.cli import fail
+    from dftui.core.background import LaunchError, launch_detached
+
+    try:
+        run_dir, pid = launch_detached(config, resume_dir)
+    except LaunchError as exc:
+        return fail(str(exc), 1)
+    name = run_dir.name
+    sys.stdout.write(
+        f"run {name} started in the background (process {pid}); it goes on if this terminal "
+        f"closes.\n  follow it: dftui attach {name}\n  stop it:   dftui stop {name}\n"
+        f"  its output: {run_dir / 'output.log'}\n"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from dftui.cli import fail
     from dftui.core.config import ConfigError
@@ -140,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
         config.validate()
     except ConfigError as exc:
         return fail(str(exc))
+
+    if args.detach:
+        return _detach(config, resume_dir)
 
     from dftui.cli.printer import make_printer
     from dftui.core.events import RunFailed

@@ -252,8 +252,8 @@ def delete_run(run: RunSummary, with_weights: bool = False,
                root: Path | None = None) -> list[Path]:
     """Remove the run's folder and, when asked, its weights; returns what was removed.
     Refused while the run is live, and for weights another run also names."""
-    if run.status == "running":
-        raise ManageError(f"run {run.run_id} is still running; stop it first")
+    if run.live:  # running, or stalled (no heartbeat lately, its process still there)
+        raise ManageError(f"run {run.run_id} is still {run.status}; stop it first")
     removed: list[Path] = []
     files: list[Path] = []
     if with_weights:

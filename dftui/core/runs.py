@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -21,6 +22,15 @@ from dftui.core.events import (
     RunFinished,
     RunStarted,
     event_from_dict,
+)
+from dftui.core.eventlog import (
+    EVENTS_FILE,
+    STALE_AFTER_S,
+    STOP_FILE,
+    EventLogWriter,
+    clear_stop_request,
+    NON_EVENT_KINDS,
+    hostname,
 )
 from dftui.core.untrusted import Fields, UntrustedError, check_int, parse_json, read_json
 
@@ -40,7 +50,9 @@ METRIC_COLUMNS = (
 if TYPE_CHECKING:
     from dftui.core.config import TrainConfig
 
-BATCH_RECORD_INTERVAL_S = 2.0  # batch events are thinned in the record; epochs are all kept
+# Batch events are thinned in the record (epochs are all kept); a watcher's progress bar
+# moves at this pace.
+BATCH_RECORD_INTERVAL_S = 1.0
 
 
 def data_home() -> Path:
@@ -124,7 +136,9 @@ class RunRecorder:
     crash can cut at most their last line (readers skip it; a resume trims it). A failed
     write (a full disk) never stops training: it is kept in ``write_error``."""
 
-    def __init__(self, run_dir: Path, resumed: bool = False) -> None:
+    def __init__(
+        self, run_dir: Path, resumed: bool = False, stop: threading.Event | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._folder = _folder_id(self.run_dir)
@@ -136,12 +150,11 @@ class RunRecorder:
         self._skipped: tuple[str, list[str]] | None = None
         self._metric_rows: list[list[str]] = []
         self._event_lines: list[str] = []
-        events_path = self.run_dir / "events.jsonl"
         if resumed:
-            self._event_lines = _read_lines(events_path)
-        self._events = open(events_path, "a", encoding="utf-8")
-        if _ends_mid_line(events_path):
-            self._events.write("\n")  # a line cut by a crash stays alone, not glued to the next
+            self._event_lines = _read_lines(self.run_dir / EVENTS_FILE)
+        # A stop request left over from an earlier attempt must not stop this one.
+        clear_stop_request(self.run_dir)
+        self._log = EventLogWriter(self.run_dir / EVENTS_FILE)
         metrics_path = self.run_dir / "metrics.csv"
         fresh = not metrics_path.exists() or metrics_path.stat().st_size == 0
         self._metrics = open(metrics_path, "a", encoding="utf-8", newline="")
@@ -151,14 +164,29 @@ class RunRecorder:
             self._metrics.flush()
         self._last_batch = 0.0
         self.info: dict[str, Any] = {}
-        if resumed:
-            try:
-                self.info = read_run_info(self.run_dir)
-            except (OSError, ValueError):
-                self.info = {}
-            # Fields of the interrupted attempt that no longer hold.
-            for key in ("ended", "message"):
-                self.info.pop(key, None)
+        # run.json is there when resuming, or when the folder was made for this run before
+        # it started (a background run: its launcher wrote the pid and host).
+        try:
+            self.info = read_run_info(self.run_dir)
+        except (OSError, ValueError):
+            self.info = {}
+        # Fields of an interrupted attempt that no longer hold.
+        for key in ("ended", "message"):
+            self.info.pop(key, None)
+        try:
+            self._log.write_header()
+        except OSError as exc:
+            self.write_error = f"{exc.strerror or exc}"
+
+        def on_stop() -> None:
+            if stop is not None:
+                request = getattr(stop, "request", None)
+                request("stopped") if request is not None else stop.set()
+
+        def on_error(exc: OSError) -> None:
+            self.write_error = self.write_error or f"{exc.strerror or exc}"
+
+        self._log.start_heartbeat(self.run_dir / STOP_FILE, on_stop, on_error)
 
     def trim_after(self, epoch: int) -> None:
         """On resume, drop metric rows past the checkpoint's epoch: they are redone. The
@@ -192,14 +220,11 @@ class RunRecorder:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._folder = _folder_id(self.run_dir)
-        for fh in (self._events, self._metrics):
-            try:
-                fh.close()
-            except OSError:
-                pass
-        self._events = open(self.run_dir / "events.jsonl", "w", encoding="utf-8")
-        self._events.writelines(line + "\n" for line in self._event_lines)
-        self._events.flush()
+        try:
+            self._metrics.close()
+        except OSError:
+            pass
+        self._log.restore(self._event_lines)
         self._metrics = open(self.run_dir / "metrics.csv", "w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._metrics)
         self._writer.writerows([list(METRIC_COLUMNS)] + self._metric_rows)
@@ -249,10 +274,10 @@ class RunRecorder:
             if now - self._last_batch < BATCH_RECORD_INTERVAL_S and event.batch != event.batches:
                 return
             self._last_batch = now
-        line = json.dumps(event.to_dict(), default=str)
-        self._event_lines.append(line)
-        self._events.write(line + "\n")
-        self._events.flush()
+        record = event.to_dict()
+        self._event_lines.append(json.dumps(record, default=str))
+        # fsync where losing the tail would lose what matters: an epoch's result, the end.
+        self._log.write(record, sync=isinstance(event, (EpochEnd, RunFinished, RunFailed)))
         if isinstance(event, RunStarted):
             self._config = event.config
             try:
@@ -265,6 +290,7 @@ class RunRecorder:
                 run_id=event.run_id,
                 status="running",
                 pid=os.getpid(),
+                host=hostname(),
                 backbone=cfg.get("backbone"),
                 train_dir=cfg.get("train_dir"),
                 val_dir=cfg.get("val_dir"),
@@ -315,11 +341,11 @@ class RunRecorder:
             )
 
     def close(self) -> None:
-        for fh in (self._events, self._metrics):
-            try:
-                fh.close()
-            except OSError:
-                pass
+        self._log.close()
+        try:
+            self._metrics.close()
+        except OSError:
+            pass
 
 
 MAX_KEPT_EVENTS_BYTES = 64 * 1024 * 1024  # a resumed run's earlier events kept in memory
@@ -334,7 +360,7 @@ def _folder_id(path: Path) -> tuple[int, int] | None:
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The whole lines of an existing events.jsonl (for remaking a deleted folder)."""
+    """The whole lines of an existing event log (for remaking a deleted folder)."""
     try:
         if path.stat().st_size > MAX_KEPT_EVENTS_BYTES:
             return []
@@ -342,18 +368,6 @@ def _read_lines(path: Path) -> list[str]:
     except OSError:
         return []
     return [line for line in text.splitlines() if line.strip()]
-
-
-def _ends_mid_line(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() == 0:
-                return False
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -371,6 +385,20 @@ class RunSummary:
     epochs: int | None
     weights_path: str | None
     message: str = ""
+    pid: int = 0
+    host: str = ""  # the machine running it, when not this one (a shared home folder)
+    detached: bool = False  # a background run (its own process), not inside a dashboard
+    heartbeat_age: float | None = None  # seconds since its event log was last written
+
+    @property
+    def live(self) -> bool:
+        """Its process is (or, on another host, may be) still running it."""
+        return self.status in LIVE_STATUSES
+
+    @property
+    def status_text(self) -> str:
+        """The status as lists show it: 'running on host X' for another machine's run."""
+        return f"{self.status} on {self.host}" if self.host else self.status
 
     @property
     def resumable(self) -> bool:
@@ -379,6 +407,36 @@ class RunSummary:
             "interrupted",
             "failed",
         )
+
+
+LIVE_STATUSES = ("running", "stalled")
+
+
+def heartbeat_age(run_dir: Path) -> float | None:
+    """Seconds since the run's event log was last written (any record, heartbeats too)."""
+    try:
+        return max(0.0, time.time() - (Path(run_dir) / EVENTS_FILE).stat().st_mtime)
+    except OSError:
+        return None
+
+
+def live_status(info: dict[str, Any], run_dir: Path) -> tuple[str, str, float | None]:
+    """(status, other host or "", heartbeat age) of a run record. A record that says
+    "running" is checked: on this host by its pid (gone: "interrupted") and its heartbeat
+    (old: "stalled"); on another host only by its heartbeat, since its pid means nothing
+    here."""
+    status = str(info.get("status", "unknown"))
+    host = info.get("host")
+    other = host if isinstance(host, str) and host and host != hostname() else ""
+    if status != "running":
+        return status, other, None
+    age = heartbeat_age(run_dir)
+    if not other:
+        if not pid_alive(run_pid(info)):
+            return "interrupted", "", age  # its process is gone: killed or crashed
+    if age is not None and age > STALE_AFTER_S:
+        return "stalled", other, age
+    return "running", other, age
 
 
 DAMAGED = "damaged"  # a run whose record cannot be read whole; its message says why
@@ -432,9 +490,9 @@ def read_run(run_dir: Path) -> RunSummary | None:
     if f.problems:
         why = "; ".join(f.problems[:3]) + ("; ..." if len(f.problems) > 3 else "")
         return replace(summary, status=DAMAGED, message=f"run.json is damaged: {why}")
-    if status == "running" and not pid_alive(pid):
-        summary = replace(summary, status="interrupted")  # its process is gone: killed or crashed
-    return summary
+    status, other_host, age = live_status(info, run_dir)
+    return replace(summary, status=status, pid=pid, host=other_host, heartbeat_age=age,
+                   detached=info.get("detached") is True)
 
 
 def _damaged(run_dir: Path, reason: str) -> RunSummary:
@@ -526,7 +584,10 @@ def read_events_checked(run_dir: Path) -> tuple[list[Event], list[str]]:
             if not raw.strip():
                 continue
             try:
-                out.append(event_from_dict(parse_json(raw)))
+                data = parse_json(raw)
+                if isinstance(data, dict) and data.get("event") in NON_EVENT_KINDS:
+                    continue  # the log's own records (header, heartbeat), not events
+                out.append(event_from_dict(data))
             except ValueError as exc:
                 problems.append(f"line {number}: {exc}")
     return out, problems

@@ -247,10 +247,13 @@ class _SeededFaceDataset(FaceDataset):
 
 
 class _Trainer:
-    def __init__(self, config: TrainConfig, emit: Emit, stop: threading.Event) -> None:
+    def __init__(
+        self, config: TrainConfig, emit: Emit, stop: threading.Event, run_dir: Path | None = None
+    ) -> None:
         self.config = config
         self.emit = emit
         self.stop = stop
+        self.given_run_dir = run_dir
         self.started = time.monotonic()
 
     # -- setup -------------------------------------------------------------------------
@@ -278,14 +281,22 @@ class _Trainer:
             resume = self._load_resume(resume_dir)
 
         # Events before the run folder exists are kept and written to the record with it.
+        # A folder known now (a resume, or one made for this run by its launcher) gets them
+        # as they happen, so a watcher of its log sees downloads and the data scan live.
         early: list[Event] = []
         user_emit = self.emit
+        self.recorder: RunRecorder | None = None
+        known_dir = absolute_path(resume_dir) if resume_dir is not None else self.given_run_dir
+        if known_dir is not None:
+            self.run_dir = known_dir
+            self._open_recorder(user_emit, resumed=resume is not None)
+        else:
 
-        def early_emit(event: Event) -> None:
-            early.append(event)
-            user_emit(event)
+            def early_emit(event: Event) -> None:
+                early.append(event)
+                user_emit(event)
 
-        self.emit = early_emit
+            self.emit = early_emit
         if resume_dir is not None and relative:
             self.emit(LogMessage(
                 "warning",
@@ -314,19 +325,19 @@ class _Trainer:
         self.saved_best: int | None = None
         self._weights_meta: dict[str, Any] = {}  # the weights' digest, kept in every .json rewrite
         if resume is not None:
-            self.run_dir = absolute_path(resume_dir)  # type: ignore[arg-type]
             self.weights_path = absolute_path(resume["weights_path"])
             self.saved_best = self.state.best_epoch
             self._own_weights_on_resume()
         else:
-            root = runs_root(cfg.runs_dir)
-            try:
-                self.run_dir = new_run_dir(root, cfg.backbone)
-            except OSError as exc:
-                raise RunAborted(
-                    f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
-                    "set DFTUI_HOME to a writable folder"
-                ) from None
+            if known_dir is None:
+                root = runs_root(cfg.runs_dir)
+                try:
+                    self.run_dir = new_run_dir(root, cfg.backbone)
+                except OSError as exc:
+                    raise RunAborted(
+                        f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                        "set DFTUI_HOME to a writable folder"
+                    ) from None
             self.run_lock = lock_run(self.run_dir)
             wanted = cfg.weights_path
             try:
@@ -349,30 +360,10 @@ class _Trainer:
                     )
                 )
             self.weights_path = target
-        try:
-            recorder = RunRecorder(self.run_dir, resumed=resume is not None)
-        except OSError as exc:
-            raise RunAborted(
-                f"cannot write the run record in {self.run_dir} ({exc.strerror or exc})"
-            ) from None
-        self.recorder = recorder
-        self._record_warned = False
-
-        def tee(event: Event) -> None:
-            recorder(event)
-            while recorder.notices:  # e.g. the run folder was deleted and made again
-                notice = LogMessage("warning", recorder.notices.pop(0))
-                recorder(notice)
-                user_emit(notice)
-            if recorder.write_error and not self._record_warned:
-                # Say once that the record is incomplete (e.g. the disk is full); go on.
-                self._record_warned = True
-                user_emit(
-                    LogMessage("warning", f"the run record could not be written: {recorder.write_error}")
-                )
-            user_emit(event)
-
-        self.emit = tee
+        if self.recorder is None:
+            self._open_recorder(user_emit, resumed=False)
+        recorder = self.recorder
+        assert recorder is not None
         if resume is not None:
             recorder.trim_after(self.state.epoch)
             # The run's previous process is gone (checked): half-written temporary files
@@ -456,11 +447,47 @@ class _Trainer:
             )
         )
 
+    def _open_recorder(self, user_emit: Emit, resumed: bool) -> None:
+        try:
+            recorder = RunRecorder(self.run_dir, resumed=resumed, stop=self.stop)
+        except OSError as exc:
+            raise RunAborted(
+                f"cannot write the run record in {self.run_dir} ({exc.strerror or exc})"
+            ) from None
+        self.recorder = recorder
+        self._record_warned = False
+
+        def tee(event: Event) -> None:
+            recorder(event)
+            while recorder.notices:  # e.g. the run folder was deleted and made again
+                notice = LogMessage("warning", recorder.notices.pop(0))
+                recorder(notice)
+                user_emit(notice)
+            if recorder.write_error and not self._record_warned:
+                # Say once that the record is incomplete (e.g. the disk is full); go on.
+                self._record_warned = True
+                user_emit(
+                    LogMessage("warning", f"the run record could not be written: {recorder.write_error}")
+                )
+            user_emit(event)
+
+        self.emit = tee
+
     def _own_weights_on_resume(self) -> None:
         """A weights file belongs to the run whose id its metadata holds: a resumed run
         writes its old file only while that is still its own, never a file another run
         (or the user) has put there since."""
         path, run_id = self.weights_path, self.run_dir.name
+        from dftui.core.config import weights_name_problem
+
+        problem = weights_name_problem(path.name)
+        if problem:
+            # resume.pt is a file on disk like any other: it must not make a run write its
+            # weights over whatever path it names.
+            raise RunAborted(
+                f"the resume checkpoint of run {run_id} names {path} for its weights, which is "
+                f"not a weights file name ({problem}); start a new run"
+            )
         owner, holder = weights_owner(path)
         if owner == "run" and holder == run_id:
             recover_weights(path)  # a save cut between its two renames is finished now
@@ -970,13 +997,16 @@ def fit(
     emit: Emit = lambda event: None,
     stop: threading.Event | None = None,
     resume: str | Path | None = None,
+    run_dir: str | Path | None = None,
 ) -> RunFinished | RunFailed:
-    """Run a fine-tuning job and return its final event (also emitted).
+    """Run a fine-tuning job and return its final event (also emitted). ``run_dir``: the
+    (empty) record folder to use for a new run, made beforehand by whoever launched it so
+    that it can be watched from the first event (a background run, the dashboard).
 
     Never raises for an expected failure (bad data, weights, settings, NaN loss, out of
     memory): those become a RunFailed event with a message meant for the user."""
     stop = stop if stop is not None else threading.Event()
-    trainer = _Trainer(config, emit, stop)
+    trainer = _Trainer(config, emit, stop, Path(run_dir) if run_dir is not None else None)
     final: RunFinished | RunFailed
     try:
         trainer.setup(Path(resume) if resume is not None else None)

@@ -85,7 +85,8 @@ class DftuiApp(App[None]):
         *_screen_bindings(),
     ]
 
-    def __init__(self, *, initial: str = "setup", load_torch: bool = True, settings_path: Any = None):
+    def __init__(self, *, initial: str = "setup", load_torch: bool = True, settings_path: Any = None,
+                 announce_runs: bool = False):
         super().__init__()
         self.settings = settings_mod.Settings.load(settings_path)
         self._initial = initial
@@ -96,6 +97,8 @@ class DftuiApp(App[None]):
         self.torch_seconds: float | None = None
         self.first_frame_at: float | None = None  # time.monotonic() at the first paint
         self.heavy_at_first_frame: list[str] | None = None
+        # On start, offer to attach to runs in progress (launch() asks for it; tests opt in).
+        self.announce_runs = announce_runs
         theme = self.settings.data.get("theme")
         if theme in THEMES:
             self.theme = theme
@@ -111,6 +114,50 @@ class DftuiApp(App[None]):
         self.call_after_refresh(self._after_first_frame)
         if self.settings.error:  # a damaged settings file: say what was left out
             self.notify(self.settings.error, title="Settings", severity="warning", timeout=10)
+        self._install_hangup_handlers()
+
+    def _install_hangup_handlers(self) -> None:
+        """SIGHUP (the terminal or SSH connection is gone) and SIGTERM end the app; a run in
+        this process is stopped as "interrupted" first, so its record says so (and it
+        resumes) instead of "running" with a dead pid. Background runs are not touched."""
+        import asyncio
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for name in ("SIGHUP", "SIGTERM"):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                loop.add_signal_handler(signum, self._hang_up)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def _hang_up(self) -> None:
+        training = self._screens.get("training")
+        flag = getattr(training, "stop_flag", None)
+        if flag is not None and self.in_process_run:
+            flag.request("interrupted")  # at once: the app may not get much further
+        self.stop_run_and_exit()
+
+    def on_unmount(self) -> None:
+        import asyncio
+        import signal
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for name in ("SIGHUP", "SIGTERM"):
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                try:
+                    loop.remove_signal_handler(signum)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
 
     def _after_first_frame(self) -> None:
         self.first_frame_at = time.monotonic()
@@ -118,6 +165,8 @@ class DftuiApp(App[None]):
         self.heavy_at_first_frame = [m for m in HEAVY_MODULES if m in sys.modules]
         if self._load_torch:
             self.load_torch()
+        if self.announce_runs:
+            self.announce_live_runs()
 
     def _create(self, name: str, kwargs: dict[str, Any]) -> Screen:
         spec = SCREENS[name]
@@ -199,12 +248,26 @@ class DftuiApp(App[None]):
     # -- runs --------------------------------------------------------------------------
     @property
     def run_active(self) -> bool:
+        """The Training screen follows a run that has not ended (in-process or background)."""
         training = self._screens.get("training")
         return bool(training is not None and getattr(training, "running", False))
 
-    async def start_training(self, config: Any, resume: Any = None) -> bool:
+    @property
+    def in_process_run(self) -> bool:
+        """A run in this process's thread: quitting (or a hang-up) would end it."""
+        training = self._screens.get("training")
+        return bool(training is not None and getattr(training, "in_process", False))
+
+    def keep_running_default(self) -> bool:
+        """Setup's "keep running if I disconnect", remembered; on unless turned off."""
+        setup = self.settings.data.get("setup")
+        value = setup.get("detach", True) if isinstance(setup, dict) else True
+        return value if isinstance(value, bool) else True
+
+    async def start_training(self, config: Any, resume: Any = None, detach: bool | None = None) -> bool:
         """Open the Training screen and start ``config`` there (False when a run is active);
-        ``resume``: a run folder to continue from its resume.pt (Runs screen)."""
+        ``resume``: a run folder to continue from its resume.pt (Runs screen); ``detach``: a
+        background run (default: Setup's remembered choice)."""
         if self.run_active:
             self.notify("a run is already in progress; stop it first (Training screen, s)",
                         severity="warning")
@@ -212,8 +275,52 @@ class DftuiApp(App[None]):
         screen = await self.open_screen("training")
         if screen is None:
             return False
-        screen.start_run(config, resume=resume)  # type: ignore[attr-defined]
+        if detach is None:
+            detach = self.keep_running_default()
+        return bool(screen.start_run(config, resume=resume, detach=detach))  # type: ignore[attr-defined]
+
+    async def attach_run(self, run_dir: Path) -> bool:
+        """Follow a run started elsewhere on the Training screen, history first."""
+        training = self._screens.get("training")
+        if training is not None and getattr(training, "run_dir", None) == Path(run_dir) \
+                and getattr(training, "running", False):
+            await self.open_screen("training")
+            return True
+        if self.run_active:
+            self.notify("the Training screen is following another run, which is still going",
+                        severity="warning")
+            return False
+        screen = await self.open_screen("training")
+        if screen is None:
+            return False
+        screen.attach(Path(run_dir))  # type: ignore[attr-defined]
         return True
+
+    def announce_live_runs(self) -> None:
+        """On start: say which runs are in progress, and attach to one with one key."""
+        from dftui.core.runs import list_runs
+
+        try:
+            live = [r for r in list_runs() if r.live]
+        except OSError:
+            return
+        if not live:
+            return
+        run = live[0]
+        from dftui.ui.screens.confirm import ConfirmScreen
+
+        where = f" on {run.host}" if run.host else ""
+        others = f"\n({len(live) - 1} more in progress: see Runs, F5)" if len(live) > 1 else ""
+        question = (
+            f"Run {run.run_id} ({run.backbone}, epoch {run.epochs_completed}/{run.epochs or '?'}) "
+            f"is {run.status}{where}.\nFollow it on the Training screen?{others}"
+        )
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self.attach_run(run.run_dir)
+
+        self.push_screen(ConfirmScreen(question, yes="Attach", no="Not now"), answered)
 
     # -- torch in the background ---------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="torch-import", exclusive=True)
@@ -258,8 +365,27 @@ class DftuiApp(App[None]):
         if theme in THEMES and self.settings.data.get("theme") != theme:
             self.settings.update(theme=theme)
 
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        # Whatever a screen still holds back (Setup saves a second after the last key) is
+        # written now: the process may end right after the app (see ui.launch.leave_now).
+        for screen in list(self._screens.values()):
+            save = getattr(screen, "save_before_exit", None)
+            if save is not None and screen.is_mounted:
+                try:
+                    save()
+                except Exception as exc:  # noqa: BLE001 - quitting must not fail on it
+                    self.log.error(f"saving {type(screen).__name__} before exit: {exc}")
+        super().exit(*args, **kwargs)
+
     async def action_quit(self) -> None:
-        if not self.run_active:
+        if not self.in_process_run:
+            training = self._screens.get("training")
+            if self.run_active and training is not None:
+                name = training.run_dir.name  # type: ignore[attr-defined]
+                # Quitting never stops a background run: say so where it stays readable.
+                self.exit(message=f"run {name} goes on in the background; follow it with "
+                                  f"`dftui attach {name}` or open dftui again")
+                return
             self.exit()
             return
         from dftui.ui.screens.confirm import ConfirmScreen
@@ -280,7 +406,7 @@ class DftuiApp(App[None]):
     @work(exclusive=True, group="quit")
     async def stop_run_and_exit(self) -> None:
         training = self._screens.get("training")
-        if training is not None:
+        if training is not None and self.in_process_run:
             self.notify("stopping the run...", timeout=30)
             await training.stop_and_wait("interrupted")  # type: ignore[attr-defined]
         self.exit()

@@ -16,8 +16,11 @@ from dftui.core.prepare_folder import (
     FolderConfig,
     FolderFinished,
     FolderProgress,
+    check_out,
+    plan_sources,
     prepare_folder,
 )
+from dftui.core.prepare import PrepareError
 from dftui.core.video_eval import crop_source, video_level
 from tests.media import background, group_photo, write_video
 
@@ -84,7 +87,12 @@ def test_validation_split_keeps_each_source_on_one_side(source_root: Path, tmp_p
     for path in out.glob("*_cropped/*/*.jpg"):
         sides.setdefault(f"{path.parent.name}/{crop_source(path.name)[0]}", set()).add(path.parent.parent.name)
     assert all(len(s) == 1 for s in sides.values())
-    assert {s for v in sides.values() for s in v} == {"train_cropped", "val_cropped"}
+    # Per class, half of the sources (4 real, 5 fake) in val: both classes on both sides.
+    planned = plan_sources(FolderConfig(source_root, out, val_fraction=0.5))
+    assert sorted((s.label, s.split) for s in planned).count(("real", "val")) == 2
+    assert sorted((s.label, s.split) for s in planned).count(("fake", "val")) == 2
+    one = plan_sources(FolderConfig(source_root, out, val_fraction=0.01))
+    assert {(s.label, s.split) for s in one} == {(lab, side) for lab in ("real", "fake") for side in ("train", "val")}
 
 
 def test_refuses_foreign_or_nested_output(source_root: Path, tmp_path: Path) -> None:
@@ -96,6 +104,13 @@ def test_refuses_foreign_or_nested_output(source_root: Path, tmp_path: Path) -> 
     assert (foreign / "holiday.jpg").read_bytes() == b"mine" and len(list(foreign.iterdir())) == 1
     nested = prepare_folder(FolderConfig(source_root, source_root / "crops"), lambda e: None)
     assert nested.status == "failed" and "inside the input" in nested.error
+    hidden_only = tmp_path / "hidden"
+    hidden_only.mkdir()
+    (hidden_only / ".DS_Store").write_bytes(b"")
+    check_out(FolderConfig(source_root, hidden_only))  # no error: nothing of the user's
+    (hidden_only / "train_cropped").mkdir()  # crop folders without the report: not ours
+    with pytest.raises(PrepareError, match="without its report"):
+        check_out(FolderConfig(source_root, hidden_only))
     no_labels = prepare_folder(FolderConfig(tmp_path / "foreign", tmp_path / "o2"), lambda e: None)
     assert no_labels.status == "failed" and "no real/ or fake/" in no_labels.error
 

@@ -70,12 +70,28 @@ def test_weights_name_must_be_a_plain_pth_file_name(name: str) -> None:
         TrainConfig(weights_name=name).validate()
 
 
-def test_setup_field_shows_the_same_rule(tmp_path: Path) -> None:
-    from dftui.ui.screens.setup import validate_field
+async def test_setup_field_shows_the_same_rule(tmp_path: Path) -> None:
+    from textual.widgets import Input, Static
+
+    from dftui.ui.app import DftuiApp
+    from dftui.ui.screens.setup import SetupScreen, validate_field
 
     message = validate_field("weights", str(tmp_path / "x.json"), "mobilenet_v2")
     assert message and "does not end in .pth" in message
     assert validate_field("weights", str(tmp_path / "x.pth"), "mobilenet_v2") is None
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SetupScreen)
+        field = screen.query_one("#weights", Input)
+        field.value = str(tmp_path / "x.json")
+        await pilot.pause()
+        # The message is on the form, naming the field; the field is marked.
+        assert "weights path: 'x.json' does not end in .pth" in str(
+            screen.query_one("#field-errors", Static).render())
+        assert field.has_class("invalid-field")
+        with pytest.raises(ConfigError, match="x.json"):
+            screen.build_config()
 
 
 # -- Majors 4 and 7, issue 16: ownership, reservation, names ------------------------------
@@ -336,6 +352,14 @@ def test_fifos_and_devices_are_never_opened(tmp_path, dataset) -> None:
     predictor = Predictor(_save(tmp_path, SPEC.build().eval().state_dict()), device="cpu")
     pred = predictor.predict_image(data / "fake" / "pipe.png")
     assert pred.label is None and "FIFO" in pred.error
+    from dftui.core.video import VideoError, probe
+
+    os.mkfifo(tmp_path / "clip.mp4")
+    with pytest.raises(VideoError, match="FIFO"):  # was "empty file (0 bytes)"
+        probe(tmp_path / "clip.mp4")
+    from dftui.cli.predict_cmd import _crop_like
+
+    assert _crop_like(data / "fake" / "pipe.png", "auto")  # returns, never blocks on the FIFO
 
 
 def test_zip_bomb_is_refused_before_inflating(tmp_path) -> None:
@@ -398,3 +422,18 @@ def test_dftui_weights_without_their_metadata_are_not_taken_as_reference_format(
     bare = tmp_path / "bare.pth"
     shutil.copy(final.weights_path, bare)
     assert load_weights(bare)[1]["reference_format"]
+
+
+def test_resume_writes_weights_only_to_a_weights_file_name(dataset, tmp_path: Path) -> None:
+    cfg = _config(dataset, tmp_path / "w", epochs=2)
+    stop = StopFlag()
+    a = fit(cfg, lambda e: stop.request("interrupted") if isinstance(e, EpochEnd) else None, stop)
+    ckpt_path = Path(a.run_dir) / "resume.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    victim = tmp_path / "notes.txt"
+    victim.write_text("mine")
+    ckpt["weights_path"] = str(victim)  # a resume.pt edited to point elsewhere
+    torch.save(ckpt, ckpt_path)
+    final = fit(cfg, resume=a.run_dir)
+    assert isinstance(final, RunFailed) and "not a weights file name" in final.message
+    assert victim.read_text() == "mine"

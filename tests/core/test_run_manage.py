@@ -132,6 +132,10 @@ def test_delete_refuses_a_live_run_and_shared_or_foreign_weights(tmp_path: Path)
     live = _run(tmp_path, "live", status="running")
     with pytest.raises(ManageError, match="still running"):
         delete_run(read_run(live), root=tmp_path / "runs")
+    from dataclasses import replace
+
+    with pytest.raises(ManageError, match="still stalled"):  # no heartbeat lately, yet alive
+        delete_run(replace(read_run(live), status="stalled"), root=tmp_path / "runs")
     assert live.exists()
 
     a = _run(tmp_path, "a")

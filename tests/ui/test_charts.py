@@ -152,3 +152,16 @@ async def test_log_scale_drops_non_positive_values() -> None:
         chart.show(ChartData(series=[Series([0, 1, 2], [0.0, 0.5, 0.25], "red")], log_y=True))
         await pilot.pause()
         assert chart.draws == 1  # no error on log10(0); the point is left out
+
+
+async def test_help_lists_the_chart_keys() -> None:
+    from dftui.ui.screens.help import HelpScreen
+
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _training_view(pilot)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-keys").render())
+        assert "charts and panels" in text
+        assert "Full chart" in text and "Log loss" in text and "More smoothing" in text

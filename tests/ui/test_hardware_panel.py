@@ -85,3 +85,18 @@ def test_sparkline() -> None:
     assert sparkline([100, 200], 8) == "▁█"
     assert sparkline(range(100), 5, top=100)[-1] == "█"
     assert sparkline([], 8) == ""
+
+
+def test_the_run_process_is_the_background_runs_own(tmp_path) -> None:
+    import json
+    import os
+    from types import SimpleNamespace
+
+    from dftui.ui.widgets.hardware import run_pid
+
+    (tmp_path / "run.json").write_text(json.dumps({"pid": 4242, "status": "running"}))
+    assert run_pid(SimpleNamespace(background=True, run_dir=tmp_path)) == 4242
+    assert run_pid(SimpleNamespace(background=False, run_dir=tmp_path)) == os.getpid()
+    (tmp_path / "run.json").write_text("{damaged")
+    assert run_pid(SimpleNamespace(background=True, run_dir=tmp_path)) is None
+    assert run_pid(SimpleNamespace(background=True, run_dir=None)) is None

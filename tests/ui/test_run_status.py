@@ -71,3 +71,26 @@ async def test_header_absent_without_a_run_and_no_repaint_when_unchanged() -> No
 def test_progress_fraction() -> None:
     assert progress_fraction(BatchEnd("train", 1, 4, 5, 10, 0.5, 1, 0, 0, None, 0)) == 0.125
     assert progress_fraction(BatchEnd("val", 2, 4, 1, 3, 0.5, 1, 0, 0, None, 0)) == 0.5
+
+
+async def test_full_screen_dialogs_carry_the_status_line(tmp_path) -> None:
+    from dftui.core.runs import RunSummary
+    from dftui.ui.screens.runs import RunDetailScreen
+    from dftui.ui.widgets.navbar import RunStatusLine
+
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        training = await app.open_screen("training")
+        training.running = True
+        for event in _events(finished=False):
+            training.show_event(event)
+        run = RunSummary(tmp_path, "r1", "finished", "mobilenet_v2", "", "", "", None, None, 0,
+                         None, None)
+        await app.open_screen("runs")
+        app.push_screen(RunDetailScreen(run))
+        await pilot.pause()
+        line = app.screen.query_one(RunStatusLine)
+        await wait_for(pilot, lambda: line.display, 5, "the status line")
+        assert "epoch 3/3" in str(line.render())
+        training.running = False  # the run ended without a final event: nothing to say
+        await wait_for(pilot, lambda: not line.display, 5, "the line to go")

@@ -65,7 +65,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def make_app(tmp: Path) -> DftuiApp:
-    return DftuiApp(initial="runs", load_torch=False, settings_path=tmp / "settings.json")
+    # announce_runs off: a live run would otherwise be offered to follow at start.
+    return DftuiApp(initial="runs", load_torch=False, settings_path=tmp / "settings.json",
+                    announce_runs=False)
 
 
 def row_of(screen: RunsScreen, name: str) -> int:
@@ -87,7 +89,7 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         assert isinstance(app.screen, RunsScreen)
         await pilot.press("space", "space")  # marks the first two and moves down
         assert len(screen.marked) == 2
-        assert screen.query_one("#runs-table").get_row_at(0)[0].plain == "●"
+        assert screen.query_one("#runs-table").get_row_at(0)[0].plain == "◆"
         await pilot.press("up", "space")  # unmark the second again ...
         assert len(screen.marked) == 1
         go_to(screen, RUNS[0][0])
@@ -99,7 +101,7 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         table = compare.query_one("#compare-table")
         assert table.row_count == 2
         # Only the settings that differ between the two compared runs get a column.
-        assert compare.columns[5:] == ["batch_size", "lr"]
+        assert compare.columns[4:] == ["batch_size", "lr", "status"]
         view = compare.query_one(CompareView)
         assert len(view.curves) == 2
         loss = view.query_one("#loss-chart", ChartPanel).chart
@@ -107,7 +109,7 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         assert {s.style for s in loss.data.series} == set(compare.run_colors.values())
         # Sorted by best accuracy first (best on top), then s moves to the next column.
         assert [r.best_val_accuracy for r in compare.sorted_runs()] == [0.95, 0.9]
-        order = [table.get_row_at(i)[3].plain for i in range(2)]
+        order = [table.get_row_at(i)[2].plain for i in range(2)]
         assert order == ["95.0%", "90.0%"]
         while compare.sort_key != "lr":
             await pilot.press("s")

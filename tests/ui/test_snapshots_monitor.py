@@ -10,7 +10,7 @@ import pytest
 
 from dftui.ui.app import DftuiApp
 from tests.ui.helpers import wait_for
-from tests.ui.test_runs_manage import RUNS, home, row_of  # noqa: F401 - home is a fixture
+from tests.ui.test_runs_manage import home  # noqa: F401 - a fixture, used by name
 from tests.ui.test_snapshots_ui_a import _events, _show_training
 
 SIZES = [(80, 24), (120, 40)]

@@ -84,7 +84,7 @@ async def test_stop_mid_run_keeps_best(dataset, standin_weights, tmp_path: Path)
     app = DftuiApp()
     async with app.run_test(size=(80, 24)) as pilot:
         config = run_config(dataset, standin_weights, tmp_path, epochs=40)
-        assert await app.start_training(config)
+        assert await app.start_training(config, detach=False)
         screen = app.screen
         assert isinstance(screen, TrainingScreen)
         assert app.run_active
@@ -109,7 +109,7 @@ async def test_failed_run_shows_message_and_app_stays_usable(dataset, standin_we
     app = DftuiApp()
     async with app.run_test(size=(80, 24)) as pilot:
         config = run_config(dataset, standin_weights, tmp_path, train_dir=bad)
-        await app.start_training(config)
+        await app.start_training(config, detach=False)
         screen = app.screen
         await wait_for(pilot, lambda: screen.final is not None, what="the failure")
         assert isinstance(screen.final, RunFailed)
@@ -122,14 +122,16 @@ async def test_failed_run_shows_message_and_app_stays_usable(dataset, standin_we
         assert isinstance(app.screen, SetupScreen)
         await pilot.press("f3")
         assert app.screen is screen
-        await app.start_training(run_config(dataset, standin_weights, tmp_path, epochs=1))
+        await app.start_training(run_config(dataset, standin_weights, tmp_path, epochs=1),
+                                 detach=False)
         await wait_for(pilot, lambda: isinstance(screen.final, RunFinished), what="second run")
 
 
 async def test_quit_asks_while_a_run_is_active(dataset, standin_weights, tmp_path: Path) -> None:
     app = DftuiApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.start_training(run_config(dataset, standin_weights, tmp_path, epochs=40))
+        await app.start_training(run_config(dataset, standin_weights, tmp_path, epochs=40),
+                                 detach=False)
         screen = app.screen
         await wait_for(pilot, lambda: screen.started is not None, what="run start")
         await pilot.press("ctrl+q")

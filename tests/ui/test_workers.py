@@ -81,7 +81,7 @@ async def test_loader_workers_inside_app(small_set, standin_weights, tmp_path: P
     async with app.run_test(size=(80, 24)) as pilot:
         config = run_config(small_set, standin_weights, tmp_path, epochs=1, workers=1,
                             mp_context=method)
-        await app.start_training(config)
+        await app.start_training(config, detach=False)  # in the app's own process
         screen = app.screen
         assert isinstance(screen, TrainingScreen)
         # Inside the app stderr really is the capture object that breaks spawn/forkserver.

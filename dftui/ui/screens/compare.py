@@ -32,9 +32,11 @@ from dftui.core.run_manage import (
 )
 from dftui.core.runs import RunSummary
 from dftui.ui.widgets.charts import ChartData, ChartPanel, ChartsBox, Series, smooth
+from dftui.ui.screens.runs import STATUS_STYLES, local_time
 from dftui.ui.widgets.navbar import RunStatusLine
 
-BASE_COLUMNS = ("color", "run", "status", "acc", "epochs")
+# Status last: at 80 columns the settings that tell the runs apart matter more.
+BASE_COLUMNS = ("color", "run", "acc", "epochs")
 BASE_LABELS = {"color": " ", "run": "Run", "status": "Status", "acc": "Best acc",
                "epochs": "Epochs"}
 
@@ -177,7 +179,8 @@ class CompareScreen(ModalScreen[None]):
         differing = differing_settings([self.settings.get(str(r.run_dir), {})
                                         for r in self.compared])
         # Epochs has its own column (done/planned).
-        self.columns = list(BASE_COLUMNS) + [k for k in differing if k not in BASE_COLUMNS]
+        self.columns = (list(BASE_COLUMNS) + [k for k in differing if k not in BASE_COLUMNS]
+                        + ["status"])
         self.loaded = True
         self._fill_table()
         self.query_one(CompareView).show_runs([
@@ -188,8 +191,6 @@ class CompareScreen(ModalScreen[None]):
 
     def label(self, run: RunSummary) -> str:
         """The user's name for the run, else its start time (the backbone has a column)."""
-        from dftui.ui.screens.runs import local_time
-
         user = self.users.get(str(run.run_dir))
         if user is not None and user.name:
             return user.name
@@ -228,15 +229,15 @@ class CompareScreen(ModalScreen[None]):
             key = str(run.run_dir)
             color = self.run_colors.get(key, "white")
             cells: list[Any] = [
-                Text("●", style=f"bold {color}"),
+                Text("◆", style=f"bold {color}"),
                 Text(self.label(run), style=color),
-                run.status,
                 Text(f"{run.best_val_accuracy:.1%}" if run.best_val_accuracy is not None
                      else "—", justify="right"),
                 Text(f"{run.epochs_completed}/{run.epochs or '?'}", justify="right"),
             ]
-            for column in self.columns[len(BASE_COLUMNS):]:
+            for column in self.columns[len(BASE_COLUMNS):-1]:
                 cells.append(format_setting(column, self.settings.get(key, {}).get(column)))
+            cells.append(Text(run.status, style=STATUS_STYLES.get(run.status, "")))
             table.add_row(*cells, key=key)
 
     def action_sort_next(self) -> None:

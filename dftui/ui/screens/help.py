@@ -56,7 +56,12 @@ class HelpScreen(ModalScreen[None]):
         active = self.under.active_bindings
         screen_bindings = [b.binding for b in active.values() if b.node is self.under]
         app_bindings = [b.binding for b in active.values() if b.node is app]
+        # Keys of dftui's own widgets around the focus (e.g. the charts' f, l, [ ]).
+        widget_bindings = [b.binding for b in active.values()
+                           if b.node is not self.under and b.node is not app
+                           and type(b.node).__module__.startswith("dftui.")]
         add(str(title), screen_bindings)
+        add(f"{title}: charts and panels", widget_bindings)
         add("Everywhere", app_bindings)
         text = Text()
         current = None

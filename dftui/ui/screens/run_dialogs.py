@@ -109,7 +109,7 @@ class DeleteRunScreen(ModalScreen[tuple[bool, bool]]):
     def _weights_label(on: bool) -> str:
         # Said in words: a ticked and an unticked box differ only by colour in some themes.
         return ("its weights too: YES, these files are deleted:" if on else
-                "its weights too: no, they are kept (space or click to delete them too):")
+                "its weights too: no, kept (space: delete them too):")
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.checkbox.label = self._weights_label(event.value)

@@ -37,7 +37,23 @@ STATUS_STYLES = {
     "failed": "red",
     "running": "cyan",
     "damaged": "red",
+    "stalled": "magenta",
 }
+LIVE_REFRESH_S = 2.0
+
+
+def live_signature(runs: list[RunSummary]) -> tuple[Any, ...]:
+    """What a refresh of the list would change: runs, their status and progress."""
+    return tuple((str(r.run_dir), r.status, r.host, r.epochs_completed, r.best_val_accuracy)
+                 for r in runs)
+
+
+def status_cell(run: RunSummary) -> Text:
+    """The status, with live runs marked (● running, in the background, on another host)."""
+    text = run.status_text
+    if run.live:
+        text = "● " + text + (" (bg)" if run.detached and not run.host else "")
+    return Text(text, style=STATUS_STYLES.get(run.status, ""))
 MAX_DATA_CHARS = 40
 
 
@@ -293,6 +309,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         Binding("c", "classify", "Classify with weights", id="runs.classify"),
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("ctrl+r", "reload", "Reload", id="runs.reload"),
+        Binding("s", "stop", "Stop run", id="runs.stop"),
         Binding("n", "edit", "Name, tags, note", show=False, id="runs.edit"),
         Binding("a", "archive", "Archive/unarchive", show=False, id="runs.archive"),
         Binding("h", "toggle_archived", "Show/hide archived", show=False,
@@ -324,6 +341,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         self.marked: list[str] = []  # run folders marked for comparison, in marking order
         self.show_archived = False
         self._wide: bool | None = None  # the column set in use (see _columns)
+        self._signature: tuple[Any, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
@@ -336,6 +354,18 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         self.reload()
         table.focus()
         self._ui_ready = True
+        # Live runs move on, end, or appear (another terminal): refresh while shown.
+        self.set_interval(LIVE_REFRESH_S, self._refresh_live)
+
+    def _refresh_live(self) -> None:
+        if not self.is_current:
+            return
+        try:
+            runs = list_runs(self._root)
+        except OSError:
+            return
+        if live_signature(runs) != self._signature:
+            self.reload()  # keeps the cursor on the same run
 
     def on_screen_resume(self) -> None:
         if self._ui_ready:  # the first resume can come before compose
@@ -349,6 +379,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         current = self.selected_run()
         runs = list_runs(self._root)
+        self._signature = live_signature(runs)
         self.user, self.user_problems = {}, {}
         for run in runs:
             key = str(run.run_dir)
@@ -386,11 +417,11 @@ class RunsScreen(RunsManageMixin, Screen[None]):
             key = str(run.run_dir)
             color = self.mark_color(run)
             cells: list[Any] = [
-                Text("●", style=f"bold {color}") if color else Text(" "),
+                Text("◆", style=f"bold {color}") if color else Text(" "),
                 local_time(run.started),
                 user_cell(self.user[key], name_chars),
                 run.backbone,
-                Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+                status_cell(run),
                 Text(accuracy_text(run), justify="right"),
                 Text(epochs_text(run), justify="right"),
             ]
@@ -435,7 +466,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
                 "No runs yet. Start one on Setup (F2) or with `dftui train`; each run is "
                 "recorded here.", style="dim"))
             return
-        hints = ["Enter: charts"]
+        hints = ["Enter: follow live · s: stop" if run.live and not run.host else "Enter: charts"]
         if weights_available(run):
             hints.append("c: classify")
         if run.resumable:
@@ -466,7 +497,31 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         if run is None:
             return
         fresh = read_run(run.run_dir) or run  # its status may have changed since the list
+        if fresh.live and not fresh.host:
+            # A run in progress: follow it live on the Training screen, from epoch 1.
+            self.run_worker(self.app.attach_run(fresh.run_dir), group="attach")  # type: ignore[attr-defined]
+            return
         self.app.push_screen(RunDetailScreen(fresh))
+
+    def action_stop(self) -> None:
+        """Ask the selected run to stop gracefully (checkpoint and best weights kept)."""
+        run = self.selected_run()
+        if run is None:
+            return
+        fresh = read_run(run.run_dir) or run
+        if not fresh.live:
+            self.notify(f"run {fresh.run_id} is not running ({fresh.status})", severity="warning")
+            return
+        from dftui.core.eventlog import request_stop
+
+        try:
+            request_stop(fresh.run_dir)
+        except OSError as exc:
+            self.notify(f"cannot ask run {fresh.run_id} to stop: {exc}", severity="error",
+                        timeout=8)
+            return
+        self.notify(f"asked run {fresh.run_id} to stop after its current batch; its checkpoint "
+                    "and best weights are kept")
 
     async def action_classify(self) -> None:
         run = self.selected_run()
@@ -486,6 +541,9 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         # without a checkpoint says why, which a hidden key would not.
         if action == "open_run":
             return self.selected_run() is not None if self._ui_ready else False
+        if action == "stop":  # shown only for a run in progress
+            run = self.selected_run() if self._ui_ready else None
+            return run is not None and run.live
         return True
 
 

@@ -184,9 +184,9 @@ class RunsManageMixin:
         if run is None:
             return
         run = read_run(run.run_dir) or run  # it may have started or ended meanwhile
-        if run.status == "running":
-            self.notify(f"run {run.run_id} is still running; stop it first (Training screen, s)",
-                        severity="warning", timeout=8)
+        if run.live:
+            self.notify(f"run {run.run_id} is still {run.status}; stop it first (Training "
+                        "screen, s)", severity="warning", timeout=8)
             return
         info = self._user_of(run)
         files = weights_files(run)

@@ -278,6 +278,11 @@ class SetupScreen(Screen[None]):
             yield Static("", id="field-errors", classes="note error")
             with Horizontal(classes="row", id="start-row"):
                 yield Button("Start training", variant="primary", id="start", compact=True)
+                # A background run (its own process) survives a dropped SSH connection.
+                detach = saved.get("detach", True)
+                yield TickBox("Keep running if I disconnect",
+                               detach if isinstance(detach, bool) else True, id="detach",
+                               compact=True)
                 yield Static("", id="start-note", classes="hint")
         yield Footer()
 
@@ -330,6 +335,7 @@ class SetupScreen(Screen[None]):
             precision=self.select("precision"),
             augment=self.select("augment"),
             overwrite=self.query_one("#overwrite", Checkbox).value,
+            detach=self.query_one("#detach", Checkbox).value,
         )
         return values
 
@@ -411,6 +417,10 @@ class SetupScreen(Screen[None]):
     @on(Checkbox.Changed, "#overwrite")
     def _overwrite_changed(self) -> None:
         self._update_weights_note()
+        self._schedule_save()
+
+    @on(Checkbox.Changed, "#detach")
+    def _detach_changed(self) -> None:
         self._schedule_save()
 
     def _backbone_changed(self) -> None:
@@ -580,6 +590,12 @@ class SetupScreen(Screen[None]):
     def on_screen_suspend(self) -> None:
         self.remember()
 
+    def save_before_exit(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.stop()  # a save was due within a second: make it now
+            self._save_timer = None
+        self.remember()
+
     def action_reset(self) -> None:
         for field, default in TEXT_FIELDS.items():
             self.query_one(f"#{field}", Input).value = default
@@ -591,6 +607,7 @@ class SetupScreen(Screen[None]):
         self.query_one("#precision", Select).value = "auto"
         self.query_one("#augment", Select).value = "none"
         self.query_one("#overwrite", Checkbox).value = False
+        self.query_one("#detach", Checkbox).value = True
         self.query_one("#weights", Input).value = default_weights(DEFAULTS.backbone)
 
     # -- start ---------------------------------------------------------------------------
@@ -626,4 +643,5 @@ class SetupScreen(Screen[None]):
             )
             if not yes:
                 return
-        await self.app.start_training(config)  # type: ignore[attr-defined]
+        detach = self.query_one("#detach", Checkbox).value
+        await self.app.start_training(config, detach=detach)  # type: ignore[attr-defined]

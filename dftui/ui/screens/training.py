@@ -1,11 +1,17 @@
-"""Training: run ``dftui.core.train.fit`` in a thread worker and watch it live.
+"""Training: watch a run live, from its event log.
 
-The engine only ever calls ``post_message`` (through ``emit``); every widget update happens
-here on the UI thread. Stopping is cooperative (the engine checks the flag every batch) and
-keeps the best weights; a failure is shown as its message and the app stays usable."""
+A run is started in a process of its own (a background run, which outlives the dashboard)
+or in a thread worker of the dashboard; either way it writes its event log, and this screen
+shows it one way only: by following that log (``EventTail``), history first, then live. So
+attaching to a run started elsewhere (another terminal, an earlier dashboard, `dftui train
+--detach`) shows exactly what its own dashboard would, from epoch 1. Stopping is cooperative
+(the engine checks every batch) and keeps the best weights; a failure is shown as its
+message and the app stays usable."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +22,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+from textual.message import Message
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from dftui.core.eventlog import EVENTS_FILE, EventTail, LogGone
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -37,9 +46,19 @@ from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.run_view import RunView
 
 IDLE_TEXT = "No run yet: set one up on Setup (F2) and press ctrl+s there."
+POLL_S = 0.25  # how often the followed log is checked (a stat; reads only what was added)
+STATUS_EVERY_S = 1.0  # how often the run's process is checked while following it
+POLL_BUDGET = 4 << 20  # bytes read per poll on the UI thread; the rest at the next one
 
 
+class HistoryRead(Message):
+    """The events a run logged before this screen followed it (read in a thread)."""
 
+    def __init__(self, generation: int, events: list[Event], error: str = "") -> None:
+        super().__init__()
+        self.generation = generation
+        self.events = events
+        self.error = error
 
 
 
@@ -63,6 +82,16 @@ class TrainingScreen(Screen[None]):
         self.weights_path: str | None = None
         self.download: DownloadProgress | None = None
         self.events_seen = 0
+        self.run_dir: Path | None = None  # the run followed
+        self.background = False  # it runs in a process of its own
+        self.tail: EventTail | None = None
+        self._generation = 0  # bumps with every run followed: late messages are dropped
+        self._poller: Timer | None = None
+        self._last_status = 0.0
+        self._attempt_elapsed = 0.0  # elapsed seconds of the attempt being read
+        self._prior_seconds = 0.0  # time of earlier attempts of a resumed run
+        self._pending_end: RunFinished | RunFailed | None = None
+        self.thread_done: threading.Event | None = None  # set when an in-process run ends
 
     def compose(self) -> ComposeResult:
         yield NavBar("training")
@@ -87,12 +116,46 @@ class TrainingScreen(Screen[None]):
         self._show_progress(False)
 
     # -- starting and stopping -------------------------------------------------------------
-    def start_run(self, config: Any, resume: Any = None) -> None:
-        """Start ``config`` (a TrainConfig) in a thread worker; ``resume``: a run folder to
-        continue (fit(resume=...))."""
+    def start_run(self, config: Any, resume: Any = None, detach: bool = False) -> bool:
+        """Start ``config`` (a TrainConfig) and follow it: ``detach``: in a process of its
+        own that outlives the dashboard, else in a thread worker. ``resume``: a run folder to
+        continue. False (and a notification saying why) when it cannot start."""
         if self.running:
             raise RuntimeError("a run is already in progress")
+        from dftui.core.background import LaunchError, launch_detached, prepare_run
+
+        try:
+            if detach:
+                run_dir, _pid = launch_detached(config, Path(resume) if resume else None)
+            else:
+                run_dir = prepare_run(config, Path(resume) if resume else None).run_dir
+        except LaunchError as exc:
+            self.notify(str(exc), title="Cannot start", severity="error", timeout=10)
+            return False
         self.config = config
+        self.stop_flag = None if detach else StopFlag()
+        self._follow(run_dir, background=detach, title=(
+            f"starting {config.backbone} on {config.train_dir} "
+            + ("in the background (loading the engine…)" if detach else "(loading the engine…)")))
+        if not detach:
+            assert self.stop_flag is not None
+            self.thread_done = threading.Event()
+            self.worker = self._train(run_dir, self.stop_flag, config, self.thread_done)
+        return True
+
+    def attach(self, run_dir: Path) -> None:
+        """Follow a run started elsewhere (a background run, another dashboard's)."""
+        if self.running:
+            raise RuntimeError("a run is already in progress")
+        self.config = None
+        self.stop_flag = None
+        self._follow(Path(run_dir), background=True, title=f"attaching to {Path(run_dir).name}…")
+
+    def _follow(self, run_dir: Path, background: bool, title: str) -> None:
+        self._generation += 1
+        self.run_dir = run_dir
+        self.background = background
+        self.worker = None
         self.running = True
         self.started = None
         self.final = None
@@ -100,61 +163,215 @@ class TrainingScreen(Screen[None]):
         self.weights_path = None
         self.download = None
         self.events_seen = 0
-        self.stop_flag = StopFlag()
+        self._attempt_elapsed = 0.0
+        self._prior_seconds = 0.0
+        self._pending_end = None
+        self.tail = EventTail(run_dir / EVENTS_FILE)
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
         self.query_one(RunView).reset()
         self.query_one("#log", RichLog).clear()
         outcome = self.query_one("#outcome", Static)
         outcome.update("")
         outcome.set_classes("")
-        self.query_one("#run-title", Static).update(
-            f"starting {config.backbone} on {config.train_dir} (loading the engine…)"
-        )
-        self.query_one("#epoch-bar", ProgressBar).update(total=config.epochs, progress=0)
+        self.query_one("#run-title", Static).update(title)
+        epochs = self.config.epochs if self.config is not None else 1
+        self.query_one("#epoch-bar", ProgressBar).update(total=epochs, progress=0)
         # A known total: an indeterminate bar animates (and costs CPU) until the first batch.
         self.query_one("#batch-bar", ProgressBar).update(total=1, progress=0)
-        self.query_one("#epoch-label", Label).update(f"epoch  0/{config.epochs}")
+        self.query_one("#epoch-label", Label).update(
+            f"epoch  0/{epochs}" if self.config is not None else "epoch  -/-")
         self.query_one("#batch-label", Label).update("batch  -/-")
         self.query_one("#speed-label", Label).update("")
         self.query_one("#status-line", Static).update("")
         self._show_progress(True)
         self.refresh_bindings()
-        self.worker = self._train(config, self.stop_flag, resume)
+        self._read_history(self._generation, self.tail)
+
+    @work(thread=True, exit_on_error=False, group="history", exclusive=True)
+    def _read_history(self, generation: int, tail: EventTail) -> None:
+        # A long run's log can be hundreds of MB: read (thinned) off the UI thread.
+        try:
+            events = tail.read()
+            self.post_message(HistoryRead(generation, events))
+        except LogGone:
+            self.post_message(HistoryRead(generation, []))
+        except OSError as exc:
+            self.post_message(HistoryRead(generation, [], f"cannot read {tail.path}: {exc}"))
+
+    def on_history_read(self, message: HistoryRead) -> None:
+        if message.generation != self._generation:
+            return
+        if message.error:
+            self._log("error", message.error)
+        self._apply(message.events)
+        self.query_one(RunView).flush()
+        if self.running and self._poller is None:
+            self._poller = self.set_interval(POLL_S, self._poll)
+
+    def _poll(self) -> None:
+        """Read what the run added to its log; notice a run whose process is gone."""
+        tail = self.tail
+        if tail is None or not self.running:
+            return
+        try:
+            events = tail.read(budget_bytes=POLL_BUDGET)
+        except LogGone:
+            events = []
+            if self.run_dir is not None and not self.run_dir.exists():
+                self._lost(f"the run folder {self.run_dir} was deleted; nothing more to follow")
+                return
+        except OSError as exc:
+            self._lost(f"cannot read {tail.path}: {exc}")
+            return
+        self._apply(events)
+        now = time.monotonic()
+        if self.running and self.worker is None and now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self._check_process()
+
+    def _check_process(self) -> None:
+        """A background run whose process is gone without an end record was interrupted."""
+        from dftui.core.runs import read_run
+
+        assert self.run_dir is not None
+        run = read_run(self.run_dir)
+        if run is None or run.live:
+            return
+        try:
+            self._apply(self.tail.read() if self.tail else [])  # the end may have just landed
+        except (LogGone, OSError):
+            pass
+        if not self.running:
+            return
+        if run.status == "interrupted" or run.status not in ("finished", "stopped", "failed"):
+            self._lost(f"run {run.run_id} was interrupted: its process is gone without an end "
+                       "record. Resume it from the Runs screen (F5, r)", status="interrupted")
+        elif run.status == "failed":
+            self._fail(RunFailed(message=run.message or "the run failed", run_dir=str(self.run_dir),
+                                 weights_path=run.weights_path))
+        else:
+            self._finish(self._final_from_record(run))
+
+    def _final_from_record(self, run: Any) -> RunFinished:
+        return RunFinished(run.status, run.epochs_completed, run.best_epoch,
+                           run.best_val_accuracy, run.weights_path, None, str(run.run_dir),
+                           self._prior_seconds + self._attempt_elapsed)
+
+    def _lost(self, text: str, status: str = "") -> None:
+        if status:
+            from dftui.core.runs import read_run
+
+            run = read_run(self.run_dir) if self.run_dir is not None else None
+            if run is not None:
+                final = self._final_from_record(run)
+                self._finish(RunFinished(status, final.epochs_completed, final.best_epoch,
+                                         final.best_val_accuracy, final.weights_path, None,
+                                         final.run_dir, final.seconds))
+                self._log("warning", text)
+                return
+        self._log("error", text)
+        outcome = self.query_one("#outcome", Static)
+        outcome.update(f"✗ {text}")
+        outcome.set_classes("failed")
+        self._set_idle()
+
+    def _apply(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, (RunFinished, RunFailed)) and self.tail is not None:
+                if event is not self.tail.ended:
+                    self._attempt_over(event)  # a resume followed it in the log
+                    continue
+                if self._record_live():
+                    # The run's record still says running: a resume about to write on, or
+                    # the record a moment behind its log. The next polls decide.
+                    self._pending_end = event
+                    continue
+            self.show_event(event)
+        self._settle_pending()
+
+    def _settle_pending(self) -> None:
+        pending = self._pending_end
+        if pending is None or self.tail is None:
+            return
+        if self.tail.ended is not pending:
+            self._attempt_over(pending)  # a new attempt started after it
+            self._pending_end = None
+        elif not self._record_live():
+            self._pending_end = None
+            self.show_event(pending)
+
+    def _record_live(self) -> bool:
+        if self.worker is not None and not self.worker.is_finished:
+            return True
+        from dftui.core.runs import read_run
+
+        run = read_run(self.run_dir) if self.run_dir is not None else None
+        return run is not None and run.live
+
+    def _attempt_over(self, event: RunFinished | RunFailed) -> None:
+        if isinstance(event, RunFinished):
+            self._attempt_elapsed = event.seconds
+            self._log("info", f"an earlier attempt {event.status} after epoch "
+                              f"{event.epochs_completed}; the run was resumed")
+        else:
+            self._log("warning", f"an earlier attempt failed: {event.message}")
 
     @work(thread=True, exit_on_error=False, group="train")
-    def _train(self, config: Any, stop: StopFlag, resume: Any = None) -> None:
-        if config.workers is None or config.workers > 0:
-            from dftui.ui.workers import prepare_multiprocessing
-
-            # On the UI thread: it may briefly swap sys.stderr for a real file.
-            self.app.call_from_thread(prepare_multiprocessing)
-        post = self.post_message
-
-        def emit(event: Event) -> None:
-            post(wrap(event))
-
+    def _train(self, run_dir: Path, stop: StopFlag, config: Any, done: threading.Event) -> Event:
         try:
-            from dftui.core.train import fit
+            if config.workers is None or config.workers > 0:
+                from dftui.ui.workers import prepare_multiprocessing
 
-            fit(config, emit, stop, resume=resume)  # the final event arrives through emit as well
-        except Exception as exc:  # noqa: BLE001 - fit should not raise; if it does, say so
-            post(wrap(RunFailed(message=f"the engine crashed: {type(exc).__name__}: {exc}")))
+                # On the UI thread: it may briefly swap sys.stderr for a real file.
+                self.app.call_from_thread(prepare_multiprocessing)
+            from dftui.core.background import run_prepared
+
+            # Nothing is posted from here: the screen reads the run's log, as for any run.
+            return run_prepared(run_dir, stop)
+        finally:
+            done.set()  # launch() waits on it should the app end first (see there)
 
     def action_stop(self) -> None:
-        if not self.running or self.stop_flag is None:
+        if not self.running:
             self.notify("no run in progress", severity="warning")
             return
-        if self.stop_flag.is_set():
-            return
-        self.stop_flag.request("stopped")
+        if self.stop_flag is not None:
+            if self.stop_flag.is_set():
+                return
+            self.stop_flag.request("stopped")
+        else:
+            from dftui.core.eventlog import request_stop
+
+            assert self.run_dir is not None
+            try:
+                request_stop(self.run_dir)  # the run's own process watches for it
+            except OSError as exc:
+                self.notify(f"cannot ask the run to stop: {exc}", severity="error", timeout=8)
+                return
         self._log("info", "stop requested: finishing the current batch, best weights are kept")
         self.query_one("#run-title", Static).update(self._title_text() + " · stopping…")
 
+    @property
+    def in_process(self) -> bool:
+        """A run in this dashboard's thread (quitting ends it), not a background one."""
+        return self.running and self.worker is not None
+
     async def stop_and_wait(self, reason: str = "interrupted") -> None:
-        """Ask the run to stop and wait until its thread has ended (used when quitting)."""
+        """Ask an in-process run to stop and wait until its thread has ended (quitting)."""
         if self.stop_flag is not None:
             self.stop_flag.request(reason)
         if self.worker is not None:
             await self.worker.wait()
+        self._poll_to_end()
+
+    def _poll_to_end(self) -> None:
+        if self.running and self.tail is not None:
+            try:
+                self._apply(self.tail.read())
+            except (LogGone, OSError):
+                pass
 
     async def action_classify(self) -> None:
         if not self.weights_path:
@@ -186,14 +403,20 @@ class TrainingScreen(Screen[None]):
         self.show_event(message.event)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is not self.worker:
+        if event.worker is not self.worker or not self.running:
             return
-        if event.state == WorkerState.ERROR and self.running:
+        if event.state == WorkerState.ERROR:
             error = event.worker.error
             self._fail(RunFailed(message=f"the engine crashed: {type(error).__name__}: {error}"))
-        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED) and self.running:
-            # fit returned without a final event reaching us (should not happen).
-            self._set_idle()
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            # The run's end is in its log: read it now. Should the log be unwritable (a full
+            # disk), the worker's own result still ends the screen's run.
+            self._poll_to_end()
+            result = event.worker.result
+            if self.running and isinstance(result, (RunFinished, RunFailed)):
+                self.show_event(result)
+            elif self.running:
+                self._set_idle()
 
     def show_event(self, event: Event) -> None:
         """Apply one core event to the screen (the live path, also used by tests)."""
@@ -201,8 +424,14 @@ class TrainingScreen(Screen[None]):
         view = self.query_one(RunView)
         if isinstance(event, BatchEnd):
             view.feed(event)
+            self._attempt_elapsed = event.elapsed_s
             self._show_batch(event)
         elif isinstance(event, RunStarted):
+            if self.started is not None or self.final is not None:
+                # A resume of the run: it goes on after an earlier attempt's end.
+                self._prior_seconds += self._attempt_elapsed
+                self._attempt_elapsed = 0.0
+                self._resumed()
             self.started = event
             view.feed(event)
             self.query_one("#run-title", Static).update(self._title_text())
@@ -230,9 +459,21 @@ class TrainingScreen(Screen[None]):
                 f"downloading {event.file}: {event.done_bytes / 2**20:.0f}/{total} MiB"
             )
         elif isinstance(event, RunFinished):
+            self._attempt_elapsed = event.seconds
             self._finish(event)
         elif isinstance(event, RunFailed):
             self._fail(event)
+
+    def _resumed(self) -> None:
+        """An earlier attempt ended in the log and the run went on: it is not over."""
+        if self.final is not None:
+            self.final = None
+            outcome = self.query_one("#outcome", Static)
+            outcome.update("")
+            outcome.set_classes("")
+            self.running = True
+            self._show_progress(True)
+            self.refresh_bindings()
 
     # -- drawing ------------------------------------------------------------------------
     def _title_text(self) -> str:
@@ -288,6 +529,9 @@ class TrainingScreen(Screen[None]):
 
     def _set_idle(self) -> None:
         self.running = False
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
         self._show_progress(False)
         self.refresh_bindings()
 
@@ -295,8 +539,11 @@ class TrainingScreen(Screen[None]):
         self.final = event
         self.weights_path = event.weights_path
         key = self.app.key_display_for("training.classify", "c")  # type: ignore[attr-defined]
+        total = self._prior_seconds + event.seconds  # a resumed run: every attempt
         if event.status == "finished":
-            head = f"✓ Finished {event.epochs_completed} epoch(s) in {format_duration(event.seconds)}"
+            head = f"✓ Finished {event.epochs_completed} epoch(s) in {format_duration(total)}"
+            if self._prior_seconds:
+                head += " (resumed)"
         else:
             head = f"■ {event.status.capitalize()} after {event.epochs_completed} epoch(s)"
         lines = [head]

@@ -52,6 +52,9 @@ class NavBar(Static):
         self.update(self._text())
         self.set_interval(STATUS_EVERY_S, self.poll_status)
 
+    def on_show(self) -> None:
+        self.poll_status()  # a screen shown again is brought up to date at once
+
     def poll_status(self) -> None:
         if not self.screen.is_current:
             return  # a screen out of sight is brought up to date when it is shown again
