@@ -192,7 +192,9 @@ def _ended(final: Any) -> int:
 
     if isinstance(final, RunFailed):  # the printers leave failures to their caller
         kept = f" (best weights kept at {final.weights_path})" if final.weights_path else ""
-        _say(f"the run failed: {final.message}{kept}")
+        from dftui.cli.printer import failure_text
+
+        _say(f"the run failed: {failure_text(final)}{kept}")
     return outcome_code(final)
 
 

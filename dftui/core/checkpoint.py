@@ -381,6 +381,14 @@ def _metadata_problem(meta: dict[str, Any], min_size: int) -> str | None:
     return None
 
 
+# Moving the .json away helps only for files the reference scripts made: weights a recorded
+# dftui run saved are refused without their metadata (their preprocessing is unknown).
+_METADATA_WAY_OUT = (
+    "fix it, or, for weights made by the reference scripts, move it away to use the "
+    "reference preprocessing (224 px, ImageNet mean/std)"
+)
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load a dftui or reference-format weights file; returns (state_dict, metadata).
 
@@ -393,9 +401,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         # Our writes are atomic, so this is a hand-edited or foreign file: guessing the
         # preprocessing could give silently wrong answers.
         raise WeightsError(
-            f"the metadata file {meta_file} beside {path.name} is not valid JSON or cannot be "
-            f"read ({damaged or 'unreadable'}); fix it, or move it away to use the weights "
-            "with the reference preprocessing"
+            f"the metadata of {path} cannot be read ({damaged or meta_file.name + ': unreadable'}); "
+            f"{_METADATA_WAY_OUT}"
         )
     if meta is not None and "reserved_by" in meta and "preprocessing" not in meta and os.path.lexists(path):
         raise WeightsError(
@@ -447,8 +454,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     problem = _metadata_problem(meta, spec.min_size)
     if problem:
         raise WeightsError(
-            f"the metadata file {meta_file} is unusable: {problem}; fix it, or move the file "
-            "away to use the weights with the reference preprocessing"
+            f"the metadata file {meta_file} is unusable: {problem}; {_METADATA_WAY_OUT}"
         )
     meta["preprocessing"] = {**meta["preprocessing"], "input_size": int(meta["preprocessing"]["input_size"])}
     return state, meta

@@ -71,10 +71,17 @@ def test_resume_of_a_run_with_a_damaged_record_is_one_line(dataset, tmp_path, ca
     assert "resume checkpoint" in err and "cannot be read" in err and "Traceback" not in err
 
 
-def test_resume_of_an_unknown_run_names_no_missing_command(capsys) -> None:
+def test_resume_of_an_unknown_run_names_only_commands_that_exist(capsys) -> None:
+    import re
+
+    from dftui.cli import build_parser
+
     assert main(["train", "--resume", "no-such-run"]) == 2
     err = capsys.readouterr().err
-    assert "no run 'no-such-run' to resume" in err and "dftui runs" not in err
+    assert "no run 'no-such-run' to resume" in err
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for named in re.findall(r"`dftui (\w+)", err):
+        assert named in commands, err
 
 
 def test_records_hold_absolute_paths_so_resume_works_from_any_folder(

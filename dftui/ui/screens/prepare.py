@@ -42,6 +42,7 @@ from dftui.core.prepare import (
     output_folder_problem,
     suggest_output_folder,
 )
+from dftui.ui.advice import with_advice
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.tickbox import TickBox
@@ -82,10 +83,11 @@ class PrepareProgress(Message):
 
 
 class DemoWritten(Message):
-    def __init__(self, result: Any = None, error: str | None = None) -> None:
+    def __init__(self, result: Any = None, error: str | None = None, refused: bool = False) -> None:
         super().__init__()
         self.result = result
         self.error = error
+        self.refused = refused  # the folders hold files: asking again moves them aside
 
 
 class DataFoldersReady(Message):
@@ -180,6 +182,7 @@ class PrepareScreen(Screen[None]):
         self.ready: tuple[Path, Path, Path | None] | None = None  # train, val, test for Setup
         self._discover_timer: Any = None
         self._discovered: str | None = None  # the root text the split boxes reflect
+        self._demo_refused: Path | None = None  # output folder whose demo write was refused
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -508,6 +511,10 @@ class PrepareScreen(Screen[None]):
             self.notify("wait for the running job to end", severity="warning")
             return
         out = Path(self.value("out") or str(DEFAULT_DATA_ROOT)).expanduser()
+        # Asked again for the folder just refused (it holds files): move them aside this
+        # time, as the message offered (renamed, never deleted).
+        force = force or self._demo_refused == out
+        self._demo_refused = None
         self._set_running(True)
         self._status(f"writing synthetic demo data into {_shown(out)}…")
         self._demo_worker(out, force)
@@ -517,7 +524,9 @@ class PrepareScreen(Screen[None]):
         try:
             result = make_demo_data(out, n=DEMO_N, size=DEMO_SIZE, force=force)
         except DemoDataError as exc:
-            self.post_message(DemoWritten(error=str(exc)))
+            # Phrased for this screen: the Output folder field, ctrl+d again (not --force).
+            self.post_message(DemoWritten(error=with_advice(str(exc), exc.fixes),
+                                          refused=any(f.setting == "force" for f in exc.fixes)))
             return
         except Exception as exc:  # noqa: BLE001
             self.post_message(DemoWritten(error=f"unexpected error: {type(exc).__name__}: {exc}"))
@@ -528,6 +537,8 @@ class PrepareScreen(Screen[None]):
         self._set_running(False)
         summary = self.query_one("#prepare-summary", Static)
         if message.error:
+            if message.refused:
+                self._demo_refused = Path(self.value("out") or str(DEFAULT_DATA_ROOT)).expanduser()
             summary.set_classes("failed")
             summary.update(f"✗ {message.error}")
             self._status("demo data not written")
