@@ -463,3 +463,13 @@ def test_run_record_named_by_metadata_is_read_as_untrusted(tmp_path: Path) -> No
         reader.join(10)
     assert not hung, "reading the run record named by untrusted metadata blocked on a FIFO"
     assert found == [None]
+
+
+def test_predict_json_never_holds_nan() -> None:
+    """``dftui predict --json`` printed ``"p_fake": NaN`` for a skipped file: not JSON (jq and
+    strict parsers refuse the whole output). No score is null, as photos and frames give."""
+    from dftui.core.predict import Prediction
+
+    row = Prediction("pipe.png", None, math.nan, math.nan, 0.0, "a FIFO").to_dict()
+    assert row["p_fake"] is None and row["p_real"] is None and row["label"] is None
+    json.dumps(row, allow_nan=False)
