@@ -404,6 +404,8 @@ class DftuiApp(App[None]):
                 "A training run is in progress.\nStop it and quit? The best weights so far are kept.",
                 yes="Stop and quit",
                 no="Keep training",
+                still_asks=lambda: self.in_process_run,
+                otherwise=("The training run has ended.\nQuit dftui?", "Quit", "Stay"),
             ),
             answered,
         )

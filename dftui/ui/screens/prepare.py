@@ -661,7 +661,7 @@ class PrepareScreen(Screen[None]):
         e = message.event
         if isinstance(e, PrepareStarted):
             self._log(f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
-                      f"({e.workers} workers, {e.settings})")
+                      f"({e.workers} worker{'' if e.workers == 1 else 's'}, {e.settings})")
         elif isinstance(e, SplitStarted):
             self.query_one(f"#row-{e.split}").add_class("shown")
             self.query_one(f"#bar-{e.split}", ProgressBar).update(total=max(1, e.images), progress=0)

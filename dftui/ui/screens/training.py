@@ -532,7 +532,7 @@ class TrainingScreen(Screen[None]):
         if s is not None:
             parts.append(f"{s.device_name} ({s.device})")
             parts.append(s.precision)
-            parts.append(f"{s.workers} workers")
+            parts.append(f"{s.workers} worker{'' if s.workers == 1 else 's'}")
         if event is not None:
             if event.phase == "train":
                 parts.append(f"data wait {event.data_wait * 100:.0f}%")
