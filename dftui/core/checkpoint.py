@@ -239,6 +239,9 @@ def _release_dead_reservation(path: Path, runs: Path) -> None:
     lock = lock_run(run_dir)
     if lock is None:
         return  # that run is alive
+    if getattr(lock, "name", None) == os.devnull:  # no lock could be taken: cannot tell
+        lock.close()
+        return
     try:
         meta = read_metadata(path)  # again, under the lock: another run may have taken it
         if (
