@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = make_demo_data(args.out, n=args.n, size=args.size, force=args.force, seed=args.seed)
     except DemoDataError as exc:
-        return fail(str(exc))
+        from dftui.cli.advice import with_advice
+
+        return fail(with_advice(str(exc), exc.fixes))
     for name, old in result.moved_aside.items():
         print(f"moved the existing {result.folders[name]} aside to {old}")
     print(f"wrote SYNTHETIC demo data ({args.size}x{args.size} px) under {result.root}:")

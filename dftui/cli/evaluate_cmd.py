@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a second weights file to evaluate on the same folders, side by side")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     p.add_argument("--no-record", action="store_true", help="do not save evaluation records")
     p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
     p.add_argument("--aggregate", choices=["confident", "mean-max"], default="confident",

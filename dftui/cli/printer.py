@@ -19,6 +19,22 @@ from dftui.core.events import (
 )
 
 
+def log_text(event: LogMessage) -> str:
+    """The message with its ways out as options (the event keeps them as settings)."""
+    from dftui.cli.advice import with_advice
+    from dftui.core.advice import decode_all
+
+    return with_advice(event.text, decode_all(event.fixes))
+
+
+def failure_text(event: RunFailed) -> str:
+    from dftui.cli.advice import with_advice
+    from dftui.core.advice import decode_all
+
+    return with_advice(event.message, decode_all(event.fixes))
+
+
+
 def _epoch_line(e: EpochEnd) -> str:
     best = "  *best" if e.is_best else ""
     return (
@@ -29,12 +45,19 @@ def _epoch_line(e: EpochEnd) -> str:
 
 
 def _started_line(e: RunStarted) -> str:
-    return (
+    line = (
         f"run {e.run_id}: {e.config['backbone']} on {e.device} ({e.device_name}, {e.precision}), "
         f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake), "
-        f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader workers; "
+        f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader worker{'' if e.workers == 1 else 's'}; "
         f"best weights go to {e.config.get('weights_path')}"
     )
+    world = e.config.get("world_size")
+    if isinstance(world, int) and world > 1:  # a distributed run (dftui train --nproc-per-node)
+        line += (
+            f"; {world} processes ({e.config.get('backend')}), batch "
+            f"{e.config.get('batch_per_process')} per process, {e.config.get('batch_size')} global"
+        )
+    return line
 
 
 def _finished_line(e: RunFinished) -> str:
@@ -58,7 +81,7 @@ class PlainPrinter:
         elif isinstance(event, EpochEnd):
             self.out.write(_epoch_line(event) + "\n")
         elif isinstance(event, LogMessage) and event.level != "info":
-            self.err.write(f"{event.level}: {event.text}\n")
+            self.err.write(f"{event.level}: {log_text(event)}\n")
         elif isinstance(event, RunFinished):
             self.out.write(_finished_line(event) + "\n")
         elif isinstance(event, DownloadProgress) and event.done_bytes == event.total_bytes:
@@ -121,7 +144,10 @@ class RichPrinter:
                 p.update(self.run_task, completed=event.epoch, info=f"best epoch {event.best_epoch}")
         elif isinstance(event, LogMessage):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
-            p.console.print(f"[{style}]{event.level}: {event.text}[/]", markup=True, highlight=False)
+            from rich.markup import escape
+
+            p.console.print(f"[{style}]{event.level}: {escape(log_text(event))}[/]", markup=True,
+                            highlight=False)
         elif isinstance(event, DownloadProgress):
             if self.download_task is None:
                 p.start()

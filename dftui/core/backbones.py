@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dftui.core.advice import Fix
 from dftui.core.events import DownloadProgress, Emit, LogMessage
 
 if TYPE_CHECKING:
@@ -26,7 +27,12 @@ CLASS_NAMES = ("real", "fake")  # index = label: real = 0, fake = 1 (the referen
 DOWNLOAD_TIMEOUT_S = 10.0
 
 class WeightsError(RuntimeError):
-    """Weights that cannot be used; the message says what is wrong and what to do."""
+    """Weights that cannot be used; the message says what is wrong and what to do, and
+    ``fixes`` the settings that get out of it (each surface phrases them)."""
+
+    def __init__(self, message: str, fixes: tuple[Fix, ...] = ()) -> None:
+        super().__init__(message)
+        self.fixes = fixes
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -147,30 +153,28 @@ def _download(spec: BackboneSpec, dest: Path, emit: Emit, url: str | None = None
     check_hash rule) before the file may enter the cache. Anything short of a verified
     file leaves nothing behind: the cache is shared with every other PyTorch project."""
     import hashlib
-    import tempfile
     import urllib.request  # here, not at module level: it pulls in ssl (~90 ms of start-up)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    from dftui.core.checkpoint import atomic_write  # it imports this module
+
     sha = hashlib.sha256()
     done = 0
     total_bytes: int | None = None
-    try:
-        with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(
-            url or spec.weights_url, timeout=DOWNLOAD_TIMEOUT_S
-        ) as resp:
-            total = resp.headers.get("Content-Length")
-            total_bytes = int(total) if total and total.isdigit() else None
-            last_report = -1
-            while chunk := resp.read(1 << 20):
-                fh.write(chunk)
-                sha.update(chunk)
-                done += len(chunk)
-                if done - last_report >= (4 << 20) or done == total_bytes:
-                    emit(DownloadProgress(spec.weights_file, done, total_bytes))
-                    last_report = done
-            fh.flush()
-            os.fsync(fh.fileno())
+    # atomic_write renames the file into the cache only when this block ends without an
+    # exception; any raise (including the checks below) deletes the temporary file.
+    with atomic_write(dest) as fh, urllib.request.urlopen(
+        url or spec.weights_url, timeout=DOWNLOAD_TIMEOUT_S
+    ) as resp:
+        total = resp.headers.get("Content-Length")
+        total_bytes = int(total) if total and total.isdigit() else None
+        last_report = -1
+        while chunk := resp.read(1 << 20):
+            fh.write(chunk)
+            sha.update(chunk)
+            done += len(chunk)
+            if done - last_report >= (4 << 20) or done == total_bytes:
+                emit(DownloadProgress(spec.weights_file, done, total_bytes))
+                last_report = done
         if total_bytes is not None and done != total_bytes:
             raise DownloadMismatch(f"the download stopped at {done} of {total_bytes} bytes")
         digest = sha.hexdigest()
@@ -180,16 +184,6 @@ def _download(spec: BackboneSpec, dest: Path, emit: Emit, url: str | None = None
                 f"the downloaded file's SHA-256 starts {digest[: len(prefix)]}, not {prefix} as "
                 "its name says (corrupted or tampered with on the way); it was deleted"
             )
-        from dftui.core.checkpoint import new_file_mode
-
-        os.chmod(tmp, new_file_mode(dest))
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     emit(DownloadProgress(spec.weights_file, done, total_bytes))
 
 
@@ -203,21 +197,24 @@ def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path
         if not path.exists():  # a FIFO or device is named as such by load_state_dict_file
             raise WeightsError(
                 f"pretrained weights file {path} does not exist; give an existing "
-                "ImageNet state_dict, or use --pretrained imagenet or --pretrained none"
+                "ImageNet state_dict",
+                (Fix("pretrained", "imagenet"), Fix("pretrained", "none")),
             )
         return path
     cached = spec.cached_weights
     if cached.is_file():
         return cached
+    # The flags or fields for the other ways out are added by each surface (fixes).
     ways_out = (
-        f"Ways out: copy {spec.weights_file} into {cached.parent} (download it from "
-        f"{spec.weights_url} on a machine that is online), point --pretrained at a local "
-        "copy of it, or start from random weights with --pretrained none."
+        f"Copy {spec.weights_file} into {cached.parent} (download it from "
+        f"{spec.weights_url} on a machine that is online)."
     )
+    no_cache_fixes = (Fix("pretrained"), Fix("pretrained", "none"))
     if offline():
         raise WeightsError(
             f"ImageNet weights for {spec.name} are not cached: {spec.weights_file} was not "
-            f"found in {cached.parent}, and downloads are off (DFTUI_OFFLINE). {ways_out}"
+            f"found in {cached.parent}, and downloads are off (DFTUI_OFFLINE). {ways_out}",
+            no_cache_fixes,
         )
     emit(LogMessage("info", f"downloading {spec.weights_file} from {spec.weights_url}"))
     try:
@@ -226,7 +223,8 @@ def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path
         reason = getattr(exc, "reason", exc)
         raise WeightsError(
             f"ImageNet weights for {spec.name} are not cached ({spec.weights_file} not found "
-            f"in {cached.parent}) and could not be downloaded: {reason}. {ways_out}"
+            f"in {cached.parent}) and could not be downloaded: {reason}. {ways_out}",
+            no_cache_fixes,
         ) from None
     return cached
 
@@ -279,28 +277,20 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def open_regular_file(path: Path, what: str) -> Any:
-    """Open ``path`` for reading, only if it is a regular file: a FIFO would block forever
-    and a device (``/dev/zero``) never end. Opened non-blocking, then checked on the open
-    descriptor, so nothing can swap the file between the check and the read."""
+    """Open ``path`` for reading, only if it is a regular file (``data.open_regular``: a FIFO
+    would block forever and a device never end), with the weights' messages."""
+    from dftui.core.data import NotARegularFile, open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return open_regular(path)
     except FileNotFoundError:
         raise WeightsError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
         raise WeightsError(f"{path} is a folder; give a .pth weights file") from None
+    except NotARegularFile as exc:
+        raise WeightsError(f"{path} is {exc}; give a .pth weights file") from None
     except OSError as exc:
         raise WeightsError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise WeightsError(f"{path} is a folder; give a .pth weights file")
-        raise WeightsError(
-            f"{path} is {file_kind(st.st_mode)}, not a regular file; give a .pth weights file"
-        )
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return open(fd, "rb")  # noqa: SIM115 - the caller closes it
 
 
 def file_kind(mode: int) -> str:
@@ -417,7 +407,7 @@ def check_state_dict(
     # Values, not only shapes: a tensor of the wrong kind (complex, bool, integer weights)
     # or holding NaN/infinity would load and then give NaN scores, read as a verdict.
     wrong_kind = [
-        f"{k} ({state[k].dtype})"
+        f"{k} is {state[k].dtype}"
         for k, v in own.items()
         if (v.dtype.is_floating_point and not state[k].dtype.is_floating_point)
         or (not v.dtype.is_floating_point
@@ -425,8 +415,8 @@ def check_state_dict(
     ]
     if wrong_kind:
         raise WeightsError(
-            f"{path} holds tensors of the wrong type for {spec.name} weights ({len(wrong_kind)}, "
-            f"e.g. {wrong_kind[0]}); it is damaged or not a model's weights"
+            f"{path} holds {len(wrong_kind)} tensor(s) of the wrong type for {spec.name} weights "
+            f"(e.g. {wrong_kind[0]}); it is damaged or not a model's weights. Use other weights"
         )
     not_finite = [
         k for k, t in state.items() if t.dtype.is_floating_point and not bool(torch.isfinite(t).all())

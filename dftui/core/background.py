@@ -106,10 +106,16 @@ def set_pid(run_dir: Path, pid: int) -> None:
             pass
 
 
-def launch_detached(config: Any, resume_dir: Path | None = None) -> tuple[Path, int]:
+def launch_detached(
+    config: Any, resume_dir: Path | None = None, command: list[str] | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> tuple[Path, int]:
     """Start the run as a process of its own: a new session (no controlling terminal, so a
     dropped SSH connection does not reach it), stdin from /dev/null, stdout and stderr into
-    output.log in the run folder. Returns (run folder, pid) at once. Raises LaunchError."""
+    output.log in the run folder. Returns (run folder, pid) at once. Raises LaunchError.
+
+    ``command``: the dftui arguments to run instead of ``_run RUN_DIR`` (a distributed
+    run's launcher, dftui.cli.launch), given the prepared folder in DFTUI_LAUNCH_RUN_DIR."""
     prepared = prepare_run(config, resume_dir, detached=True)
     run_dir = prepared.run_dir
     try:
@@ -124,8 +130,11 @@ def launch_detached(config: Any, resume_dir: Path | None = None) -> tuple[Path, 
     )
     try:
         with out:
+            if command is not None:
+                env["DFTUI_LAUNCH_RUN_DIR"] = str(run_dir)
+            env.update(env_extra or {})
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dftui", "_run", str(run_dir)],
+                [sys.executable, "-m", "dftui", *(command or ["_run", str(run_dir)])],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -201,15 +201,58 @@ def reserve_weights_name(path: Path, run_id: str) -> bool:
     return True
 
 
-def claim_weights_path(wanted: Path, run_id: str, tag: str, overwrite: bool) -> Path:
+def claim_weights_path(
+    wanted: Path, run_id: str, tag: str, overwrite: bool, runs: Path | None = None
+) -> Path:
     """The weights file a new run saves to, reserved for it: ``wanted`` when free (or when
-    replacing it was asked for), else the first free ``stem-TAG[-N].pth``."""
+    replacing it was asked for), else the first free ``stem-TAG[-N].pth``. With ``runs``
+    (the runs folder), a name reserved by a run there that was killed before it saved
+    anything, and cannot be resumed, is free again."""
     if overwrite and name_taken(wanted):
         return wanted  # the user asked to replace it
     for candidate in weights_candidates(wanted, tag):
+        if runs is not None:
+            _release_dead_reservation(candidate, runs)
         if not name_taken(candidate) and reserve_weights_name(candidate, run_id):
             return candidate
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _release_dead_reservation(path: Path, runs: Path) -> None:
+    """Delete ``path``'s reservation when its run is dead (its lock is free: the kernel drops
+    it with the process) and left nothing to resume; else a run killed in its first epoch
+    would hold the name for ever and every later run would save under another name. Done
+    under that run's lock, so two runs starting together cannot both take the name (the
+    exclusive create in ``reserve_weights_name`` still decides between them)."""
+    from dftui.core.runs import lock_run
+    from dftui.core.train import RESUME_FILE
+
+    if os.path.lexists(path) or not os.path.lexists(metadata_path(path)):
+        return
+    meta = read_metadata(path)
+    holder = meta.get("reserved_by") if meta else None
+    if not isinstance(holder, str) or not holder or holder != Path(holder).name or holder in (".", ".."):
+        return
+    run_dir = runs / holder
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        return  # not a run of this folder: leave it
+    lock = lock_run(run_dir)
+    if lock is None:
+        return  # that run is alive
+    try:
+        meta = read_metadata(path)  # again, under the lock: another run may have taken it
+        if (
+            meta is not None
+            and meta.get("reserved_by") == holder
+            and "preprocessing" not in meta
+            and not os.path.lexists(path)
+            and not (run_dir / RESUME_FILE).exists()
+        ):
+            os.unlink(metadata_path(path))
+    except OSError:
+        pass
+    finally:
+        lock.close()
 
 
 def weights_owner(path: Path) -> tuple[str, str | None]:
@@ -381,6 +424,14 @@ def _metadata_problem(meta: dict[str, Any], min_size: int) -> str | None:
     return None
 
 
+# Moving the .json away helps only for files the reference scripts made: weights a recorded
+# dftui run saved are refused without their metadata (their preprocessing is unknown).
+_METADATA_WAY_OUT = (
+    "fix it, or, for weights made by the reference scripts, move it away to use the "
+    "reference preprocessing (224 px, ImageNet mean/std)"
+)
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load a dftui or reference-format weights file; returns (state_dict, metadata).
 
@@ -393,9 +444,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         # Our writes are atomic, so this is a hand-edited or foreign file: guessing the
         # preprocessing could give silently wrong answers.
         raise WeightsError(
-            f"the metadata file {meta_file} beside {path.name} is not valid JSON or cannot be "
-            f"read ({damaged or 'unreadable'}); fix it, or move it away to use the weights "
-            "with the reference preprocessing"
+            f"the metadata of {path} cannot be read ({damaged or meta_file.name + ': unreadable'}); "
+            f"{_METADATA_WAY_OUT}"
         )
     if meta is not None and "reserved_by" in meta and "preprocessing" not in meta and os.path.lexists(path):
         raise WeightsError(
@@ -447,8 +497,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     problem = _metadata_problem(meta, spec.min_size)
     if problem:
         raise WeightsError(
-            f"the metadata file {meta_file} is unusable: {problem}; fix it, or move the file "
-            "away to use the weights with the reference preprocessing"
+            f"the metadata file {meta_file} is unusable: {problem}; {_METADATA_WAY_OUT}"
         )
     meta["preprocessing"] = {**meta["preprocessing"], "input_size": int(meta["preprocessing"]["input_size"])}
     return state, meta

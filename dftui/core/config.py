@@ -34,7 +34,8 @@ def weights_name_problem(name: str) -> str | None:
         return f"{name!r} contains control characters (a tab or a line break); remove them"
     if name.startswith("."):
         return f"{name!r} starts with a dot (a hidden file); give a visible name such as model.pth"
-    if not name.lower().endswith(WEIGHTS_SUFFIX) or len(name) == len(WEIGHTS_SUFFIX):
+    # Lower case exactly: the dashboard's weights lists find ``*.pth`` (case-sensitive).
+    if not name.endswith(WEIGHTS_SUFFIX) or len(name) == len(WEIGHTS_SUFFIX):
         return (
             f"{name!r} does not end in {WEIGHTS_SUFFIX}; weights are a .pth file and their "
             "metadata goes beside it as a .json file of the same name"
@@ -70,6 +71,13 @@ class TrainConfig:
     augment: str = "none"
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
+    # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises
+    # with statistics over all ranks (SyncBatchNorm, CUDA/NCCL only); freeze_bn keeps the
+    # layers' stored statistics (eval mode) while their weights still train. Neither: each
+    # rank normalises with its own batch and the running statistics are averaged at every
+    # epoch end.
+    sync_bn: bool = False
+    freeze_bn: bool = False
 
     def validate(self) -> None:
         """Raise ConfigError for a setting that cannot work, before any heavy work starts."""
@@ -101,6 +109,8 @@ class TrainConfig:
         dev = self.device
         if not (dev in DEVICE_CHOICES or dev.startswith("cuda:")):
             raise ConfigError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
+        if self.sync_bn and self.freeze_bn:
+            raise ConfigError("choose either synchronised or frozen batch norm, not both")
         if self.augment not in ("none", "light", "robust"):
             raise ConfigError(f"unknown augmentation {self.augment!r}; use none, light or robust")
         if self.weights_name is not None:

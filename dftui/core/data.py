@@ -475,6 +475,7 @@ def make_loader(
     seed: int,
     device: torch.device,
     mp_context: str | None = None,
+    sampler: Any = None,
 ) -> DataLoader:
     import torch
     from torch.utils.data import DataLoader
@@ -489,7 +490,9 @@ def make_loader(
     return DataLoader(
         dataset,  # type: ignore[arg-type]
         batch_size=batch_size,
-        shuffle=shuffle,
+        # A given sampler (a rank's shard in a distributed run) does its own shuffling.
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate_skipping,
         pin_memory=device.type == "cuda",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from dftui.core.advice import Fix
 from dftui.core.data import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:  # numpy and the generator load only when data is generated, not for --help
@@ -40,7 +41,12 @@ MIN_EVAL_N = 8
 
 
 class DemoDataError(ValueError):
-    """The demo set cannot be written; the message says where and what to do."""
+    """The demo set cannot be written; the message says where and what to do, ``fixes`` the
+    settings out of it (phrased by each surface)."""
+
+    def __init__(self, message: str, fixes: tuple[Fix, ...] = ()) -> None:
+        super().__init__(message)
+        self.fixes = fixes
 
 
 @dataclass
@@ -126,8 +132,9 @@ def make_demo_data(root: str | Path = DEFAULT_DATA_ROOT, n: int = DEMO_N, size: 
     busy = [p for p in folders.values() if has_entries(p)]
     if busy and not force:
         raise DemoDataError(
-            f"{', '.join(str(p) for p in busy)} already hold files; choose another --out, or --force "
-            "to move them aside (renamed to <name>.old-<time>, not deleted)"
+            f"{', '.join(str(p) for p in busy)} already hold files; they are left as they are "
+            "(moving them aside renames them to <name>.old-<time>, nothing is deleted)",
+            (Fix("data_out"), Fix("force")),
         )
     result = DemoResult(root, folders, {})
     try:

@@ -370,6 +370,8 @@ def _run_dir_of(metadata: dict[str, Any], weights: str | Path) -> str | None:
     metadata is untrusted (any file may sit beside a .pth), and evaluations are written
     into this folder. Its name and its run.json must carry the metadata's run id, and that
     run must have written these very weights; otherwise None (records go to the data home)."""
+    from dftui.core.untrusted import read_json
+
     run_dir, run_id = metadata.get("run_dir"), metadata.get("run_id")
     if not isinstance(run_dir, str) or not isinstance(run_id, str) or not run_dir or not run_id:
         return None
@@ -377,11 +379,11 @@ def _run_dir_of(metadata: dict[str, Any], weights: str | Path) -> str | None:
     try:
         if folder.is_symlink() or not folder.is_dir() or folder.name != run_id:
             return None
-        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        info = read_json(folder / "run.json")
+        config = read_json(folder / "config.json")
+    except (OSError, ValueError):  # UntrustedError (FIFO, huge, deep, not an object) too
         return None
-    if not isinstance(info, dict) or not isinstance(config, dict) or info.get("run_id") != run_id:
+    if info.get("run_id") != run_id:
         return None
     recorded = [p for p in (info.get("weights_path"), config.get("weights_path")) if isinstance(p, str) and p]
     for path in recorded:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -48,8 +49,8 @@ HEARTBEAT_KIND = "heartbeat"
 NON_EVENT_KINDS = (HEADER_KIND, HEARTBEAT_KIND)
 END_KINDS = (RunFinished.kind, RunFailed.kind)
 # Batch events are thinned when a long history is read at once: the chart keeps about this
-# many points (RunView thins to 4000 anyway) plus the last batch before every other event.
-HISTORY_BATCH_POINTS = 4000
+# many points (RunView draws about two per column) plus the last batch before every other event.
+HISTORY_BATCH_POINTS = 1000
 READ_CHUNK = 8 << 20
 _BATCH_PREFIX = b'{"event": "batch_end"'
 
@@ -228,41 +229,34 @@ class EventTail:
             return []
         end = st.st_size if budget_bytes is None else min(st.st_size, self.offset + budget_bytes)
         todo = end - self.offset
-        stride = 1
-        if thin and todo > 4 * READ_CHUNK:
-            # ~200 bytes per batch line: sample so the chart gets about HISTORY_BATCH_POINTS.
-            stride = max(1, todo // 200 // HISTORY_BATCH_POINTS)
+        # Attaching to a long run: most of its log is batch events, which only the loss chart
+        # uses, and it keeps a few thousand points. Sample them by position (every
+        # `spacing` bytes) and keep the last one before each other record (an epoch's final
+        # progress); the other records are found by a regular expression, in C, so a
+        # million batch lines are never split or looked at one by one in Python.
+        spacing = todo // HISTORY_BATCH_POINTS if thin and todo > HISTORY_BATCH_POINTS * 400 else 0
         out: list[Event] = []
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                batch_seen = 0
-                last_batch: bytes | None = None
                 while self.offset < end:
                     chunk = fh.read(min(READ_CHUNK, end - self.offset))
                     if not chunk:
                         break
                     data = self._pending + chunk
+                    self.offset += len(chunk)
                     cut = data.rfind(b"\n")
                     if cut < 0:
                         self._pending = data
-                        self.offset += len(chunk)
                         continue
                     self._pending = data[cut + 1:]
-                    self.offset += len(chunk)
-                    for line in data[:cut].split(b"\n"):
-                        if stride > 1 and line.startswith(_BATCH_PREFIX):
-                            batch_seen += 1
-                            if batch_seen % stride:
-                                last_batch = line
-                                continue
-                            last_batch = None
-                        elif last_batch is not None and line:
-                            self._take(last_batch, out)
-                            last_batch = None
-                        self._take(line, out)
-                if last_batch is not None:
-                    self._take(last_batch, out)
+                    whole = data[:cut]
+                    if spacing:
+                        for line in _sampled_lines(whole, spacing):
+                            self._take(line, out)
+                    else:
+                        for line in whole.split(b"\n"):
+                            self._take(line, out)
         except FileNotFoundError:
             raise LogGone(str(self.path)) from None
         self.events_read += len(out)
@@ -313,6 +307,30 @@ class EventTail:
         elif isinstance(event, (RunFinished, RunFailed)):
             self.ended = event
         out.append(event)
+
+
+_OTHER_LINE = re.compile(rb"\n(?!" + re.escape(_BATCH_PREFIX) + rb")")
+
+
+def _sampled_lines(buf: bytes, spacing: int) -> list[bytes]:
+    """The lines of ``buf`` (whole lines, no final newline) that are not batch events, the
+    batch line before each of them, one batch line every ``spacing`` bytes and the last
+    line, in order."""
+    starts = {m.end() for m in _OTHER_LINE.finditer(buf)}
+    if not buf.startswith(_BATCH_PREFIX):
+        starts.add(0)
+    picks = set(starts)
+    for start in starts:
+        if start > 0:
+            picks.add(buf.rfind(b"\n", 0, start - 1) + 1)
+    for offset in range(spacing, len(buf), spacing):
+        picks.add(buf.rfind(b"\n", 0, offset) + 1)
+    picks.add(buf.rfind(b"\n") + 1)
+    lines = []
+    for start in sorted(picks):
+        stop = buf.find(b"\n", start)
+        lines.append(buf[start:stop] if stop >= 0 else buf[start:])
+    return lines
 
 
 def read_history(run_dir: Path) -> tuple[list[Event], EventTail]:

@@ -55,6 +55,7 @@ class LogMessage(Event):
     kind: ClassVar[str] = "log"
     level: str  # "info" | "warning" | "error"
     text: str
+    fixes: tuple[str, ...] = ()  # ways out, as dftui.core.advice.Fix.encode() strings
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class RunFailed(Event):
     batch: int | None = None
     weights_path: str | None = None
     details: str = field(default="", repr=False)
+    fixes: tuple[str, ...] = ()  # ways out, as dftui.core.advice.Fix.encode() strings
 
 
 Emit = Callable[[Event], None]

@@ -36,8 +36,9 @@ class Prediction:
         out: dict[str, Any] = {
             "path": self.path,
             "label": self.label,
-            "p_real": round(self.p_real, 6),
-            "p_fake": round(self.p_fake, 6),
+            # null, not NaN: NaN is not JSON, and a strict reader would refuse the whole output
+            "p_real": round(self.p_real, 6) if math.isfinite(self.p_real) else None,
+            "p_fake": round(self.p_fake, 6) if math.isfinite(self.p_fake) else None,
             "latency_ms": round(self.latency_ms, 2),
         }
         if self.error:

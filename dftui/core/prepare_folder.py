@@ -169,6 +169,7 @@ def plan_sources(config: FolderConfig) -> list[Source]:
         raise PrepareError(f"{root} has no real/ or fake/ folder; put the photos and videos to use in those two")
     sources: list[Source] = []
     for label, folder in dirs.items():
+        found: list[Source] = []
         keys: dict[str, str] = {}  # unique within a label: evaluation groups by (label, source)
         for path in sorted(folder.rglob("*")):
             rel_path = path.relative_to(folder)
@@ -181,16 +182,25 @@ def plan_sources(config: FolderConfig) -> list[Source]:
             if key in keys:
                 key = f"{key}-{hashlib.sha1(str(rel_path).encode()).hexdigest()[:6]}"
             keys[key] = path.as_posix()
-            split = _split_of(f"{label}/{rel_path.as_posix()}", config.val_fraction)
-            sources.append(Source(path, rel_path.as_posix(), label, key, split, suffix in VIDEO_EXTENSIONS))
+            found.append(Source(path, rel_path.as_posix(), label, key, "train", suffix in VIDEO_EXTENSIONS))
+        sources.extend(_split(found, config.val_fraction))
     return sources
 
 
-def _split_of(name: str, val_fraction: float) -> str:
-    if val_fraction <= 0:
-        return "train"
-    h = int(hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "val" if h < val_fraction else "train"
+def _split(found: list[Source], val_fraction: float) -> list[Source]:
+    """Per class, the fraction of sources (at least one, never all, when there are two or
+    more) goes to val: training needs both classes on both sides. Which ones is decided by a
+    hash of the name, so reruns choose the same."""
+    n = len(found)
+    if val_fraction <= 0 or n < 2:
+        return found
+    k = min(n - 1, max(1, round(n * val_fraction)))
+
+    def digest(src: Source) -> str:
+        return hashlib.sha1(f"{src.label}/{src.rel}".encode("utf-8", "surrogateescape")).hexdigest()
+
+    val = {id(src) for src in sorted(found, key=digest)[:k]}
+    return [replace(src, split="val") if id(src) in val else src for src in found]
 
 
 def check_out(config: FolderConfig) -> None:

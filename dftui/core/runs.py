@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dftui.core.checkpoint import atomic_write, save_json
 from dftui.core.events import (
     BatchEnd,
+    CheckpointSaved,
     EpochEnd,
     Event,
     RunFailed,
@@ -28,6 +29,8 @@ from dftui.core.eventlog import (
     STALE_AFTER_S,
     STOP_FILE,
     EventLogWriter,
+    EventTail,
+    LogGone,
     clear_stop_request,
     NON_EVENT_KINDS,
     hostname,
@@ -232,6 +235,9 @@ class RunRecorder:
                 self.write_error = self.write_error or f"config.json: {exc.strerror or exc}"
 
             cfg = event.config
+            if "world_size" not in cfg:  # resumed on one process: the record says so
+                self.info.pop("world_size", None)
+                self.info.pop("batch_per_process", None)
             self._write_info(
                 run_id=event.run_id,
                 status="running",
@@ -247,6 +253,7 @@ class RunRecorder:
                 train_size=event.train_size,
                 val_size=event.val_size,
                 epochs=cfg.get("epochs"),
+                **_world_info(cfg),
             )
         elif isinstance(event, EpochEnd):
             self._writer.writerow(
@@ -268,6 +275,10 @@ class RunRecorder:
             if event.is_best:
                 self._write_info(best_epoch=event.epoch, best_val_accuracy=event.val_accuracy)
             self._write_info(epochs_completed=event.epoch)
+        elif isinstance(event, CheckpointSaved) and event.role == "best":
+            # Named at once, not only at the end: a run whose process dies (a dropped
+            # connection) still points at the best weights it saved.
+            self._write_info(weights_path=event.path, best_epoch=event.epoch)
         elif isinstance(event, RunFinished):
             self._write_info(
                 status=event.status,
@@ -291,6 +302,15 @@ class RunRecorder:
             self._metrics.close()
         except OSError:
             pass
+
+
+def _world_info(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A distributed run's process count and per-process batch (its batch_size is the
+    global one); nothing for a single-process run."""
+    world = cfg.get("world_size")
+    if not isinstance(world, int) or world <= 1:
+        return {}
+    return {"world_size": world, "batch_per_process": cfg.get("batch_per_process")}
 
 
 @dataclass(frozen=True)
@@ -480,6 +500,7 @@ def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
     return config.with_(epochs=epochs) if epochs is not None else config
 
 
+LONG_LOG_BYTES = 4 << 20  # beyond this a replay samples the batch events (see EventTail)
 MAX_EVENT_LINE = 1024 * 1024  # an event is a few hundred bytes; a longer line is not ours
 
 
@@ -491,6 +512,17 @@ def read_events_checked(run_dir: Path) -> tuple[list[Event], list[str]]:
     problems: list[str] = []
     path = Path(run_dir) / "events.jsonl"
     if not path.is_file():
+        return out, problems
+    if path.stat().st_size > LONG_LOG_BYTES:
+        # A long run: read as attaching does (batch events sampled, never all parsed);
+        # damaged lines are counted rather than listed.
+        tail = EventTail(path)
+        try:
+            out = tail.read()
+        except LogGone:
+            return [], []
+        if tail.skipped_lines:
+            problems.append(f"{tail.skipped_lines} line(s) damaged or not understood")
         return out, problems
     with open(path, "rb") as fh:
         number = 0
@@ -519,3 +551,32 @@ def read_events_checked(run_dir: Path) -> tuple[list[Event], list[str]]:
 def read_events(run_dir: Path) -> list[Event]:
     """The recorded events (lines that cannot be used, e.g. cut by a crash, are skipped)."""
     return read_events_checked(run_dir)[0]
+
+
+def note_outcome(run_dir: Path, cause: str | None) -> str | None:
+    """After a distributed run's processes have ended, complete its record with what only
+    the launcher saw (``cause``: a rank killed by a signal, a rank's own error). A record
+    still saying "running" lost rank 0 itself: it becomes "interrupted" (resumable). Returns
+    the run's status, or None when no record was written (the run never began)."""
+    path = Path(run_dir) / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    status = str(info.get("status", "unknown"))
+    changes: dict[str, Any] = {}
+    pid = info.get("pid")
+    if status == "running" and not (isinstance(pid, int) and pid_alive(pid)):
+        status = "interrupted"
+        changes.update(status=status, ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if cause and cause not in str(info.get("message", "")):
+        changes["message"] = cause if not info.get("message") else f"{info['message']} ({cause})"
+    if changes:
+        info.update(changes)
+        try:
+            save_json(info, path)
+        except OSError:
+            pass
+    return status

@@ -6,6 +6,7 @@ ordinary outcome: the best weights so far are kept and the run ends as "stopped"
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import threading
@@ -14,12 +15,14 @@ import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from dftui.core import distributed
+from dftui.core.advice import Fix, encode_all
 from dftui.core.backbones import (
     CLASS_NAMES,
     ZIP_MAGIC,
@@ -92,16 +95,19 @@ BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch events a second reach the list
 RESUME_FILE = "resume.pt"
 SKIPPED_FILE = "skipped.txt"  # every skipped image with its reason, in the run folder
 MAX_LOGGED_SKIPS = 20  # skipped images named one by one in the log; the rest are counted
+_T = TypeVar("_T")
 
 
 
 
 class RunAborted(Exception):
-    """A failure with a message meant for the user."""
+    """A failure with a message meant for the user (``fixes``: the settings out of it)."""
 
-    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None):
+    def __init__(self, message: str, epoch: int | None = None, batch: int | None = None,
+                 fixes: tuple[Fix, ...] = ()):
         super().__init__(message)
         self.epoch, self.batch = epoch, batch
+        self.fixes = fixes
 
 
 @dataclass
@@ -115,6 +121,34 @@ class _State:
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "path: reason", decode failures
     skipped_set: set[str] = field(default_factory=set)
+
+
+def _state_from_checkpoint(st: dict[str, Any]) -> _State:
+    state = _State(
+        epoch=int(st["epoch"]),
+        best_epoch=st["best_epoch"],
+        best_acc=float(st["best_acc"]),
+        best_loss=float(st["best_loss"]),
+        history=list(st["history"]),
+        skipped=list(st.get("skipped", [])),
+    )
+    state.skipped_set = set(state.skipped)
+    return state
+
+
+def _raise(exc: BaseException | None) -> None:
+    if exc is not None:
+        raise exc
+
+
+def _world_change_note(saved: int, world: int, batch: int) -> str:
+    return (
+        f"this run was trained on {saved} process{'es' if saved > 1 else ''} and resumes on "
+        f"{world}: the global batch stays {batch} ({batch // world} per process, was "
+        f"{batch // saved if batch % saved == 0 else '?'}), the learning rate and the shuffle "
+        "order are unchanged; batch-norm statistics and random draws (dropout, augmentation) "
+        "follow a different stream, so the result will not match an uninterrupted run exactly"
+    )
 
 
 def _seed_everything(seed: int) -> None:
@@ -169,8 +203,8 @@ def _check_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise RunAborted(
-            f"output folder {folder} is not writable ({exc.strerror or exc}); choose another "
-            "folder with --out"
+            f"output folder {folder} is not writable ({exc.strerror or exc})",
+            fixes=(Fix("out_dir"),),
         ) from None
 
 
@@ -210,16 +244,21 @@ class _SeededSampler:
     run would draw differently. Seeding per sample makes augmentation the same with any
     number of workers and across resumes."""
 
-    def __init__(self, inner: Any, seed: int) -> None:
+    def __init__(self, inner: Any, seed: int, rank: int = 0, world: int = 1) -> None:
         self.inner = inner
         self.base = seed
         self.epoch = 0
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return len(self.inner)
 
     def __iter__(self) -> Any:
+        # A rank's k-th sample is position k·W + r of the epoch's whole order (see
+        # distributed.ShardedShuffle): the same sample gets the same seed as in a
+        # single-process run, whatever the number of processes.
         for pos, index in enumerate(self.inner):
+            pos = pos * self.world + self.rank
             yield _SeededIndex(index, hash((self.base, self.epoch, pos)) & 0x7FFFFFFF)
 
 
@@ -242,172 +281,93 @@ class _Trainer:
         self.config = config
         self.emit = emit
         self.stop = stop
-        self.given_run_dir = run_dir
         self.started = time.monotonic()
+        self.given_run_dir = run_dir  # a fresh folder made by the launcher, or None
+        # Rank and world size: set by torchrun (dftui train --nproc-per-node); 1 otherwise.
+        self.dist = distributed.current()
 
     # -- setup -------------------------------------------------------------------------
     def setup(self, resume_dir: Path | None) -> None:
         cfg = self.config
-        try:
-            cfg.validate()
-            self.device = resolve_device(cfg.device)
-            self.precision = resolve_precision(cfg.precision, self.device)
-        except (ConfigError, DeviceError) as exc:
-            raise RunAborted(str(exc)) from None
-        self.spec = get_backbone(cfg.backbone)
-        self.pre = Preprocessing(
-            cfg.img_size or self.spec.input_size, self.spec.mean, self.spec.std, self.spec.interpolation
-        )
-        # Cheap checks first, so a bad setting fails in a second, not after the data scan.
-        _check_writable(Path(cfg.out_dir))
-        self.state = _State()
-        resume: dict[str, Any] | None = None
-        if resume_dir is not None:
-            resume = self._load_resume(resume_dir)
+        dist = self.dist
+        # With several ranks each setup step runs everywhere and its failures are agreed
+        # on (_agree): a rank whose data is missing stops every rank with its message,
+        # instead of leaving the others waiting in a collective.
+        resume = self._agree(lambda: self._setup_settings(resume_dir))
+        if dist.enabled and resume_dir is not None:
+            # Only rank 0 can read the run folder (another machine may not even have it).
+            resume = distributed.broadcast(resume if dist.is_main else None)
+            if not dist.is_main:
+                self.state = _state_from_checkpoint(resume["state"])
 
         # Events before the run folder exists are kept and written to the record with it.
         # A folder known now (a resume, or one made for this run by its launcher) gets them
         # as they happen, so a watcher of its log sees downloads and the data scan live.
+        # Only rank 0 records; every rank passes the same _agree points (collectives).
         early: list[Event] = []
         user_emit = self.emit
         self.recorder: RunRecorder | None = None
+        self._record_warned = False
         known_dir = Path(resume_dir) if resume_dir is not None else self.given_run_dir
-        if known_dir is not None:
-            self.run_dir = known_dir
-            self._open_recorder(user_emit, resumed=resume is not None)
-        else:
+
+        def open_early() -> None:
+            if dist.is_main and known_dir is not None:
+                self.run_dir = known_dir
+                self._open_recorder(user_emit, resumed=resume is not None)
+
+        self._agree(open_early)
+        if self.recorder is None:
 
             def early_emit(event: Event) -> None:
                 early.append(event)
                 user_emit(event)
 
             self.emit = early_emit
-        _seed_everything(cfg.seed)
-        self.model = self.spec.build()
-        if resume is None:
-            try:
-                used = load_pretrained(self.model, self.spec, cfg.pretrained, self.emit)
-            except WeightsError as exc:
-                raise RunAborted(str(exc)) from None
-            if used is None:
-                self.emit(LogMessage("warning", "starting from random weights (--pretrained none)"))
-            else:
-                self.emit(LogMessage("info", f"initialised from {used}"))
-        # A resumed run takes its weights from resume.pt: the pretrained file may be gone.
-
-        self.train_scan = _scan(Path(cfg.train_dir), "training", self.emit)
-        self.val_scan = _scan(Path(cfg.val_dir), "validation", self.emit)
-
-        self.saved_best: int | None = None
-        self._weights_meta: dict[str, Any] = {}  # the weights' digest, kept in every .json rewrite
-        if resume is not None:
-            self.weights_path = Path(resume["weights_path"])
-            self.saved_best = self.state.best_epoch
-            self._own_weights_on_resume()
-        else:
-            if known_dir is None:
-                root = runs_root(cfg.runs_dir)
-                try:
-                    self.run_dir = new_run_dir(root, cfg.backbone)
-                except OSError as exc:
-                    raise RunAborted(
-                        f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
-                        "set DFTUI_HOME to a writable folder"
-                    ) from None
-            self.run_lock = lock_run(self.run_dir)
-            wanted = cfg.weights_path
-            try:
-                # Reserved now (created exclusively), so two runs started together never
-                # pick the same file.
-                target = claim_weights_path(
-                    wanted, self.run_dir.name, run_tag(self.run_dir.name, cfg.backbone), cfg.overwrite
-                )
-            except OSError as exc:
-                raise RunAborted(
-                    f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc}); "
-                    "choose another folder with --out"
-                ) from None
-            if target != wanted:
-                self.emit(
-                    LogMessage(
-                        "warning",
-                        f"{wanted} exists and is kept; this run saves to {target} "
-                        "(use --overwrite to replace it)",
-                    )
-                )
-            self.weights_path = target
-        if self.recorder is None:
-            self._open_recorder(user_emit, resumed=False)
-        recorder = self.recorder
-        assert recorder is not None
-        if resume is not None:
-            recorder.trim_after(self.state.epoch)
-            # The run's previous process is gone (checked): half-written temporary files
-            # from a kill inside a save are litter now.
-            for name in (RESUME_FILE, "run.json", "config.json", "metrics.csv", SKIPPED_FILE):
-                remove_stale_temp(self.run_dir / name)
-            remove_stale_temp(self.weights_path)
-            remove_stale_temp(metadata_path(self.weights_path))
-        for event in early:
-            recorder(event)
-        self._write_skipped()
-
-        self.channels_last = (
-            default_channels_last(self.device) if cfg.channels_last is None else cfg.channels_last
-        )
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.model.to(self.device, memory_format=memory_format)
-        self.memory_format = memory_format
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.criterion = nn.CrossEntropyLoss()
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
-        self.forward = self.model
-        # Validation runs a batch-norm-folded copy (on the CPU a fused graph, see
-        # core/inference.py); with --compile it runs the compiled model as training does.
-        self.eval_forward: EvalForward | None = None
-        if cfg.compile:
-            self.forward = torch.compile(self.model)
-        else:
-            self.eval_forward = EvalForward(
-                self.model, self.device, self.precision, memory_format,
-                note=lambda message: self.emit(LogMessage("info", message)),
-                fold_small_workloads=False,
+        self._agree(lambda: self._setup_model_and_data(resume, resume_dir))
+        self._agree(lambda: self._setup_run_folder(resume, resume_dir))
+        if dist.enabled:
+            st = self.state
+            (self.run_dir, self.weights_path, self.saved_best, st.best_epoch, st.best_acc,
+             st.best_loss) = distributed.broadcast(
+                (self.run_dir, self.weights_path, self.saved_best, st.best_epoch, st.best_acc,
+                 st.best_loss) if dist.is_main else None
             )
 
-        self.workers = default_workers() if cfg.workers is None else cfg.workers
-        draft = self.pre.input_size
-        # Random augmentation in worker processes is seeded per sample (see _SeededSampler);
-        # without workers it draws from this process's RNG, saved in resume.pt.
-        seeded = cfg.augment != "none" and self.workers > 0
-        dataset_cls = _SeededFaceDataset if seeded else FaceDataset
-        self.train_loader = make_loader(
-            dataset_cls(self.train_scan.samples, build_transform(self.pre, cfg.augment), draft),
-            cfg.batch_size, True, self.workers, cfg.seed, self.device, cfg.mp_context,
-        )
-        self._seeded_sampler: _SeededSampler | None = None
-        batch_sampler = getattr(self.train_loader, "batch_sampler", None)
-        if seeded and batch_sampler is not None and hasattr(batch_sampler, "sampler"):
-            self._seeded_sampler = _SeededSampler(batch_sampler.sampler, cfg.seed)
-            batch_sampler.sampler = self._seeded_sampler
-        self.val_loader = make_loader(
-            FaceDataset(self.val_scan.samples, build_transform(self.pre), draft),
-            cfg.batch_size, False, self.workers, cfg.seed, self.device, cfg.mp_context,
-        )
-        if self.eval_forward is not None:
-            self.eval_forward.plan(self.val_scan.total * max(0, cfg.epochs - self.state.epoch))
-        if resume is not None:
-            self.model.load_state_dict(resume["model"])
-            self.optimizer.load_state_dict(resume["optimizer"])
-            if resume.get("scaler"):
-                self.scaler.load_state_dict(resume["scaler"])
-            _set_rng_state(resume["rng"])
-            self.emit(LogMessage("info", f"resuming after epoch {self.state.epoch} from {resume_dir}"))
+        def open_late() -> None:
+            if dist.is_main and self.recorder is None:
+                self._open_recorder(user_emit, resumed=False)
 
+        self._agree(open_late)
+        if dist.is_main:
+            recorder = self.recorder
+            assert recorder is not None
+            if resume is not None:
+                recorder.trim_after(self.state.epoch)
+                # The run's previous process is gone (checked): half-written temporary files
+                # from a kill inside a save are litter now.
+                for name in (RESUME_FILE, "run.json", "config.json", "metrics.csv", SKIPPED_FILE):
+                    remove_stale_temp(self.run_dir / name)
+                remove_stale_temp(self.weights_path)
+                remove_stale_temp(metadata_path(self.weights_path))
+            for event in early:
+                recorder(event)
+            self._write_skipped()
+        else:
+            self.emit = user_emit
+
+        self._agree(lambda: self._setup_training(resume, resume_dir))
+        extra: dict[str, Any] = {}
+        if dist.enabled:
+            extra = {
+                "world_size": dist.world,
+                "batch_per_process": self.batch_per_process,
+                "backend": dist.backend,
+            }
         self.emit(
             RunStarted(
                 run_id=self.run_dir.name,
                 run_dir=str(self.run_dir),
-                config={**cfg.to_dict(), "weights_path": str(self.weights_path)},
+                config={**cfg.to_dict(), "weights_path": str(self.weights_path), **extra},
                 device=str(self.device),
                 device_name=device_name(self.device),
                 precision=self.precision.name,
@@ -422,6 +382,259 @@ class _Trainer:
                 workers=self.workers,
             )
         )
+
+    def _agree(self, step: Callable[[], _T]) -> _T:
+        """Run a setup step; with several ranks, fail on every rank if it failed on any,
+        with the first failing rank's message (and its rank)."""
+        if not self.dist.enabled:
+            return step()
+        error: str | None = None
+        result: Any = None
+        try:
+            result = step()
+        except RunAborted as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported on every rank, with its rank
+            error = f"{type(exc).__name__}: {exc}"
+        for rank, message in enumerate(distributed.all_gather(error)):
+            if message is not None:
+                raise RunAborted(f"rank {rank}: {message}")
+        return result
+
+    def _pick_device(self) -> torch.device:
+        cfg, dist = self.config, self.dist
+        if not dist.enabled:
+            return resolve_device(cfg.device)
+        # One device per process: rank r's GPU is cuda:LOCAL_RANK (NCCL); gloo runs on the CPU.
+        if dist.backend == "nccl":
+            if cfg.device not in ("auto", "cuda"):
+                raise DeviceError(
+                    f"device {cfg.device!r} cannot be used with several processes on GPUs: "
+                    "each process takes its own GPU; use --device cuda"
+                )
+            return torch.device("cuda", dist.local_rank)
+        if cfg.device not in ("auto", "cpu"):
+            raise DeviceError(
+                f"device {cfg.device!r} with several processes needs the NCCL backend; "
+                "use --device cpu (gloo) or run on CUDA GPUs"
+            )
+        return torch.device("cpu")
+
+    def _setup_settings(self, resume_dir: Path | None) -> dict[str, Any] | None:
+        """Settings, device and the resume checkpoint (rank 0): cheap checks first, so a bad
+        setting fails in a second, not after the data scan."""
+        cfg, dist = self.config, self.dist
+        try:
+            cfg.validate()
+            self.device = self._pick_device()
+            self.precision = resolve_precision(cfg.precision, self.device)
+        except (ConfigError, DeviceError) as exc:
+            raise RunAborted(str(exc)) from None
+        if cfg.batch_size % dist.world:
+            raise RunAborted(
+                f"batch size {cfg.batch_size} is the global batch and does not split evenly "
+                f"over {dist.world} processes; use a multiple of {dist.world}"
+            )
+        self.batch_per_process = cfg.batch_size // dist.world
+        if dist.enabled and cfg.sync_bn and self.device.type != "cuda":
+            raise RunAborted(
+                "synchronised batch norm needs CUDA GPUs (NCCL); on the CPU leave it off: the "
+                "batch-norm statistics are then averaged over the processes at each epoch end"
+            )
+        self.spec = get_backbone(cfg.backbone)
+        self.pre = Preprocessing(
+            cfg.img_size or self.spec.input_size, self.spec.mean, self.spec.std, self.spec.interpolation
+        )
+        self.state = _State()
+        if not dist.is_main:
+            return None
+        _check_writable(Path(cfg.out_dir))
+        if resume_dir is not None:
+            return self._load_resume(resume_dir)
+        return None
+
+    def _setup_model_and_data(self, resume: dict[str, Any] | None, resume_dir: Path | None) -> None:
+        cfg, dist = self.config, self.dist
+        _seed_everything(cfg.seed)
+        self.model = self.spec.build()
+        if resume is None:
+            try:
+                used = load_pretrained(self.model, self.spec, cfg.pretrained, self.emit)
+            except WeightsError as exc:
+                raise RunAborted(str(exc), fixes=exc.fixes) from None
+            if used is None:
+                self.emit(LogMessage("warning", "starting from random weights (pretrained: none)"))
+            else:
+                self.emit(LogMessage("info", f"initialised from {used}"))
+        # A resumed run takes its weights from resume.pt: the pretrained file may be gone.
+        if dist.enabled and not dist.is_main:
+            # Each rank draws its own dropout masks and augmentation; rank 0 keeps the
+            # single-process stream. (The weights were drawn before this, identically.)
+            _seed_everything(hash((cfg.seed, dist.rank)) & 0x7FFFFFFF)
+
+        self.train_scan = _scan(Path(cfg.train_dir), "training", self.emit)
+        self.val_scan = _scan(Path(cfg.val_dir), "validation", self.emit)
+
+    def _setup_run_folder(self, resume: dict[str, Any] | None, resume_dir: Path | None) -> None:
+        """The record folder and the weights file (rank 0); after every rank's data scan
+        passed, so a failed scan anywhere leaves no empty record behind."""
+        cfg, dist = self.config, self.dist
+        self.saved_best: int | None = None
+        self._weights_meta: dict[str, Any] = {}  # the weights' digest, kept in every .json rewrite
+        if resume is not None:
+            self.weights_path = Path(resume["weights_path"])
+            self.saved_best = self.state.best_epoch
+            if dist.is_main:  # rank 0 alone owns the files (its decision is broadcast)
+                self._own_weights_on_resume()
+        elif not dist.is_main:
+            self.run_dir, self.weights_path = Path(), Path()  # rank 0's, broadcast next
+        else:
+            root = runs_root(cfg.runs_dir)
+            if self.given_run_dir is not None:
+                self.run_dir = self.given_run_dir  # its recorder is open already
+            else:
+                try:
+                    self.run_dir = new_run_dir(root, cfg.backbone)
+                except OSError as exc:
+                    raise RunAborted(
+                        f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                        "set DFTUI_HOME to a writable folder"
+                    ) from None
+            self.run_lock = lock_run(self.run_dir)
+            wanted = cfg.weights_path
+            try:
+                # Reserved now (created exclusively), so two runs started together never
+                # pick the same file.
+                target = claim_weights_path(
+                    wanted, self.run_dir.name, run_tag(self.run_dir.name, cfg.backbone), cfg.overwrite,
+                    runs=self.run_dir.parent,
+                )
+            except OSError as exc:
+                raise RunAborted(
+                    f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc})",
+                    fixes=(Fix("out_dir"),),
+                ) from None
+            if target != wanted:
+                self.emit(
+                    LogMessage(
+                        "warning",
+                        f"{wanted} exists and is kept; this run saves to {target}",
+                        encode_all([Fix("overwrite")]),
+                    )
+                )
+            self.weights_path = target
+
+    def _setup_training(self, resume: dict[str, Any] | None, resume_dir: Path | None) -> None:
+        cfg, dist = self.config, self.dist
+        self.channels_last = (
+            default_channels_last(self.device) if cfg.channels_last is None else cfg.channels_last
+        )
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        if dist.enabled and cfg.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(self.device, memory_format=memory_format)
+        self.memory_format = memory_format
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.criterion = nn.CrossEntropyLoss()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
+        if resume is not None:
+            # Before DDP wraps the model: DDP starts every rank from rank 0's parameters.
+            self.model.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
+            if resume.get("scaler"):
+                self.scaler.load_state_dict(resume["scaler"])
+        # The model trains through DDP; self.model stays the plain module, so every saved
+        # state_dict has the plain keys (no "module." prefix) and validation runs without
+        # collectives. Running statistics are not broadcast at each step
+        # (broadcast_buffers=False): each rank keeps its own and they are averaged at the
+        # end of every epoch (distributed.average_bn_stats).
+        trained: nn.Module = self.model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            import inspect
+
+            # Newer torch names the switch forward_sync_buffers (it still syncs at start,
+            # where every rank holds the same statistics anyway).
+            params = inspect.signature(DistributedDataParallel.__init__).parameters
+            no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+            trained = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                **{no_sync: False},
+            )
+        self.forward = trained
+        # Validation runs a batch-norm-folded copy (on the CPU a fused graph, see
+        # core/inference.py); with --compile it runs the compiled model as training does.
+        self.eval_forward: EvalForward | None = None
+        if cfg.compile:
+            self.forward = torch.compile(trained)
+        else:
+            self.eval_forward = EvalForward(
+                self.model, self.device, self.precision, memory_format,
+                note=lambda message: self.emit(LogMessage("info", message)),
+                fold_small_workloads=False,
+            )
+
+        self.workers = default_workers() if cfg.workers is None else cfg.workers
+        draft = self.pre.input_size
+        # Random augmentation in worker processes is seeded per sample (see _SeededSampler);
+        # without workers it draws from this process's RNG, saved in resume.pt.
+        seeded = cfg.augment != "none" and self.workers > 0
+        dataset_cls = _SeededFaceDataset if seeded else FaceDataset
+        train_data = dataset_cls(self.train_scan.samples, build_transform(self.pre, cfg.augment), draft)
+        val_data = FaceDataset(self.val_scan.samples, build_transform(self.pre), draft)
+        self.train_shards: distributed.ShardedShuffle | None = None
+        train_sampler: Any = None
+        val_sampler: Any = None
+        if dist.enabled:
+            self.train_shards = distributed.ShardedShuffle(len(train_data), dist.rank, dist.world, cfg.seed)
+            train_sampler = self.train_shards
+            val_sampler = distributed.Shard(len(val_data), dist.rank, dist.world)
+        self.train_loader = make_loader(
+            train_data, self.batch_per_process, True, self.workers, cfg.seed, self.device,
+            cfg.mp_context, sampler=train_sampler,
+        )
+        self._seeded_sampler: _SeededSampler | None = None
+        batch_sampler = getattr(self.train_loader, "batch_sampler", None)
+        if seeded and batch_sampler is not None and hasattr(batch_sampler, "sampler"):
+            self._seeded_sampler = _SeededSampler(batch_sampler.sampler, cfg.seed, dist.rank, dist.world)
+            batch_sampler.sampler = self._seeded_sampler
+        self.val_loader = make_loader(
+            val_data, self.batch_per_process, False, self.workers, cfg.seed, self.device,
+            cfg.mp_context, sampler=val_sampler,
+        )
+        # Every rank runs as many validation steps as the largest shard (rank 0's).
+        self.val_batches = -(-(-(-len(val_data) // dist.world)) // self.batch_per_process)
+        if self.eval_forward is not None:
+            self.eval_forward.plan(self.val_scan.total * max(0, cfg.epochs - self.state.epoch))
+        if resume is not None:
+            self._restore_rng(resume)
+            self.emit(LogMessage("info", f"resuming after epoch {self.state.epoch} from {resume_dir}"))
+            saved_world = int(resume.get("world_size", 1) or 1)
+            if saved_world != dist.world and dist.is_main:
+                self.emit(LogMessage("warning", _world_change_note(saved_world, dist.world, cfg.batch_size)))
+        if dist.enabled and dist.is_main:
+            self.emit(
+                LogMessage(
+                    "info",
+                    f"distributed: {dist.world} processes ({dist.backend}); batch "
+                    f"{self.batch_per_process} per process × {dist.world} = {cfg.batch_size} "
+                    f"global; learning rate {cfg.lr:g} as given (no scaling rule); batch norm: "
+                    + ("synchronised" if cfg.sync_bn else "frozen" if cfg.freeze_bn
+                       else "per process, statistics averaged each epoch"),
+                )
+            )
+
+    def _restore_rng(self, resume: dict[str, Any]) -> None:
+        dist = self.dist
+        ranks = resume.get("rng_ranks")
+        if isinstance(ranks, list) and len(ranks) == dist.world:
+            _set_rng_state(ranks[dist.rank])  # same world size: every rank's own stream
+        elif dist.is_main:
+            _set_rng_state(resume["rng"])
+        else:
+            _seed_everything(hash((self.config.seed, dist.rank, self.state.epoch)) & 0x7FFFFFFF)
 
     def _open_recorder(self, user_emit: Emit, resumed: bool) -> None:
         try:
@@ -522,16 +735,7 @@ class _Trainer:
                     check_declared_size(fh, path)
                 fh.seek(0)
                 ckpt = torch.load(fh, map_location="cpu", weights_only=True)
-            st = ckpt["state"]
-            self.state = _State(
-                epoch=int(st["epoch"]),
-                best_epoch=st["best_epoch"],
-                best_acc=float(st["best_acc"]),
-                best_loss=float(st["best_loss"]),
-                history=list(st["history"]),
-                skipped=list(st.get("skipped", [])),
-            )
-            self.state.skipped_set = set(self.state.skipped)
+            self.state = _state_from_checkpoint(ckpt["state"])
             saved = ckpt.get("config") or {}
             ckpt["model"], ckpt["optimizer"], ckpt["rng"], ckpt["weights_path"]  # noqa: B018
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets one message
@@ -566,7 +770,7 @@ class _Trainer:
     def run(self) -> Event:
         cfg = self.config
         spe = len(self.train_loader)
-        val_batches = len(self.val_loader)
+        val_batches = self.val_batches if self.dist.enabled else len(self.val_loader)
         # Seconds per training step and per validation step, for the ETA.
         self.step_time: float | None = None
         self.val_step_time: float | None = None
@@ -577,12 +781,15 @@ class _Trainer:
             train = self._train_epoch(epoch, spe)
             if train is None:
                 return self._finish(self._stop_reason())
+            if self.dist.enabled and not (cfg.sync_bn or cfg.freeze_bn):
+                # Every rank validates, and rank 0 saves, the same statistics.
+                distributed.average_bn_stats(self.model)
             val = self._validate(epoch, val_batches)
             if val is None:
                 return self._finish(self._stop_reason())
             seconds = time.monotonic() - t_epoch
             self._end_epoch(epoch, train, val, seconds)
-            if self.stop.is_set():
+            if self._stop_requested():
                 return self._finish(self._stop_reason())
         return self._finish("finished")
 
@@ -600,11 +807,43 @@ class _Trainer:
                 self._shuffle_gen = torch.Generator()
                 sampler.generator = self._shuffle_gen
             self._shuffle_gen.manual_seed(seed)
+        if self.train_shards is not None:
+            self.train_shards.set_epoch(epoch)  # DistributedSampler's set_epoch
         if self._seeded_sampler is not None:
             self._seeded_sampler.epoch = epoch
 
     def _stop_reason(self) -> str:
         return getattr(self.stop, "reason", "stopped")
+
+    def _stop_requested(self, thin_batch: bool = False) -> bool:
+        """Whether to stop now. With several ranks this is one small all-reduce, so a
+        stop asked of any rank (a signal, `dftui stop` on rank 0) ends every rank at the
+        same step; ``thin_batch`` is folded into the same all-reduce (see _train_epoch)."""
+        self._thin_batch = thin_batch
+        if not self.dist.enabled:
+            return self.stop.is_set()
+        asked = self.stop.is_set()
+        stopped, interrupted, thin = distributed.any_true(
+            asked and self._stop_reason() == "stopped", asked and self._stop_reason() != "stopped",
+            thin_batch,
+        )
+        self._thin_batch = thin
+        if (stopped or interrupted) and not asked:
+            reason = "interrupted" if interrupted else "stopped"
+            if hasattr(self.stop, "request"):
+                self.stop.request(reason)
+            else:
+                self.stop.set()
+        return stopped or interrupted
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.config.freeze_bn:
+            # Batch norm normalises with its stored statistics and does not update them;
+            # its scale and shift still train.
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def _eta(self, epoch: int, batch: int, spe: int, val_batches: int) -> float | None:
         if self.step_time is None:
@@ -616,8 +855,8 @@ class _Trainer:
         return train_left * self.step_time + val_left * val_step
 
     def _train_epoch(self, epoch: int, spe: int) -> dict[str, float] | None:
-        cfg = self.config
-        self.model.train()
+        cfg, dist = self.config, self.dist
+        self._train_mode()
         loss_sum = torch.zeros((), device=self.device)
         batches = 0
         images = 0
@@ -628,10 +867,17 @@ class _Trainer:
         for i, (x, y, skipped) in enumerate(self.train_loader, start=1):
             t_ready = time.monotonic()
             wait += t_ready - t_fetch
-            if self.stop.is_set():
+            # With several ranks a step must be taken by all or none: one whose batch lost
+            # its images to decode failures (or, batch norm training, kept a single one)
+            # is skipped on every rank.
+            thin = dist.enabled and y.numel() < (1 if cfg.freeze_bn else 2)
+            if self._stop_requested(thin):
                 return None
             self._note_skipped(skipped)
-            if y.numel() == 0:
+            if y.numel() == 0 or self._thin_batch:
+                if self._thin_batch and dist.is_main:
+                    self.emit(LogMessage("warning", f"epoch {epoch}, batch {i}: a process had "
+                                         "fewer than 2 readable images; step skipped on all"))
                 t_fetch = time.monotonic()
                 continue
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
@@ -656,6 +902,13 @@ class _Trainer:
             self.scaler.update()
             # One host sync per batch (the loss value), as a plain loop's loss.item() does.
             loss_value = loss.item()
+            count = y.numel()
+            if dist.enabled:
+                # The global batch's loss: every rank sees the same value (and the same
+                # NaN, so all stop at the same step).
+                total, count_f = distributed.sum_floats([loss_value * count, float(count)])
+                count = int(count_f)
+                loss_value = total / count
             if not math.isfinite(loss_value):
                 raise RunAborted(
                     f"the training loss became {loss_value} at epoch {epoch}, batch {i}; the run "
@@ -664,9 +917,9 @@ class _Trainer:
                     epoch,
                     i,
                 )
-            loss_sum += loss.detach().float() * y.numel()
+            loss_sum += loss_value * count if dist.enabled else loss.detach().float() * count
             batches += 1
-            images += y.numel()
+            images += count
             now = time.monotonic()
             elapsed_epoch = now - t0
             self.step_time = elapsed_epoch / i
@@ -712,10 +965,19 @@ class _Trainer:
         last_emit = 0.0
         wait = 0.0  # time blocked on the loader, as in training
         t_fetch = t0
-        for i, (x, y, skipped) in enumerate(self.val_loader, start=1):
+        batches: Any = self.val_loader
+        if self.dist.enabled:
+            # Shards differ by at most one image; every rank takes as many steps as the
+            # largest (rank 0's), so the per-step stop check stays collective.
+            batches = itertools.islice(itertools.chain(self.val_loader, itertools.repeat(None)), val_batches)
+        for i, batch in enumerate(batches, start=1):
             wait += time.monotonic() - t_fetch
-            if self.stop.is_set():
+            if self._stop_requested():
                 return None
+            if batch is None:
+                t_fetch = time.monotonic()
+                continue
+            x, y, skipped = batch
             self._note_skipped(skipped)
             if y.numel() == 0:
                 t_fetch = time.monotonic()
@@ -754,12 +1016,20 @@ class _Trainer:
                     )
                 )
             t_fetch = time.monotonic()
-        if not labels:
+        y_all = torch.cat(labels).cpu().numpy() if labels else np.zeros(0, dtype=np.int64)
+        p_all = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
+        loss_total = float(loss_sum.item())
+        if self.dist.enabled:
+            # Each image was validated by exactly one rank (distributed.Shard, no padding):
+            # the gathered predictions are the single-process evaluation's, in another order.
+            parts = distributed.all_gather((y_all, p_all, loss_total))
+            y_all = np.concatenate([part[0] for part in parts])
+            p_all = np.concatenate([part[1] for part in parts])
+            loss_total = sum(part[2] for part in parts)
+        if len(y_all) == 0:
             raise RunAborted(f"epoch {epoch}: no validation image could be read", epoch)
-        y_all = torch.cat(labels).cpu().numpy()
-        p_all = torch.cat(preds).cpu().numpy()
         conf = Confusion.from_labels(y_all, p_all)
-        loss = float(loss_sum.item()) / len(y_all)
+        loss = loss_total / len(y_all)
         if not math.isfinite(loss):
             raise RunAborted(
                 f"the validation loss became {loss} at epoch {epoch}; the run was stopped and "
@@ -793,7 +1063,8 @@ class _Trainer:
         for item in self.state.skipped:
             path, _, reason = item.rpartition(": ")
             lines.append(f"{path or item}\t{reason if path else 'could not be decoded'}")
-        self.recorder.note_skipped(lines, SKIPPED_FILE)
+        if self.recorder is not None:  # None on ranks other than 0
+            self.recorder.note_skipped(lines, SKIPPED_FILE)
 
     def _end_epoch(
         self, epoch: int, train: dict[str, float], val: dict[str, Any], seconds: float
@@ -801,6 +1072,10 @@ class _Trainer:
         conf: Confusion = val["confusion"]
         acc, vloss = conf.accuracy, val["loss"]
         st = self.state
+        if self.dist.enabled:
+            # Images only other ranks failed to decode reach rank 0's record.
+            for items in distributed.all_gather(list(st.skipped)):
+                self._note_skipped([item for item in items if item not in st.skipped_set])
         is_best = acc > st.best_acc or (acc == st.best_acc and vloss < st.best_loss)
         if is_best:
             st.best_epoch, st.best_acc, st.best_loss = epoch, acc, vloss
@@ -819,6 +1094,12 @@ class _Trainer:
             "confusion": conf.to_dict(),
         }
         st.history.append(row)
+        if not self.dist.is_main:
+            st.epoch = epoch
+            if is_best:
+                self.saved_best = epoch
+            self._save_resume()  # takes part in gathering the random states
+            return
         if is_best:
             self._save_best(epoch)
         elif self.saved_best is not None:
@@ -896,6 +1177,10 @@ class _Trainer:
 
     def _save_resume(self) -> None:
         st = self.state
+        # Every rank's random state, so a resume on as many ranks continues each stream.
+        rng_ranks = distributed.all_gather(_rng_state()) if self.dist.enabled else None
+        if not self.dist.is_main:
+            return
         ckpt = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -911,7 +1196,10 @@ class _Trainer:
             },
             "config": self.config.to_dict(),
             "weights_path": str(self.weights_path),
+            "world_size": self.dist.world,
         }
+        if rng_ranks is not None:
+            ckpt["rng_ranks"] = rng_ranks
         path = self.run_dir / RESUME_FILE
         try:
             save_torch(ckpt, path)
@@ -951,7 +1239,10 @@ def fit(
 ) -> RunFinished | RunFailed:
     """Run a fine-tuning job and return its final event (also emitted). ``run_dir``: the
     (empty) record folder to use for a new run, made beforehand by whoever launched it so
-    that it can be watched from the first event (a background run, the dashboard).
+    that it can be watched from the first event (a background run, the dashboard). Under
+    torchrun (RANK and WORLD_SIZE set, process group joined with
+    ``distributed.init_from_env``) every rank calls fit; rank 0 alone writes the record,
+    weights and checkpoints.
 
     Never raises for an expected failure (bad data, weights, settings, NaN loss, out of
     memory): those become a RunFailed event with a message meant for the user."""
@@ -962,7 +1253,7 @@ def fit(
         trainer.setup(Path(resume) if resume is not None else None)
         final = trainer.run()
     except RunAborted as exc:
-        final = _failed(trainer, str(exc), exc.epoch, exc.batch)
+        final = _failed(trainer, str(exc), exc.epoch, exc.batch, fixes=exc.fixes)
     except KeyboardInterrupt:
         # A second Ctrl+C: leave now. Files on disk are whole (atomic writes); the last
         # resume checkpoint still resumes.
@@ -976,6 +1267,16 @@ def fit(
                 f"{config.batch_size}; try a smaller batch size (e.g. {half}) or a smaller "
                 "image size. The best weights so far are kept",
             )
+        elif distributed.is_peer_failure(exc) and hasattr(trainer, "state"):
+            # Another rank is gone (killed, crashed, its machine unreachable): this rank
+            # cannot go on alone. The run is interrupted, resumable from its last epoch.
+            first = (str(exc).splitlines() or [""])[0][:200]
+            try:
+                trainer.emit(LogMessage("error", "lost contact with another process of the run "
+                                        f"({type(exc).__name__}: {first})"))
+            except Exception:  # noqa: BLE001
+                pass
+            final = _interrupted(trainer, "interrupted")
         elif stop.is_set() and hasattr(trainer, "state"):
             # Asked to stop and something broke on the way out (e.g. a data-loader worker
             # killed by the same Ctrl+C): the stop is what happened.
@@ -990,7 +1291,8 @@ def fit(
     if recorder is not None:
         recorder.close()
     try:
-        _release(trainer)
+        if trainer.dist.is_main:  # rank 0 holds the lock and the weights reservation
+            _release(trainer)
     except Exception:  # noqa: BLE001 - tidying up must never hide the run's result
         pass
     device = getattr(trainer, "device", None)
@@ -1038,6 +1340,10 @@ def _live_owner(run_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     pid = run_pid(info)
+    # A distributed run's launcher holds the record until rank 0 starts: not another owner.
+    launcher = os.environ.get("DFTUI_LAUNCHER_PID", "")
+    if pid and launcher.isdigit() and pid == int(launcher):
+        return None
     if info.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
         return pid
     return None
@@ -1063,7 +1369,7 @@ def _interrupted(trainer: _Trainer, reason: str = "interrupted") -> RunFinished 
 
 def _failed(
     trainer: _Trainer, message: str, epoch: int | None = None, batch: int | None = None,
-    details: str = "",
+    details: str = "", fixes: tuple[Fix, ...] = (),
 ) -> RunFailed:
     # Only weights this run (or the run it resumes) really wrote count as kept.
     has_best = getattr(trainer, "saved_best", None) is not None
@@ -1074,4 +1380,5 @@ def _failed(
         batch=batch,
         weights_path=str(trainer.weights_path) if has_best else None,
         details=details,
+        fixes=encode_all(fixes),
     )

@@ -262,10 +262,13 @@ class DftuiApp(App[None]):
         value = setup.get("detach", True) if isinstance(setup, dict) else True
         return value if isinstance(value, bool) else True
 
-    async def start_training(self, config: Any, resume: Any = None, detach: bool | None = None) -> bool:
+    async def start_training(
+        self, config: Any, resume: Any = None, detach: bool | None = None, nproc: int = 1
+    ) -> bool:
         """Open the Training screen and start ``config`` there (False when a run is active);
         ``resume``: a run folder to continue from its resume.pt (Runs screen); ``detach``: a
-        background run (default: Setup's remembered choice)."""
+        background run (default: Setup's remembered choice); ``nproc`` > 1: a distributed
+        run on that many GPUs (always in the background)."""
         if self.run_active:
             self.notify("a run is already in progress; stop it first (Training screen, s)",
                         severity="warning")
@@ -275,7 +278,7 @@ class DftuiApp(App[None]):
             return False
         if detach is None:
             detach = self.keep_running_default()
-        return bool(screen.start_run(config, resume=resume, detach=detach))  # type: ignore[attr-defined]
+        return bool(screen.start_run(config, resume=resume, detach=detach, nproc=nproc))  # type: ignore[attr-defined]
 
     async def attach_run(self, run_dir: Path) -> bool:
         """Follow a run started elsewhere on the Training screen, history first."""
@@ -302,7 +305,11 @@ class DftuiApp(App[None]):
             live = [r for r in list_runs() if r.live]
         except OSError:
             return
-        if not live:
+        if not live or self.run_active:
+            return
+        if isinstance(self.screen, ModalScreen):
+            # Another question is up (the demo-data offer): ask once it is answered.
+            self.set_timer(0.5, self.announce_live_runs)
             return
         run = live[0]
         from dftui.ui.screens.confirm import ConfirmScreen
@@ -397,6 +404,8 @@ class DftuiApp(App[None]):
                 "A training run is in progress.\nStop it and quit? The best weights so far are kept.",
                 yes="Stop and quit",
                 no="Keep training",
+                still_asks=lambda: self.in_process_run,
+                otherwise=("The training run has ended.\nQuit dftui?", "Quit", "Stay"),
             ),
             answered,
         )

@@ -17,6 +17,7 @@ from dftui.core.prepare_folder import (
     FolderFinished,
     FolderProgress,
     check_out,
+    plan_sources,
     prepare_folder,
 )
 from dftui.core.prepare import PrepareError
@@ -86,7 +87,12 @@ def test_validation_split_keeps_each_source_on_one_side(source_root: Path, tmp_p
     for path in out.glob("*_cropped/*/*.jpg"):
         sides.setdefault(f"{path.parent.name}/{crop_source(path.name)[0]}", set()).add(path.parent.parent.name)
     assert all(len(s) == 1 for s in sides.values())
-    assert {s for v in sides.values() for s in v} == {"train_cropped", "val_cropped"}
+    # Per class, half of the sources (4 real, 5 fake) in val: both classes on both sides.
+    planned = plan_sources(FolderConfig(source_root, out, val_fraction=0.5))
+    assert sorted((s.label, s.split) for s in planned).count(("real", "val")) == 2
+    assert sorted((s.label, s.split) for s in planned).count(("fake", "val")) == 2
+    one = plan_sources(FolderConfig(source_root, out, val_fraction=0.01))
+    assert {(s.label, s.split) for s in one} == {(lab, side) for lab in ("real", "fake") for side in ("train", "val")}
 
 
 def test_refuses_foreign_or_nested_output(source_root: Path, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def _save(folder: Path, state: dict[str, torch.Tensor], name: str = "w.pth", **e
 @pytest.mark.parametrize(
     "name",
     ["x.json", "x", "../x.pth", "sub/x.pth", "a\\b.pth", ".pth", ".hidden.pth", "x\n.pth", "..",
-     "x" * 200 + ".pth"],
+     "x" * 200 + ".pth", "x.PTH"],
 )
 def test_weights_name_must_be_a_plain_pth_file_name(name: str) -> None:
     with pytest.raises(ConfigError, match="weights name"):
@@ -437,3 +437,60 @@ def test_resume_writes_weights_only_to_a_weights_file_name(dataset, tmp_path: Pa
     final = fit(cfg, resume=a.run_dir)
     assert isinstance(final, RunFailed) and "not a weights file name" in final.message
     assert victim.read_text() == "mine"
+
+
+def test_run_record_named_by_metadata_is_read_as_untrusted(tmp_path: Path) -> None:
+    """The metadata's run_dir points at files anyone may have made: a FIFO there must not
+    hang the evaluation (it blocked forever on open), and no record is taken from it."""
+    import threading
+
+    from dftui.core.evaluate import _run_dir_of
+
+    run_dir = tmp_path / "20261130-000000-mobilenet_v2"
+    run_dir.mkdir()
+    os.mkfifo(run_dir / "run.json")
+    (run_dir / "config.json").write_text("{}")
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    meta = {"run_dir": str(run_dir), "run_id": run_dir.name}
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(_run_dir_of(meta, weights)), daemon=True)
+    reader.start()
+    reader.join(10)
+    hung = reader.is_alive()
+    if hung:  # let the blocked reader go: a writer that closes at once gives it end-of-file
+        os.close(os.open(run_dir / "run.json", os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert not hung, "reading the run record named by untrusted metadata blocked on a FIFO"
+    assert found == [None]
+
+
+def test_predict_json_never_holds_nan() -> None:
+    """``dftui predict --json`` printed ``"p_fake": NaN`` for a skipped file: not JSON (jq and
+    strict parsers refuse the whole output). No score is null, as photos and frames give."""
+    from dftui.core.predict import Prediction
+
+    row = Prediction("pipe.png", None, math.nan, math.nan, 0.0, "a FIFO").to_dict()
+    assert row["p_fake"] is None and row["p_real"] is None and row["label"] is None
+    json.dumps(row, allow_nan=False)
+
+
+def test_a_name_reserved_by_a_killed_run_is_free_again(tmp_path: Path) -> None:
+    """A run killed (kill -9, out of memory) before its first save left its reservation: every
+    later run in that folder saved under another name, for ever. A dead run that left nothing
+    to resume gives the name back; a live or resumable one keeps it."""
+    runs = tmp_path / "runs"
+    wanted = tmp_path / "w" / "mobilenet_v2_deepfake.pth"
+    wanted.parent.mkdir()
+    dead = runs / "20260101-000000-mobilenet_v2"
+    dead.mkdir(parents=True)
+    assert reserve_weights_name(wanted, dead.name)
+    new = "20260102-000000-mobilenet_v2"
+    held = lock_run(dead)  # still running: kept
+    assert claim_weights_path(wanted, new, "20260102-000000", False, runs) != wanted
+    held.close()
+    (dead / "resume.pt").write_bytes(b"x")  # resumable: kept
+    assert claim_weights_path(wanted, new, "20260102-000000-2", False, runs) != wanted
+    (dead / "resume.pt").unlink()
+    assert claim_weights_path(wanted, new, "20260102-000000-3", False, runs) == wanted
+    assert json.loads(metadata_path(wanted).read_text())["reserved_by"] == new

@@ -182,7 +182,8 @@ async def test_folder_table_sorts_and_exports_csv(in_workspace, tmp_path: Path) 
 
         await pilot.press("e")
         assert isinstance(app.screen, ExportScreen)
-        default = ws["root"] / "processed_data" / "val_cropped-predictions.csv"
+        # In the working folder, not in the data set (issue 16).
+        default = ws["root"] / "val_cropped-predictions.csv"
         assert app.screen.query_one("#export-path").value == str(default.resolve())
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.last_export is not None, what="the export")

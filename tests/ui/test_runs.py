@@ -125,6 +125,18 @@ async def test_classify_with_a_runs_weights(with_runs: Path, tmp_path: Path) -> 
         assert classify.weights_path == with_runs / "weights" / "finished.pth"
 
 
+async def test_e_on_the_list_evaluates_a_runs_weights(with_runs: Path, tmp_path: Path) -> None:
+    from dftui.ui.screens.evaluate import EvaluateScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        select(app.screen, "finished")
+        await pilot.press("e")  # on the list, not only in the detail view (issue 16)
+        await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="Evaluate")
+        assert app.screen.weights_path == with_runs / "weights" / "finished.pth"
+
+
 async def test_resume_continues_a_stopped_run(with_runs: Path, tmp_path: Path) -> None:
     from dftui.ui.screens.training import TrainingScreen
 

@@ -192,3 +192,55 @@ async def test_choices_remembered_between_launches(dataset) -> None:
         assert screen.query_one("#train_dir", Input).value == str(dataset["train"])
         assert screen.query_one("#backbone").value == "xception"
         assert screen.query_one("#augment").value == "light"
+
+
+async def test_several_gpus_offer_a_distributed_background_run(dataset, tmp_path: Path) -> None:
+    """With two or more CUDA devices the Device list offers "devices: N GPUs"; starting
+    with it asks for a background run of N processes on CUDA, and a batch size that does
+    not split over them is refused naming the field."""
+    from dftui.core.devices import DeviceInfo
+    from textual.widgets import Select
+
+    app = DftuiApp(load_torch=False)
+    started: list[tuple] = []
+
+    async def fake_start(config, resume=None, detach=None, nproc=1):
+        started.append((config, detach, nproc))
+        return True
+
+    app.start_training = fake_start  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        for key, value in {"train_dir": dataset["train"], "val_dir": dataset["val"],
+                           "epochs": "1", "batch_size": "7", "weights": tmp_path / "m.pth"}.items():
+            screen.query_one(f"#{key}", Input).value = str(value)
+        screen._fill_devices([DeviceInfo("cuda:0", "cuda:0 GPU A"), DeviceInfo("cuda:1", "cuda:1 GPU B"),
+                              DeviceInfo("cpu", "cpu")])
+        select = screen.query_one("#device", Select)
+        assert ("devices: 2 GPUs (one process each)", "ddp:2") in [
+            (str(label), value) for label, value in select._options]
+        select.value = "ddp:2"
+        screen.query_one("#detach", Checkbox).value = False
+        await wait_for(pilot, lambda: all(screen.scans.values()), what="scans")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not started  # 7 does not split over 2 GPUs
+        screen.query_one("#batch_size", Input).value = "8"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: bool(started), what="start")
+        config, detach, nproc = started[0]
+        assert (config.device, detach, nproc) == ("cuda", True, 2)
+
+
+async def test_one_gpu_machine_offers_no_distributed_choice() -> None:
+    from dftui.core.devices import DeviceInfo
+    from textual.widgets import Select
+
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)):
+        screen = app.screen
+        screen._fill_devices([DeviceInfo("cuda:0", "cuda:0 GPU A"), DeviceInfo("cpu", "cpu")])
+        values = [value for _, value in screen.query_one("#device", Select)._options]
+        assert not any(str(v).startswith("ddp:") for v in values)
+        assert screen.processes() == 1

@@ -39,6 +39,7 @@ from dftui.ui.widgets.tickbox import TickBox
 DEFAULTS = TrainConfig()
 PRETRAINED_FILE = "file"
 DEVICE_LOADING = "auto-loading"  # a placeholder value, so filling the list changes the value
+DDP_PREFIX = "ddp:"  # a Device choice "ddp:N": N GPUs, one training process each
 SCAN_DELAY_S = 0.3  # typing a path rescans once the user pauses
 SAVE_DELAY_S = 1.0
 
@@ -332,8 +333,14 @@ class SetupScreen(Screen[None]):
         if value == DEVICE_LOADING:
             # The list is not filled yet: keep the remembered choice (fit checks it exists).
             saved = self._saved().get("device", "auto")
-            return saved if isinstance(saved, str) and saved else "auto"
-        return str(value)
+            value = saved if isinstance(saved, str) and saved else "auto"
+        return "cuda" if str(value).startswith(DDP_PREFIX) else str(value)
+
+    def processes(self) -> int:
+        """Training processes: 1, or one per GPU for a "N GPUs" device choice."""
+        value = str(self.select("device"))
+        count = value[len(DDP_PREFIX):] if value.startswith(DDP_PREFIX) else ""
+        return int(count) if count.isdigit() else 1
 
     def build_config(self) -> TrainConfig:
         """A validated TrainConfig from the form; raises ConfigError with the first problem."""
@@ -475,9 +482,13 @@ class SetupScreen(Screen[None]):
         select = self.query_one("#device", Select)
         options = [("auto (" + devices[0].label + ")", "auto")]
         options += [(d.label, d.id) for d in devices]
+        # Several CUDA GPUs: train on k of them, one process each (dftui train
+        # --nproc-per-node k), as a background run.
+        gpus = sum(1 for d in devices if str(d.id).startswith("cuda:"))
+        options += [(f"devices: {k} GPUs (one process each)", f"{DDP_PREFIX}{k}") for k in range(2, gpus + 1)]
         wanted = self._saved().get("device", "auto")
         select.set_options(options)
-        ids = {"auto", *(d.id for d in devices)}
+        ids = {"auto", *(d.id for d in devices), *(v for _, v in options)}
         select.value = wanted if wanted in ids else "auto"
 
     def _devices_failed(self, error: str) -> None:
@@ -632,4 +643,12 @@ class SetupScreen(Screen[None]):
             if not yes:
                 return
         detach = self.query_one("#detach", Checkbox).value
-        await self.app.start_training(config, detach=detach)  # type: ignore[attr-defined]
+        nproc = self.processes()
+        if nproc > 1:
+            if config.batch_size % nproc:
+                self.notify(f"Batch size {config.batch_size} is the global batch and must split "
+                            f"evenly over {nproc} GPUs: use a multiple of {nproc}",
+                            title="Cannot start", severity="error", timeout=8)
+                return
+            detach = True  # a distributed run is a background run
+        await self.app.start_training(config, detach=detach, nproc=nproc)  # type: ignore[attr-defined]

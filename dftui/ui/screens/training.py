@@ -26,6 +26,8 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from dftui.core.advice import decode_all
+from dftui.ui.advice import with_advice
 from dftui.core.eventlog import EVENTS_FILE, EventTail, LogGone
 from dftui.core.events import (
     BatchEnd,
@@ -116,7 +118,7 @@ class TrainingScreen(Screen[None]):
         self._show_progress(False)
 
     # -- starting and stopping -------------------------------------------------------------
-    def start_run(self, config: Any, resume: Any = None, detach: bool = False) -> bool:
+    def start_run(self, config: Any, resume: Any = None, detach: bool = False, nproc: int = 1) -> bool:
         """Start ``config`` (a TrainConfig) and follow it: ``detach``: in a process of its
         own that outlives the dashboard, else in a thread worker. ``resume``: a run folder to
         continue. False (and a notification saying why) when it cannot start."""
@@ -124,9 +126,13 @@ class TrainingScreen(Screen[None]):
             raise RuntimeError("a run is already in progress")
         from dftui.core.background import LaunchError, launch_detached, prepare_run
 
+        # Several processes: the run is torchrun's launcher (dftui/cli/launch.py), detached,
+        # taking its settings from the folder prepared here.
+        command = ["train", "--nproc-per-node", str(nproc)] if nproc > 1 else None
+        detach = detach or command is not None
         try:
             if detach:
-                run_dir, _pid = launch_detached(config, Path(resume) if resume else None)
+                run_dir, _pid = launch_detached(config, Path(resume) if resume else None, command)
             else:
                 run_dir = prepare_run(config, Path(resume) if resume else None).run_dir
         except LaunchError as exc:
@@ -255,9 +261,11 @@ class TrainingScreen(Screen[None]):
             self._finish(self._final_from_record(run))
 
     def _final_from_record(self, run: Any) -> RunFinished:
+        # run.json names the weights only at the end; the log said where the best went.
+        weights = run.weights_path or self.weights_path
         return RunFinished(run.status, run.epochs_completed, run.best_epoch,
-                           run.best_val_accuracy, run.weights_path, None, str(run.run_dir),
-                           self._prior_seconds + self._attempt_elapsed)
+                           run.best_val_accuracy if weights else None, weights, None,
+                           str(run.run_dir), self._prior_seconds + self._attempt_elapsed)
 
     def _lost(self, text: str, status: str = "") -> None:
         if status:
@@ -278,7 +286,20 @@ class TrainingScreen(Screen[None]):
         self._set_idle()
 
     def _apply(self, events: list[Event]) -> None:
+        view = self.query_one(RunView)
+        last_batch: BatchEnd | None = None
         for event in events:
+            if isinstance(event, BatchEnd):
+                # A long history holds thousands: the chart takes every one, the progress
+                # widgets only the last of a run of them.
+                view.feed(event)
+                self.events_seen += 1
+                self._attempt_elapsed = event.elapsed_s
+                last_batch = event
+                continue
+            if last_batch is not None:
+                self._show_batch(last_batch)
+                last_batch = None
             if isinstance(event, (RunFinished, RunFailed)) and self.tail is not None:
                 if event is not self.tail.ended:
                     self._attempt_over(event)  # a resume followed it in the log
@@ -289,6 +310,8 @@ class TrainingScreen(Screen[None]):
                     self._pending_end = event
                     continue
             self.show_event(event)
+        if last_batch is not None:
+            self._show_batch(last_batch)
         self._settle_pending()
 
     def _settle_pending(self) -> None:
@@ -447,7 +470,7 @@ class TrainingScreen(Screen[None]):
             self._log("info", f"epoch {event.epoch}/{event.epochs}: val acc "
                               f"{event.val_accuracy * 100:.2f}%, val loss {event.val_loss:.4f}{best}")
         elif isinstance(event, LogMessage):
-            self._log(event.level, event.text)
+            self._log(event.level, with_advice(event.text, decode_all(event.fixes)))
         elif isinstance(event, CheckpointSaved):
             if event.role == "best":
                 self.weights_path = event.path
@@ -509,7 +532,7 @@ class TrainingScreen(Screen[None]):
         if s is not None:
             parts.append(f"{s.device_name} ({s.device})")
             parts.append(s.precision)
-            parts.append(f"{s.workers} workers")
+            parts.append(f"{s.workers} worker{'' if s.workers == 1 else 's'}")
         if event is not None:
             if event.phase == "train":
                 parts.append(f"data wait {event.data_wait * 100:.0f}%")
@@ -564,11 +587,14 @@ class TrainingScreen(Screen[None]):
         self.final = event
         if event.weights_path:
             self.weights_path = event.weights_path
-        lines = ["✗ The run failed", event.message]
+        message = with_advice(event.message, decode_all(event.fixes))  # fields, not flags
+        lines = ["✗ The run failed", message]
         if event.weights_path:
             lines.append(f"the best weights so far are kept: {event.weights_path}")
         outcome = self.query_one("#outcome", Static)
         outcome.update("\n".join(lines))
         outcome.set_classes("failed")
-        self._log("error", event.message)
+        self._log("error", message)
+        # The header said "starting … (loading the engine…)": say how it ended instead.
+        self.query_one("#run-title", Static).update(f"{self._title_text()} · failed")
         self._set_idle()
