@@ -481,8 +481,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         shape = tuple(head.shape) if head is not None else "none"
         raise WeightsError(
             f"{path} is a {spec.name} model but its head is not 2-class real/fake "
-            f"({spec.head}.weight has shape {shape}); is it an ImageNet file? Use it as "
-            "--pretrained for training instead"
+            f"({spec.head}.weight has shape {shape}); is it an ImageNet file? Such a file is "
+            "a starting point for training (the pretrained weights), not a real/fake classifier"
         )
     check_state_dict(spec, state, path)
     if meta is None:

@@ -254,6 +254,7 @@ async def test_bad_weights_and_images_show_a_message(in_workspace, tmp_path: Pat
         await type_into(pilot, screen, "#weights-path", str(ws["imagenet"]))
         await wait_for(pilot, settled, what="the ImageNet file")
         assert "not 2-class" in str(status.content)
+        assert "--pretrained" not in str(status.content)  # a dashboard message names no flag
 
         await type_into(pilot, screen, "#weights-path", "weights/missing.pth")
         await wait_for(pilot, settled, what="the missing file")
