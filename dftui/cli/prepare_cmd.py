@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _started_line(e: PrepareStarted) -> str:
     s = e.settings
     return (f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
-            f"(margin {s['margin']}, min size {s['min_size']}, {s['format']}, {e.workers} {e.executor} workers)")
+            f"(margin {s['margin']}, min size {s['min_size']}, {s['format']}, {e.workers} {e.executor} worker{'' if e.workers == 1 else 's'})")
 
 
 def _split_line(e: SplitStarted) -> str:

@@ -48,7 +48,7 @@ def _started_line(e: RunStarted) -> str:
     line = (
         f"run {e.run_id}: {e.config['backbone']} on {e.device} ({e.device_name}, {e.precision}), "
         f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake), "
-        f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader workers; "
+        f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader worker{'' if e.workers == 1 else 's'}; "
         f"best weights go to {e.config.get('weights_path')}"
     )
     world = e.config.get("world_size")

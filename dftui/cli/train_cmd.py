@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="validation folder holding real/ and fake/ (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default: 15; with --resume: the run's own, or more)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: %(default)g)")
     p.add_argument("--img-size", type=int, default=None,
                    help="input size in pixels (default: the backbone's, 224 or 299)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="data-loader worker processes (default: from the machine's cores)")
     p.add_argument("--out", type=Path, default=Path("weights"), help="weights folder (default: %(default)s)")
     p.add_argument("--name", default=None, help="weights file name (default: {backbone}_deepfake.pth)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
     p.add_argument("--augment", choices=["none", "light", "robust"], default="none",
                    help="training augmentation (default: none, as the reference)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -29,6 +29,8 @@ from dftui.core.eventlog import (
     STALE_AFTER_S,
     STOP_FILE,
     EventLogWriter,
+    EventTail,
+    LogGone,
     clear_stop_request,
     NON_EVENT_KINDS,
     hostname,
@@ -575,6 +577,7 @@ def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
     return config.with_(epochs=epochs) if epochs is not None else config
 
 
+LONG_LOG_BYTES = 4 << 20  # beyond this a replay samples the batch events (see EventTail)
 MAX_EVENT_LINE = 1024 * 1024  # an event is a few hundred bytes; a longer line is not ours
 
 
@@ -586,6 +589,17 @@ def read_events_checked(run_dir: Path) -> tuple[list[Event], list[str]]:
     problems: list[str] = []
     path = Path(run_dir) / "events.jsonl"
     if not path.is_file():
+        return out, problems
+    if path.stat().st_size > LONG_LOG_BYTES:
+        # A long run: read as attaching does (batch events sampled, never all parsed);
+        # damaged lines are counted rather than listed.
+        tail = EventTail(path)
+        try:
+            out = tail.read()
+        except LogGone:
+            return [], []
+        if tail.skipped_lines:
+            problems.append(f"{tail.skipped_lines} line(s) damaged or not understood")
         return out, problems
     with open(path, "rb") as fh:
         number = 0

@@ -533,7 +533,8 @@ class _Trainer:
                 # Reserved now (created exclusively), so two runs started together never
                 # pick the same file.
                 target = claim_weights_path(
-                    wanted, self.run_dir.name, run_tag(self.run_dir.name, cfg.backbone), cfg.overwrite
+                    wanted, self.run_dir.name, run_tag(self.run_dir.name, cfg.backbone), cfg.overwrite,
+                    runs=self.run_dir.parent,
                 )
             except OSError as exc:
                 raise RunAborted(

@@ -307,7 +307,11 @@ class DftuiApp(App[None]):
             live = [r for r in list_runs() if r.live]
         except OSError:
             return
-        if not live:
+        if not live or self.run_active:
+            return
+        if isinstance(self.screen, ModalScreen):
+            # Another question is up (the demo-data offer): ask once it is answered.
+            self.set_timer(0.5, self.announce_live_runs)
             return
         run = live[0]
         from dftui.ui.screens.confirm import ConfirmScreen
@@ -402,6 +406,8 @@ class DftuiApp(App[None]):
                 "A training run is in progress.\nStop it and quit? The best weights so far are kept.",
                 yes="Stop and quit",
                 no="Keep training",
+                still_asks=lambda: self.in_process_run,
+                otherwise=("The training run has ended.\nQuit dftui?", "Quit", "Stay"),
             ),
             answered,
         )

@@ -228,3 +228,30 @@ def test_status_of_a_running_record(tmp_path: Path) -> None:
     assert remote.status_text == "running on gpu-box-7" and remote.live
     _record(tmp_path / "done", status="finished", pid=2**22 + 12345, host="gpu-box-7")
     assert read_run(tmp_path / "done").status_text == "finished on gpu-box-7"  # type: ignore[union-attr]
+
+
+def test_long_log_replay_on_the_runs_screen_is_sampled(tmp_path: Path, monkeypatch) -> None:
+    from dftui.core import runs as runs_mod
+
+    monkeypatch.setattr(runs_mod, "LONG_LOG_BYTES", 10_000)
+    monkeypatch.setattr(eventlog, "HISTORY_BATCH_POINTS", 20)
+    with open(tmp_path / "events.jsonl", "w") as fh:
+        fh.write("damaged {\n")
+        for i in range(1, 3001):
+            fh.write(json.dumps(_batch(1, i, 3000).to_dict()) + "\n")
+        fh.write(json.dumps(_epoch(1).to_dict()) + "\n")
+    events, problems = runs_mod.read_events_checked(tmp_path)
+    assert len(events) < 200 and isinstance(events[-1], EpochEnd)
+    assert events[-2] == _batch(1, 3000, 3000)
+    assert problems == ["1 line(s) damaged or not understood"]
+
+
+def test_every_event_with_tuple_fields_reads_back() -> None:
+    """An end record must always read back: a run_failed with its ways out (a tuple field)
+    was refused by the checked reader, so attach and the Runs screen lost the failure."""
+    from dftui.core.events import RunFailed
+
+    failed = RunFailed("out of memory", "/x", fixes=("batch_size", "pretrained=none"))
+    note = LogMessage("warning", "weights missing", fixes=("pretrained=none",))
+    for event in (failed, note):
+        assert parse_record(json.loads(json.dumps(event.to_dict()))) == event

@@ -26,6 +26,8 @@ from textual.worker import get_current_worker
 
 from dftui.core.demo import DEFAULT_DATA_ROOT, DEMO_N, DEMO_SIZE, DemoDataError, default_folders_empty, make_demo_data
 from dftui.core.events import Event, LogMessage
+from dftui.core.prepare_folder import FolderConfig, FolderProgress, FolderStarted, _label_dirs, check_out
+from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.core.prepare import (
     FORMATS,
     OPENFORENSICS_TOOL,
@@ -48,6 +50,9 @@ from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.tickbox import TickBox
 
 SETTINGS_KEY = "prepare"
+# The two sources this screen prepares from; the value of the Source field (#source).
+SOURCES = [("OpenForensics archive", "openforensics"), ("Labelled photos/videos (real/, fake/)", "folder")]
+FOLDER_MIN_SIZE = 40  # the folder job's detector ignores smaller faces (core default)
 DISCOVER_DELAY_S = 0.3
 
 
@@ -82,6 +87,18 @@ class PrepareProgress(Message):
         return isinstance(message, PrepareProgress) and message.event.split == self.event.split
 
 
+class FolderJobEvent(Message):
+    """An event of ``prepare_folder``; a newer progress event supersedes a queued one."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def can_replace(self, message: Message) -> bool:
+        return (isinstance(message, FolderJobEvent) and isinstance(message.event, FolderProgress)
+                and isinstance(self.event, FolderProgress))
+
+
 class DemoWritten(Message):
     def __init__(self, result: Any = None, error: str | None = None, refused: bool = False) -> None:
         super().__init__()
@@ -111,23 +128,28 @@ class _JobStop:
         return self.flag.is_set() or bool(self.worker.is_cancelled)
 
 
-def use_in_setup(app: App[Any], train_dir: Path, val_dir: Path, test_dir: Path | None = None) -> None:
+def use_in_setup(app: App[Any], train_dir: Path, val_dir: Path, test_dir: Path | None = None,
+                 img_size: int | None = None) -> None:
     """Make the Setup screen train on these folders: remembered in the settings (a Setup
     created later starts with them) and typed into an open Setup screen's inputs (which
-    rescans them and saves)."""
+    rescans them and saves). ``img_size``: an image size to go with them (the demo set's
+    64 px pictures train in minutes at 64, in about half an hour at the default 224)."""
+    values = {"train_dir": _shown(train_dir), "val_dir": _shown(val_dir)}
+    if img_size is not None:
+        values["img_size"] = str(img_size)
     settings = getattr(app, "settings", None)
     if settings is not None:
         setup = settings.data.get("setup")
         setup = dict(setup) if isinstance(setup, dict) else {}
-        setup.update(train_dir=_shown(train_dir), val_dir=_shown(val_dir))
+        setup.update(values)
         settings.update(setup=setup)
     get_open = getattr(app, "get_open_screen", None)
     screen = get_open("setup") if get_open else None
     if screen is None:
         return
-    for field, path in (("train_dir", train_dir), ("val_dir", val_dir)):
+    for field, value in values.items():
         try:
-            screen.query_one(f"#{field}", Input).value = _shown(path)
+            screen.query_one(f"#{field}", Input).value = value
         except NoMatches:
             pass
     screen.post_message(DataFoldersReady(train_dir, val_dir, test_dir))
@@ -145,6 +167,10 @@ class PrepareScreen(Screen[None]):
     PrepareScreen #prepare-form Select { width: 14; }
     PrepareScreen .browse { margin-left: 1; min-width: 8; }
     PrepareScreen .split-box { width: auto; margin-right: 2; }
+    PrepareScreen #prepare-form #source { width: 1fr; max-width: 44; }
+    PrepareScreen .folder-only { display: none; }
+    PrepareScreen.folder-source .folder-only { display: block; }
+    PrepareScreen.folder-source .archive-only { display: none; }
     PrepareScreen .note { height: auto; padding-left: 15; color: $text-muted; }
     PrepareScreen .note.ok { color: $success; }
     PrepareScreen .note.warning { color: $warning; }
@@ -177,24 +203,34 @@ class PrepareScreen(Screen[None]):
         self._initial_out = str(out) if out is not None else None
         self._stop = threading.Event()
         self.running = False
-        self.final: PrepareFinished | PrepareFailed | None = None
+        self.final: PrepareFinished | PrepareFailed | FolderJobFinished | None = None
         self.found: dict[str, Path] = {}
         self.ready: tuple[Path, Path, Path | None] | None = None  # train, val, test for Setup
         self._discover_timer: Any = None
         self._discovered: str | None = None  # the root text the split boxes reflect
         self._demo_refused: Path | None = None  # output folder whose demo write was refused
+        self._then_setup = False  # go to Setup once the demo data is written
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         saved = self._saved()
         yield NavBar("prepare")
         with VerticalScroll(id="prepare-form"):
+            source = saved.get("source") if saved.get("source") in ("openforensics", "folder") else "openforensics"
+            with Horizontal(classes="row"):
+                yield Label("Source", classes="field-label")
+                yield Select(SOURCES, value=source, allow_blank=False, id="source", compact=True)
             yield Static(
                 "Cut every annotated face of the OpenForensics archive into <output>/<split>_cropped/"
                 "{real,fake}/. Reruns skip crops already written; skipped faces are listed in "
-                "<output>/prepare_report.json.", classes="hint")
+                "<output>/prepare_report.json.", classes="hint archive-only")
+            yield Static(
+                "Cut the faces of the photos and videos in <input>/{real,fake}/ into <output>/"
+                "{train,val}_cropped/{real,fake}/. Reruns resume; skipped files are listed in "
+                "<output>/prepare_folder_report.json.",
+                classes="hint folder-only")
             with Horizontal(classes="row"):
-                yield Label("Archive folder", classes="field-label")
+                yield Label("Archive folder", classes="field-label", id="root-label")
                 yield Input(self._initial_root or str(saved.get("root", "")), id="root", compact=True,
                             placeholder="folder holding Train/Train_poly.json, Val/, ...")
                 yield Button("Browse", id="browse-root", compact=True, classes="browse")
@@ -204,7 +240,17 @@ class PrepareScreen(Screen[None]):
                 yield Input(self._initial_out or str(saved.get("out", DEFAULT_DATA_ROOT)), id="out",
                             compact=True)
                 yield Button("Browse", id="browse-out", compact=True, classes="browse")
-            with Horizontal(classes="row"):
+            out_note = Static("", id="out-note", classes="note")
+            out_note.display = False
+            yield out_note
+            with Horizontal(classes="row folder-only"):
+                yield Label("Frames/video", classes="field-label")
+                yield Input(str(saved.get("frames", "32")), id="frames", compact=True, classes="short",
+                            tooltip="frames sampled evenly from each video")
+                yield Label("Val share", classes="field-label2")
+                yield Input(str(saved.get("val_fraction", "0")), id="val_fraction", compact=True, classes="short",
+                            tooltip="fraction of the photos/videos (whole videos) sent to val_cropped/")
+            with Horizontal(classes="row archive-only"):
                 yield Label("Splits", classes="field-label")
                 for split in SPLITS:
                     yield TickBox(split, False, id=_split_id(split), compact=True, classes="split-box",
@@ -221,8 +267,8 @@ class PrepareScreen(Screen[None]):
                 yield Label("Format", classes="field-label")
                 fmt = saved.get("fmt") if saved.get("fmt") in FORMATS else "jpg"
                 yield Select([(f, f) for f in FORMATS], value=fmt, allow_blank=False, id="fmt", compact=True)
-                yield Label("Workers", classes="field-label2")
-                yield Input(str(saved.get("workers", "")), id="workers", compact=True, classes="short",
+                yield Label("Workers", classes="field-label2 archive-only")
+                yield Input(str(saved.get("workers", "")), id="workers", compact=True, classes="short archive-only",
                             placeholder="auto")
             yield Static("", id="form-error", classes="note error")
             with Horizontal(id="prepare-buttons"):
@@ -237,6 +283,10 @@ class PrepareScreen(Screen[None]):
                     yield Label(split, classes="progress-label")
                     yield ProgressBar(total=None, show_eta=True, id=f"bar-{split}")
                     yield Static("", classes="progress-info", id=f"info-{split}")
+            with Horizontal(classes="progress-row", id="row-folder"):
+                yield Label("photos/videos", classes="progress-label")
+                yield ProgressBar(total=None, show_eta=True, id="bar-folder")
+                yield Static("", classes="progress-info", id="info-folder")
         yield Static("", id="prepare-summary")
         yield Log(id="prepare-log", highlight=False)
         yield Footer()
@@ -247,8 +297,33 @@ class PrepareScreen(Screen[None]):
         return data if isinstance(data, dict) else {}
 
     def on_mount(self) -> None:
+        self._apply_source()
         self._discover()
-        self._status("choose the archive folder, then ctrl+s")
+
+    @property
+    def source(self) -> str:
+        return str(self.query_one("#source", Select).value)
+
+    @on(Select.Changed, "#source")
+    def _source_changed(self) -> None:
+        self._apply_source()
+        self._discover()
+
+    def _apply_source(self) -> None:
+        folder = self.source == "folder"
+        self.set_class(folder, "folder-source")
+        self.query_one("#root-label", Label).update("Input folder" if folder else "Archive folder")
+        self.query_one("#root", Input).placeholder = (
+            "folder holding real/ and fake/" if folder else "folder holding Train/Train_poly.json, Val/, ...")
+        # The two jobs have different minimum face sizes (the folder detector needs >= 8 px):
+        # switch an untouched default with the source.
+        min_size = self.query_one("#min_size", Input)
+        if folder and min_size.value.strip() in ("", "0"):
+            min_size.value = str(FOLDER_MIN_SIZE)
+        elif not folder and min_size.value.strip() == str(FOLDER_MIN_SIZE):
+            min_size.value = "0"
+        self._note("out-note", "hint", "")
+        self._status("choose the labelled folder, then ctrl+s" if folder else "choose the archive folder, then ctrl+s")
 
     # -- helpers -------------------------------------------------------------------------
     def _status(self, text: str) -> None:
@@ -258,6 +333,7 @@ class PrepareScreen(Screen[None]):
         note = self.query_one(f"#{widget_id}", Static)
         note.set_classes(f"note {css}")
         note.update(text)
+        note.display = bool(text)  # an empty note takes no line (80x24 has few)
 
     def _log(self, text: str) -> None:
         self.query_one("#prepare-log", Log).write_line(text)
@@ -269,6 +345,7 @@ class PrepareScreen(Screen[None]):
         self.running = running
         self.query_one("#start", Button).disabled = running
         self.query_one("#demo", Button).disabled = running
+        self.query_one("#source", Select).disabled = running
         self.query_one("#stop", Button).disabled = not running
 
     # -- the archive folder ----------------------------------------------------------------
@@ -287,6 +364,9 @@ class PrepareScreen(Screen[None]):
         text = self.value("root")
         self._discovered = text
         self.found = {}
+        if self.source == "folder":
+            self._discover_folder(text)
+            return
         if not text:
             self._note("root-note", "hint", "the folder the OpenForensics archive was extracted to")
         else:
@@ -306,6 +386,54 @@ class PrepareScreen(Screen[None]):
             box = self.query_one(f"#{_split_id(split)}", Checkbox)
             box.disabled = split not in self.found
             box.value = split in self.found
+
+    def _discover_folder(self, text: str) -> None:
+        """Whether the folder holds real/ and fake/ (one directory listing, on the UI thread)."""
+        if not text:
+            self._note("root-note", "hint", "photos and videos in real/ and fake/ (sub-folders too)")
+            return
+        root = Path(text).expanduser()
+        if not root.is_dir():
+            self._note("root-note", "error", f"✗ {text} is not a folder")
+            return
+        try:
+            dirs = _label_dirs(root)
+        except PrepareError as exc:
+            self._note("root-note", "error", f"✗ {exc}")
+            return
+        if not dirs:
+            self._note("root-note", "error", f"✗ no real/ or fake/ folder in {text}; put the photos and videos in those two")
+        elif len(dirs) == 1:
+            (label,) = dirs
+            self._note("root-note", "warning", f"! only {label}/ found in {text}; training needs real/ and fake/")
+        else:
+            self._note("root-note", "ok", f"✓ found {', '.join(f'{k}/' for k in sorted(dirs))} in {text}")
+
+    def build_folder_config(self) -> FolderConfig:
+        """A validated FolderConfig from the form; raises PrepareError with the problem."""
+        root = self.value("root")
+        if not root:
+            raise PrepareError("Input folder: choose the folder holding real/ and fake/")
+        out = self.value("out")
+        if not out:
+            raise PrepareError("Output folder: choose one")
+        numbers: dict[str, Any] = {}
+        for field, label, kind, default in (("frames", "Frames/video", int, "32"), ("margin", "Margin", float, "0"),
+                                            ("min_size", "Min size", int, str(FOLDER_MIN_SIZE)),
+                                            ("val_fraction", "Val share", float, "0")):
+            text = self.value(field) or default
+            try:
+                numbers[field] = kind(text)
+            except ValueError:
+                what = "a whole number" if kind is int else "a number"
+                raise PrepareError(f"{label}: {text!r} is not {what}") from None
+        config = FolderConfig(root=Path(root).expanduser(), out=Path(out).expanduser(),
+                              fmt=str(self.query_one("#fmt", Select).value), **numbers)
+        try:
+            config.validate()
+        except PrepareError as exc:
+            raise PrepareError(f"{exc} (fields Frames/video, Margin, Min size, Val share)") from None
+        return config
 
     def selected_splits(self) -> tuple[str, ...]:
         return tuple(s for s in SPLITS if self.query_one(f"#{_split_id(s)}", Checkbox).value)
@@ -352,7 +480,8 @@ class PrepareScreen(Screen[None]):
         settings.update(**{SETTINGS_KEY: {
             "root": self.value("root"), "out": self.value("out"), "margin": self.value("margin"),
             "min_size": self.value("min_size"), "workers": self.value("workers"),
-            "fmt": str(self.query_one("#fmt", Select).value),
+            "fmt": str(self.query_one("#fmt", Select).value), "source": self.source,
+            "frames": self.value("frames"), "val_fraction": self.value("val_fraction"),
         }})
 
     # -- start / stop ----------------------------------------------------------------------
@@ -370,6 +499,9 @@ class PrepareScreen(Screen[None]):
             return
         if self.value("root") != self._discovered:
             self._discover()  # typed and started before the debounced look-up ran
+        if self.source == "folder":
+            self._start_folder()
+            return
         try:
             config = self.build_config()
         except PrepareError as exc:
@@ -379,6 +511,114 @@ class PrepareScreen(Screen[None]):
         self.query_one("#form-error", Static).update("")
         self._remember()
         self.start_job(config)
+
+    def _start_folder(self) -> None:
+        form_error = self.query_one("#form-error", Static)
+        try:
+            config = self.build_folder_config()
+        except PrepareError as exc:
+            form_error.update(f"✗ {exc}")
+            self.notify(str(exc), title="Cannot start", severity="error", timeout=8)
+            return
+        form_error.update("")
+        if not config.root.is_dir():
+            self._note("root-note", "error", f"✗ {self.value('root')} is not a folder")
+            self.query_one("#root", Input).focus()
+            return
+        # The output check (a foreign folder, one inside the input, not writable) is a few stat
+        # calls: made here so the refusal is shown on the Output folder field, not in the log.
+        try:
+            check_out(config)
+        except PrepareError as exc:
+            self._note("out-note", "error", f"✗ {exc}")
+            self.notify(str(exc), title="Output folder refused", severity="error", timeout=8)
+            self.query_one("#out", Input).focus()
+            return
+        self._note("out-note", "hint", "")
+        self._remember()
+        self.start_folder_job(config)
+
+    def start_folder_job(self, config: FolderConfig) -> None:
+        """Run ``prepare_folder(config)`` in a thread worker."""
+        self.final = None
+        self.ready = None
+        self._stop = threading.Event()
+        self.query_one("#use", Button).disabled = True
+        summary = self.query_one("#prepare-summary", Static)
+        summary.set_classes("")
+        summary.update("")
+        for split in SPLITS:
+            self.query_one(f"#row-{split}").remove_class("shown")
+        self.query_one("#row-folder").add_class("shown")
+        self.query_one("#bar-folder", ProgressBar).update(total=None, progress=0)
+        self.query_one("#info-folder", Static).update("listing the photos and videos…")
+        self._set_running(True)
+        self._status("starting…")
+        self._run_folder_job(config, self._stop)
+
+    @work(thread=True, exit_on_error=False, group="prepare", exclusive=True)
+    def _run_folder_job(self, config: FolderConfig, flag: threading.Event) -> None:
+        from dftui.core.prepare_folder import FolderSummary, prepare_folder
+
+        stop = _JobStop(flag, get_current_worker())
+        try:
+            prepare_folder(config, lambda e: self.post_message(FolderJobEvent(e)), stop)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
+            self.post_message(FolderJobEvent(FolderJobFinished(FolderSummary(
+                status="failed", error=f"unexpected error: {type(exc).__name__}: {exc}"))))
+
+    def on_folder_job_event(self, message: FolderJobEvent) -> None:
+        e = message.event
+        if isinstance(e, FolderStarted):
+            todo = e.photos + e.videos - e.already_done
+            self.query_one("#bar-folder", ProgressBar).update(total=max(1, todo), progress=0)
+            self.query_one("#info-folder", Static).update(
+                f"{e.photos} photos, {e.videos} videos · {e.already_done} done before")
+            self._log(f"preparing {e.photos} photos and {e.videos} videos from {e.root} into {e.out} ({e.settings})")
+            self._status(f"0/{todo} photos and videos")
+        elif isinstance(e, FolderProgress):
+            self.query_one("#bar-folder", ProgressBar).update(total=max(1, e.total), progress=e.done)
+            self.query_one("#info-folder", Static).update(f"{e.done}/{e.total} · {e.source}: {e.crops} crops")
+            if e.status != "ok":
+                self._log(f"{e.source}: {e.detail or e.status}")
+            self._status(f"{e.done}/{e.total} photos and videos")
+        elif isinstance(e, LogMessage):
+            self._log(f"{e.level}: {e.text}")
+        elif isinstance(e, FolderJobFinished):
+            self._folder_finished(e)
+
+    def _folder_finished(self, e: FolderJobFinished) -> None:
+        s = e.summary
+        self.final = e
+        self._set_running(False)
+        summary = self.query_one("#prepare-summary", Static)
+        if s.status == "failed" and not s.report:
+            # Refused before anything was written (a folder that changed since Start).
+            summary.set_classes("failed")
+            summary.update(f"✗ {s.error}")
+            self._log(f"error: {s.error}")
+            self._status("failed")
+            return
+        lines = [s.line()]
+        if s.error:
+            lines.append(f"✗ {s.error}")
+        if s.status == "stopped":
+            lines.append("stopped; Start again to resume where it stopped")
+        lines.append(f"report: {s.report}")
+        out = Path(s.report).parent
+        train, val = out / "train_cropped", out / "val_cropped"
+        if any(k.startswith("train/") for k in s.crops) and any(k.startswith("val/") for k in s.crops):
+            self.ready = (train, val, None)
+            self.query_one("#use", Button).disabled = False
+            if s.status == "finished":
+                use_in_setup(self.app, train, val)
+                lines.append(f"Setup now trains on {_shown(train)} and validates on {_shown(val)}.")
+        elif s.status == "finished":
+            lines.append("no val_cropped/ crops (Val share 0): set Val share to train on these in Setup")
+        summary.set_classes("done" if s.status == "finished" else "failed")
+        summary.update("\n".join(lines))
+        self._log(lines[0])
+        self._status(f"{s.status} in {s.seconds:.1f} s")
 
     def start_job(self, config: PrepareConfig) -> None:
         """Run ``config`` in a thread worker (the Pilot tests call this directly too)."""
@@ -391,6 +631,7 @@ class PrepareScreen(Screen[None]):
         summary.update("")
         for split in SPLITS:
             self.query_one(f"#row-{split}").remove_class("shown")
+        self.query_one("#row-folder").remove_class("shown")
         self._set_running(True)
         self._status("starting…")
         self._run_job(config, self._stop)
@@ -433,7 +674,7 @@ class PrepareScreen(Screen[None]):
         e = message.event
         if isinstance(e, PrepareStarted):
             self._log(f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
-                      f"({e.workers} workers, {e.settings})")
+                      f"({e.workers} worker{'' if e.workers == 1 else 's'}, {e.settings})")
         elif isinstance(e, SplitStarted):
             self.query_one(f"#row-{e.split}").add_class("shown")
             self.query_one(f"#bar-{e.split}", ProgressBar).update(total=max(1, e.images), progress=0)
@@ -548,12 +789,20 @@ class PrepareScreen(Screen[None]):
         lines += [f"  {_shown(r.folders[n])}: {c['real']} real + {c['fake']} fake" for n, c in r.counts.items()]
         lines += [f"  moved the old {n} aside to {_shown(p)}" for n, p in r.moved_aside.items()]
         self.ready = (r.train_dir, r.val_dir, r.folders.get("test_dev_cropped"))
-        use_in_setup(self.app, *self.ready)
-        lines.append(f"Setup now trains on {_shown(r.train_dir)} and validates on {_shown(r.val_dir)}.")
+        use_in_setup(self.app, *self.ready, img_size=DEMO_SIZE)
+        lines.append(f"Setup now trains on {_shown(r.train_dir)} and validates on {_shown(r.val_dir)}, "
+                     f"at image size {DEMO_SIZE} (the pictures' own size: a run takes minutes).")
         self.query_one("#use", Button).disabled = False
         summary.set_classes("done")
         summary.update("\n".join(lines))
         self._status("demo data ready")
+        if self._then_setup:  # asked for from the first-run dialog: the next step is Setup
+            self._then_setup = False
+            opener = getattr(self.app, "open_screen", None)
+            if opener is not None:
+                self.app.call_later(opener, "setup")
+                self.app.notify(f"Demo data written; image size set to {DEMO_SIZE} px. "
+                                "ctrl+s starts a run.", timeout=8)
 
     # -- browse ----------------------------------------------------------------------------
     @on(Button.Pressed, ".browse")
@@ -566,7 +815,9 @@ class PrepareScreen(Screen[None]):
 
     def browse(self, field: str) -> None:
         current = Path(self.value(field) or ".").expanduser()
-        title = "OpenForensics archive folder" if field == "root" else "Output folder for the crops"
+        title = "Output folder for the crops"
+        if field == "root":
+            title = "Folder holding real/ and fake/" if self.source == "folder" else "OpenForensics archive folder"
 
         def chosen(path: Path | None) -> None:
             if path is not None:
@@ -646,6 +897,7 @@ def maybe_offer_demo_data(app: App[Any], root: Path = DEFAULT_DATA_ROOT) -> bool
         else:
             screen = await opener("prepare", out=str(root))
         if answer == "demo" and isinstance(screen, PrepareScreen):
+            screen._then_setup = True
             screen.write_demo_data()
 
     app.push_screen(DemoDataOffer(root), answered)

@@ -307,6 +307,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         Binding("space", "mark", "Mark", id="runs.mark"),
         Binding("v", "compare", "Compare", id="runs.compare"),
         Binding("c", "classify", "Classify with weights", id="runs.classify"),
+        Binding("e", "evaluate", "Evaluate weights", show=False, id="runs.evaluate"),
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("ctrl+r", "reload", "Reload", id="runs.reload"),
         Binding("s", "stop", "Stop run", id="runs.stop"),
@@ -527,6 +528,11 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         run = self.selected_run()
         if run is not None:
             await open_classifier(self, run)
+
+    async def action_evaluate(self) -> None:
+        run = self.selected_run()  # on the list too, not only in the detail view
+        if run is not None:
+            await open_evaluate(self, run)
 
     async def action_resume(self) -> None:
         run = self.selected_run()

@@ -261,9 +261,11 @@ class TrainingScreen(Screen[None]):
             self._finish(self._final_from_record(run))
 
     def _final_from_record(self, run: Any) -> RunFinished:
+        # run.json names the weights only at the end; the log said where the best went.
+        weights = run.weights_path or self.weights_path
         return RunFinished(run.status, run.epochs_completed, run.best_epoch,
-                           run.best_val_accuracy, run.weights_path, None, str(run.run_dir),
-                           self._prior_seconds + self._attempt_elapsed)
+                           run.best_val_accuracy if weights else None, weights, None,
+                           str(run.run_dir), self._prior_seconds + self._attempt_elapsed)
 
     def _lost(self, text: str, status: str = "") -> None:
         if status:
@@ -530,7 +532,7 @@ class TrainingScreen(Screen[None]):
         if s is not None:
             parts.append(f"{s.device_name} ({s.device})")
             parts.append(s.precision)
-            parts.append(f"{s.workers} workers")
+            parts.append(f"{s.workers} worker{'' if s.workers == 1 else 's'}")
         if event is not None:
             if event.phase == "train":
                 parts.append(f"data wait {event.data_wait * 100:.0f}%")
