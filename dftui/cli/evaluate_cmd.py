@@ -94,6 +94,23 @@ def _unwritable(path: Path) -> str | None:
     return None
 
 
+def _is_weights(path: Path, *weights: Path | None) -> str | None:
+    """Why ``path`` must not be replaced by a CSV: it is one of the weights files evaluated,
+    or its metadata (a typo in --csv would otherwise destroy them)."""
+    import os
+
+    for w in weights:
+        if w is None:
+            continue
+        for own in (Path(w), Path(w).with_suffix(".json")):
+            try:
+                if os.path.samefile(path, own):
+                    return f"{path} is the weights file or its metadata; give another file name"
+            except OSError:
+                continue
+    return None
+
+
 class _Progress:
     """Evaluation progress on stderr: a Rich bar on a terminal, nothing otherwise."""
 
@@ -160,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         targets = [_csv_path(args.csv, f, len(args.folders) > 1, s)
                    for f in args.folders for s in ("", "b") if s == "" or args.compare]
         for target in targets:
-            problem = _unwritable(target)
+            problem = _unwritable(target) or _is_weights(target, args.weights, args.compare)
             if problem:
                 return fail(f"--csv: {problem}")
     scans = {}

@@ -239,6 +239,9 @@ def _release_dead_reservation(path: Path, runs: Path) -> None:
     lock = lock_run(run_dir)
     if lock is None:
         return  # that run is alive
+    if getattr(lock, "name", None) == os.devnull:  # no lock could be taken: cannot tell
+        lock.close()
+        return
     try:
         meta = read_metadata(path)  # again, under the lock: another run may have taken it
         if (
@@ -481,8 +484,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         shape = tuple(head.shape) if head is not None else "none"
         raise WeightsError(
             f"{path} is a {spec.name} model but its head is not 2-class real/fake "
-            f"({spec.head}.weight has shape {shape}); is it an ImageNet file? Use it as "
-            "--pretrained for training instead"
+            f"({spec.head}.weight has shape {shape}); is it an ImageNet file? Such a file is "
+            "a starting point for training (the pretrained weights), not a real/fake classifier"
         )
     check_state_dict(spec, state, path)
     if meta is None:

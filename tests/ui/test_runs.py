@@ -156,6 +156,13 @@ async def test_resume_continues_a_stopped_run(with_runs: Path, tmp_path: Path) -
         assert isinstance(training.final, RunFinished), training.final
         assert training.final.status == "finished"
         assert Path(training.final.run_dir) == stopped.run_dir
+        # The whole run, not only the resumed part: epoch 1 (before the stop) is in the
+        # table, and the time shown covers both attempts.
+        from dftui.ui.widgets.run_view import RunView
+
+        assert sorted(training.query_one(RunView).rows) == [1, 2]
+        outcome = str(training.query_one("#outcome").render())
+        assert "Finished 2 epoch(s)" in outcome and "(resumed)" in outcome
     after = read_run(stopped.run_dir)
     assert after.status == "finished" and after.epochs_completed == 2
 
