@@ -337,7 +337,7 @@ def _print_rich(head: str, columns: list[str], rows: list[list[str]], confusion:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{head}[/]", highlight=False)
+    console.print(head, style="bold", highlight=False, markup=False)
     table = Table(*columns)
     for i in range(1, len(columns)):
         table.columns[i].justify = "right"

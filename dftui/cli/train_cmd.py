@@ -316,7 +316,7 @@ def _train(
     from dftui.cli import fail
     from dftui.cli.printer import make_printer
     from dftui.core.events import RunFailed
-    from dftui.core.train import StopFlag, fit
+    from dftui.core.train import RESUME_FILE, StopFlag, fit
 
     stop = StopFlag()
     # Ranks other than 0 train silently: rank 0 prints and records for the run.
@@ -336,6 +336,8 @@ def _train(
         for s, handler in previous.items():
             signal.signal(s, handler)
     try:  # after a hang-up stderr may be gone too; the exit status still tells
+        import sys
+
         if isinstance(final, RunFailed):
             if rank != 0:
                 if not final.message.startswith("rank "):  # its own failure, not an agreed one
@@ -353,10 +355,15 @@ def _train(
         if final.status == "interrupted" and not _under_launcher():  # the launcher says it
             import sys
 
-            sys.stderr.write(
-                f"dftui: interrupted after epoch {final.epochs_completed}; resume with "
-                f"`dftui train --resume {final.run_dir}`\n"
-            )
+            if not final.run_dir:
+                advice = "before the run started; nothing was trained and no run was recorded"
+            elif (Path(final.run_dir) / RESUME_FILE).is_file():
+                advice = (f"after epoch {final.epochs_completed}; resume with "
+                          f"`dftui train --resume {final.run_dir}`")
+            else:
+                advice = (f"after epoch {final.epochs_completed}; no epoch was checkpointed, so "
+                          f"there is nothing to resume: start a new run (record: {final.run_dir})")
+            sys.stderr.write(f"dftui: interrupted {advice}\n")
             return 130
     except (OSError, ValueError):
         return 1 if isinstance(final, RunFailed) else 130

@@ -112,6 +112,8 @@ class DftuiApp(App[None]):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._after_first_frame)
+        if self.settings.error:  # a damaged settings file: say what was left out
+            self.notify(self.settings.error, title="Settings", severity="warning", timeout=10)
         self._install_hangup_handlers()
 
     def _install_hangup_handlers(self) -> None:

@@ -30,6 +30,7 @@ from dftui.core.prepare_folder import FolderConfig, FolderProgress, FolderStarte
 from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.core.prepare import (
     FORMATS,
+    OPENFORENSICS_TOOL,
     SPLITS,
     PrepareConfig,
     PrepareError,
@@ -40,6 +41,8 @@ from dftui.core.prepare import (
     SplitProgress,
     SplitStarted,
     discover_splits,
+    output_folder_problem,
+    suggest_output_folder,
 )
 from dftui.ui.advice import with_advice
 from dftui.ui.widgets.folder_picker import FolderPicker
@@ -464,6 +467,10 @@ class PrepareScreen(Screen[None]):
                                margin=margin, min_size=min_size, fmt=str(self.query_one("#fmt", Select).value),
                                workers=workers, executor="thread")
         config.validate()
+        why = output_folder_problem(config.out, OPENFORENSICS_TOOL)
+        if why:
+            other = suggest_output_folder(config.out, "openforensics")
+            raise PrepareError(f"{why}; type a new folder in Output folder (e.g. {other})")
         return config
 
     def _remember(self) -> None:
