@@ -372,6 +372,13 @@ class DftuiApp(App[None]):
         if theme in THEMES and self.settings.data.get("theme") != theme:
             self.settings.update(theme=theme)
 
+    def on_app_focus(self) -> None:
+        # The terminal window is back in front: a screen that shows files (Setup's ImageNet
+        # cache and weights notes) rechecks them; the user may have changed them meanwhile.
+        recheck = getattr(self.screen, "recheck_files", None)
+        if recheck is not None:
+            recheck()
+
     def exit(self, *args: Any, **kwargs: Any) -> None:
         # Whatever a screen still holds back (Setup saves a second after the last key) is
         # written now: the process may end right after the app (see ui.launch.leave_now).

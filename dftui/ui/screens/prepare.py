@@ -172,9 +172,9 @@ class PrepareScreen(Screen[None]):
     PrepareScreen.folder-source .folder-only { display: block; }
     PrepareScreen.folder-source .archive-only { display: none; }
     PrepareScreen .note { height: auto; padding-left: 15; color: $text-muted; }
-    PrepareScreen .note.ok { color: $success; }
-    PrepareScreen .note.warning { color: $warning; }
-    PrepareScreen .note.error { color: $error; }
+    PrepareScreen .note.ok { color: $text-success; }
+    PrepareScreen .note.warning { color: $text-warning; }
+    PrepareScreen .note.error { color: $text-error; }
     PrepareScreen #prepare-buttons { height: auto; margin: 1 0 0 0; }
     PrepareScreen #prepare-buttons Button { margin-right: 1; }
     PrepareScreen #prepare-status { padding-left: 1; width: 1fr; height: auto; color: $text-muted; }
@@ -186,7 +186,7 @@ class PrepareScreen(Screen[None]):
     PrepareScreen .progress-info { width: 1fr; padding-left: 1; }
     PrepareScreen #prepare-summary { height: auto; padding: 0 1; }
     PrepareScreen #prepare-summary.done { border: round $success; }
-    PrepareScreen #prepare-summary.failed { border: round $error; color: $error; }
+    PrepareScreen #prepare-summary.failed { border: round $error; color: $text-error; }
     PrepareScreen #prepare-log { height: 1fr; min-height: 4; border-top: solid $primary; }
     """
     BINDINGS = [

@@ -627,8 +627,20 @@ class SetupScreen(Screen[None]):
         self.action_start()
 
     def action_start(self) -> None:
+        self.recheck_files()  # what the notes say must be true now, not when they were typed
         # A worker, because asking before an overwrite waits on a modal screen.
         self.run_worker(self._start(), exclusive=True, group="start")
+
+    def recheck_files(self) -> None:
+        """Files change behind the form's back: the ImageNet weights get downloaded or copied
+        into the cache, a run saves the weights file the note named. Recheck both (cheap: a
+        stat or two) whenever Setup is shown again and before a start."""
+        if self.is_mounted:
+            self._update_backbone_note()
+            self._update_weights_note()
+
+    def on_screen_resume(self) -> None:
+        self.recheck_files()
 
     async def _start(self) -> None:
         try:
