@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a second weights file to evaluate on the same folders, side by side")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     p.add_argument("--no-record", action="store_true", help="do not save evaluation records")
     p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
     p.add_argument("--aggregate", choices=["confident", "mean-max"], default="confident",
@@ -91,6 +91,23 @@ def _unwritable(path: Path) -> str | None:
         return f"cannot write in {parent} ({exc.strerror or exc})"
     if path.exists() and not os.access(path, os.W_OK):
         return f"{path} is not writable"
+    return None
+
+
+def _is_weights(path: Path, *weights: Path | None) -> str | None:
+    """Why ``path`` must not be replaced by a CSV: it is one of the weights files evaluated,
+    or its metadata (a typo in --csv would otherwise destroy them)."""
+    import os
+
+    for w in weights:
+        if w is None:
+            continue
+        for own in (Path(w), Path(w).with_suffix(".json")):
+            try:
+                if os.path.samefile(path, own):
+                    return f"{path} is the weights file or its metadata; give another file name"
+            except OSError:
+                continue
     return None
 
 
@@ -160,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         targets = [_csv_path(args.csv, f, len(args.folders) > 1, s)
                    for f in args.folders for s in ("", "b") if s == "" or args.compare]
         for target in targets:
-            problem = _unwritable(target)
+            problem = _unwritable(target) or _is_weights(target, args.weights, args.compare)
             if problem:
                 return fail(f"--csv: {problem}")
     scans = {}
@@ -320,7 +337,7 @@ def _print_rich(head: str, columns: list[str], rows: list[list[str]], confusion:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{head}[/]", highlight=False)
+    console.print(head, style="bold", highlight=False, markup=False)
     table = Table(*columns)
     for i in range(1, len(columns)):
         table.columns[i].justify = "right"

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: bf16 where the hardware has it (same labels, about 2x faster "
                    "on such CPUs), fp16 on older GPUs, else fp32; DFTUI_PRECISION, when set, "
                    "decides what auto means")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     faces = p.add_argument_group("faces (photos and video frames)")
     faces.add_argument("--faces", choices=["auto", "on", "off"], default="auto",
                        help="on: find the faces and judge each; off: judge the whole picture as "

@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="parallel images (default: one per CPU core, at most 8)")
     of.add_argument("--executor", choices=["thread", "process"], default="thread",
                     help="thread (default; Pillow decodes and encodes outside the GIL) or process")
+    of.add_argument("--into-existing", action="store_true",
+                    help="write into an output folder that already holds files prepare did not "
+                         "write (never into the synthetic demo data)")
     of.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     of.set_defaults(func=run)
     fo = kinds.add_parser(
@@ -93,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _started_line(e: PrepareStarted) -> str:
     s = e.settings
     return (f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
-            f"(margin {s['margin']}, min size {s['min_size']}, {s['format']}, {e.workers} {e.executor} workers)")
+            f"(margin {s['margin']}, min size {s['min_size']}, {s['format']}, {e.workers} {e.executor} worker{'' if e.workers == 1 else 's'})")
 
 
 def _split_line(e: SplitStarted) -> str:
@@ -170,10 +173,10 @@ class RichPrinter:
     def __call__(self, event: Event) -> None:
         p = self.progress
         if isinstance(event, PrepareStarted):
-            self.console.print(_started_line(event), highlight=False)
+            self.console.print(_started_line(event), highlight=False, markup=False)
             p.start()
         elif isinstance(event, SplitStarted):
-            p.console.print(_split_line(event), highlight=False)
+            p.console.print(_split_line(event), highlight=False, markup=False)
             self.tasks[event.split] = p.add_task(event.split, total=max(1, event.images), info="")
         elif isinstance(event, SplitProgress) and event.split in self.tasks:
             p.update(self.tasks[event.split], completed=event.images_done, info=(
@@ -185,15 +188,15 @@ class RichPrinter:
             if summary.split in self.tasks:
                 p.update(self.tasks[summary.split], completed=summary.images_done)
             style = "red" if summary.status == "failed" else "green"
-            p.console.print(f"[{style}]{event.summary.line()}[/]", highlight=False)
+            p.console.print(event.summary.line(), style=style, highlight=False, markup=False)
         elif isinstance(event, LogMessage):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
-            p.console.print(f"[{style}]{event.level}: {event.text}[/]", highlight=False)
+            p.console.print(f"{event.level}: {event.text}", style=style, highlight=False, markup=False)
         elif isinstance(event, (PrepareFinished, PrepareFailed)):
             p.stop()
             if isinstance(event, PrepareFinished):
                 for line in _final_lines(event):
-                    self.console.print(line, highlight=False)
+                    self.console.print(line, highlight=False, markup=False)
 
     def close(self) -> None:
         self.progress.stop()
@@ -224,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.format,
         workers=args.workers,
         executor=args.executor,
+        into_existing=args.into_existing,
     )
     stop = threading.Event()  # not train.StopFlag: that module pulls in torch for nothing
     printer = make_printer(args.plain)

@@ -48,7 +48,7 @@ def _started_line(e: RunStarted) -> str:
     line = (
         f"run {e.run_id}: {e.config['backbone']} on {e.device} ({e.device_name}, {e.precision}), "
         f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake), "
-        f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader workers; "
+        f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader worker{'' if e.workers == 1 else 's'}; "
         f"best weights go to {e.config.get('weights_path')}"
     )
     world = e.config.get("world_size")
@@ -60,12 +60,35 @@ def _started_line(e: RunStarted) -> str:
     return line
 
 
+def escape(text: str) -> str:
+    """Text for Rich markup: a file name holding "[/]" must print, not raise MarkupError."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def shown_path(path: str | None) -> str:
+    """A recorded (absolute) path as the user would type it: relative to the current folder
+    when it lies below it, else as recorded."""
+    import os
+
+    if not path:
+        return str(path)
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if rel == ".." or rel.startswith(".." + os.sep) else rel
+
+
 def _finished_line(e: RunFinished) -> str:
+    if not e.run_dir:
+        return f"run {e.status} before it started; nothing was trained or recorded"
     if e.best_epoch is None:
         return f"run {e.status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
     return (
         f"run {e.status}: best epoch {e.best_epoch} (val_acc {e.best_val_accuracy:.4f}) "
-        f"saved to {e.weights_path}; record: {e.run_dir}"
+        f"saved to {shown_path(e.weights_path)}; record: {e.run_dir}"
     )
 
 
@@ -122,7 +145,7 @@ class RichPrinter:
     def __call__(self, event: Event) -> None:
         p = self.progress
         if isinstance(event, RunStarted):
-            self.console.print(_started_line(event))
+            self.console.print(_started_line(event), markup=False)
             p.start()
             self.run_task = p.add_task(
                 "run", total=event.config["epochs"], completed=event.start_epoch, info=""
@@ -139,13 +162,11 @@ class RichPrinter:
                 info=f"loss {event.loss:.4f}  {event.images_per_s:.1f} img/s  {eta}",
             )
         elif isinstance(event, EpochEnd):
-            p.console.print(_epoch_line(event))
+            p.console.print(_epoch_line(event), markup=False)
             if self.run_task is not None:
                 p.update(self.run_task, completed=event.epoch, info=f"best epoch {event.best_epoch}")
         elif isinstance(event, LogMessage):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
-            from rich.markup import escape
-
             p.console.print(f"[{style}]{event.level}: {escape(log_text(event))}[/]", markup=True,
                             highlight=False)
         elif isinstance(event, DownloadProgress):
@@ -156,10 +177,11 @@ class RichPrinter:
                 )
             p.update(self.download_task, completed=event.done_bytes)
         elif isinstance(event, CheckpointSaved) and event.role == "best":
-            p.console.print(f"[green]saved best weights (epoch {event.epoch}) to {event.path}[/]")
+            p.console.print(f"[green]saved best weights (epoch {event.epoch}) to "
+                            f"{escape(shown_path(event.path))}[/]")
         elif isinstance(event, RunFinished):
             p.stop()
-            self.console.print(_finished_line(event))
+            self.console.print(_finished_line(event), markup=False)
         elif isinstance(event, RunFailed):
             p.stop()
 

@@ -146,6 +146,7 @@ def follow(run_dir: Path, emit: Any, poll_s: float = POLL_S) -> int:
 
     tail = EventTail(run_dir / EVENTS_FILE)
     last_status_check = 0.0
+    stalled_said = False
     while True:
         try:
             events = tail.read()
@@ -167,6 +168,13 @@ def follow(run_dir: Path, emit: Any, poll_s: float = POLL_S) -> int:
             if not run_dir.is_dir():
                 raise _Gone(f"the run folder {run_dir} was deleted; nothing more to follow")
             run = read_run(run_dir)
+            if run is not None and run.status == "stalled" and not stalled_said:
+                stalled_said = True  # said once; it may recover (a slow save, a busy disk)
+                age = f" for {run.heartbeat_age:.0f} s" if run.heartbeat_age is not None else ""
+                _say(f"run {run.run_id} has written nothing{age}: it may be stalled "
+                     f"(process {run.pid or '?'})")
+            elif run is not None and run.live:
+                stalled_said = False
             if run is not None and not run.live:
                 # Its process is gone. Read once more: the end record may have just landed.
                 try:

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="validation folder holding real/ and fake/ (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default: 15; with --resume: the run's own, or more)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: %(default)g)")
     p.add_argument("--img-size", type=int, default=None,
                    help="input size in pixels (default: the backbone's, 224 or 299)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="data-loader worker processes (default: from the machine's cores)")
     p.add_argument("--out", type=Path, default=Path("weights"), help="weights folder (default: %(default)s)")
     p.add_argument("--name", default=None, help="weights file name (default: {backbone}_deepfake.pth)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
     p.add_argument("--augment", choices=["none", "light", "robust"], default="none",
                    help="training augmentation (default: none, as the reference)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -316,7 +316,7 @@ def _train(
     from dftui.cli import fail
     from dftui.cli.printer import make_printer
     from dftui.core.events import RunFailed
-    from dftui.core.train import StopFlag, fit
+    from dftui.core.train import RESUME_FILE, StopFlag, fit
 
     stop = StopFlag()
     # Ranks other than 0 train silently: rank 0 prints and records for the run.
@@ -336,6 +336,8 @@ def _train(
         for s, handler in previous.items():
             signal.signal(s, handler)
     try:  # after a hang-up stderr may be gone too; the exit status still tells
+        import sys
+
         if isinstance(final, RunFailed):
             if rank != 0:
                 if not final.message.startswith("rank "):  # its own failure, not an agreed one
@@ -353,10 +355,15 @@ def _train(
         if final.status == "interrupted" and not _under_launcher():  # the launcher says it
             import sys
 
-            sys.stderr.write(
-                f"dftui: interrupted after epoch {final.epochs_completed}; resume with "
-                f"`dftui train --resume {final.run_dir}`\n"
-            )
+            if not final.run_dir:
+                advice = "before the run started; nothing was trained and no run was recorded"
+            elif (Path(final.run_dir) / RESUME_FILE).is_file():
+                advice = (f"after epoch {final.epochs_completed}; resume with "
+                          f"`dftui train --resume {final.run_dir}`")
+            else:
+                advice = (f"after epoch {final.epochs_completed}; no epoch was checkpointed, so "
+                          f"there is nothing to resume: start a new run (record: {final.run_dir})")
+            sys.stderr.write(f"dftui: interrupted {advice}\n")
             return 130
     except (OSError, ValueError):
         return 1 if isinstance(final, RunFailed) else 130

@@ -201,15 +201,61 @@ def reserve_weights_name(path: Path, run_id: str) -> bool:
     return True
 
 
-def claim_weights_path(wanted: Path, run_id: str, tag: str, overwrite: bool) -> Path:
+def claim_weights_path(
+    wanted: Path, run_id: str, tag: str, overwrite: bool, runs: Path | None = None
+) -> Path:
     """The weights file a new run saves to, reserved for it: ``wanted`` when free (or when
-    replacing it was asked for), else the first free ``stem-TAG[-N].pth``."""
+    replacing it was asked for), else the first free ``stem-TAG[-N].pth``. With ``runs``
+    (the runs folder), a name reserved by a run there that was killed before it saved
+    anything, and cannot be resumed, is free again."""
     if overwrite and name_taken(wanted):
         return wanted  # the user asked to replace it
     for candidate in weights_candidates(wanted, tag):
+        if runs is not None:
+            _release_dead_reservation(candidate, runs)
         if not name_taken(candidate) and reserve_weights_name(candidate, run_id):
             return candidate
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _release_dead_reservation(path: Path, runs: Path) -> None:
+    """Delete ``path``'s reservation when its run is dead (its lock is free: the kernel drops
+    it with the process) and left nothing to resume; else a run killed in its first epoch
+    would hold the name for ever and every later run would save under another name. Done
+    under that run's lock, so two runs starting together cannot both take the name (the
+    exclusive create in ``reserve_weights_name`` still decides between them)."""
+    from dftui.core.runs import lock_run
+    from dftui.core.train import RESUME_FILE
+
+    if os.path.lexists(path) or not os.path.lexists(metadata_path(path)):
+        return
+    meta = read_metadata(path)
+    holder = meta.get("reserved_by") if meta else None
+    if not isinstance(holder, str) or not holder or holder != Path(holder).name or holder in (".", ".."):
+        return
+    run_dir = runs / holder
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        return  # not a run of this folder: leave it
+    lock = lock_run(run_dir)
+    if lock is None:
+        return  # that run is alive
+    if getattr(lock, "name", None) == os.devnull:  # no lock could be taken: cannot tell
+        lock.close()
+        return
+    try:
+        meta = read_metadata(path)  # again, under the lock: another run may have taken it
+        if (
+            meta is not None
+            and meta.get("reserved_by") == holder
+            and "preprocessing" not in meta
+            and not os.path.lexists(path)
+            and not (run_dir / RESUME_FILE).exists()
+        ):
+            os.unlink(metadata_path(path))
+    except OSError:
+        pass
+    finally:
+        lock.close()
 
 
 def weights_owner(path: Path) -> tuple[str, str | None]:
@@ -438,8 +484,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         shape = tuple(head.shape) if head is not None else "none"
         raise WeightsError(
             f"{path} is a {spec.name} model but its head is not 2-class real/fake "
-            f"({spec.head}.weight has shape {shape}); is it an ImageNet file? Use it as "
-            "--pretrained for training instead"
+            f"({spec.head}.weight has shape {shape}); is it an ImageNet file? Such a file is "
+            "a starting point for training (the pretrained weights), not a real/fake classifier"
         )
     check_state_dict(spec, state, path)
     if meta is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -11,6 +12,16 @@ from typing import Any
 PRETRAINED_CHOICES = ("imagenet", "none")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+MAX_SEED = 2**32 - 1  # numpy's seed range; torch's per-epoch seed (seed * 1000 + epoch) fits int64
+MAX_IMG_SIZE = 1024  # 4.5x Xception's 299 px: beyond it a batch of 32 needs tens of GiB
+
+
+PATH_FIELDS = ("train_dir", "val_dir", "out_dir", "runs_dir")
+
+
+def absolute_path(path: str | Path) -> Path:
+    """``path`` made absolute and normalised (``a/../b`` → ``b``) without resolving links."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 class ConfigError(ValueError):
@@ -93,7 +104,14 @@ class TrainConfig:
             raise ConfigError(f"batch size must be at least 1 (got {self.batch_size})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"learning rate must be greater than 0 and finite (got {self.lr})")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and {MAX_SEED} (got {self.seed})")
         if self.img_size is not None:
+            if self.img_size > MAX_IMG_SIZE:
+                raise ConfigError(
+                    f"image size {self.img_size} is too large; use at most {MAX_IMG_SIZE} pixels "
+                    "(the backbones were pretrained at 224 or 299)"
+                )
             minimum = BACKBONES[self.backbone].min_size
             if self.img_size < minimum:
                 raise ConfigError(
@@ -144,6 +162,25 @@ class TrainConfig:
             if f.name in data:
                 kwargs[f.name] = check_typed(data[f.name], hints[f.name], f.name)
         return cls(**kwargs)
+
+    def relative_paths(self) -> list[str]:
+        """The settings holding a path relative to the current folder (older run records)."""
+        names = [k for k in PATH_FIELDS if getattr(self, k) is not None
+                 and not Path(getattr(self, k)).expanduser().is_absolute()]
+        if self.pretrained not in PRETRAINED_CHOICES and not Path(self.pretrained).expanduser().is_absolute():
+            names.append("pretrained")
+        return names
+
+    def absolute(self) -> TrainConfig:
+        """The same settings with every path absolute (from the current folder), so the run
+        record works from any folder: ``dftui train --resume RUN`` elsewhere must train on
+        the same data and write to the same weights folder. Symbolic links are kept as given."""
+        changes: dict[str, Any] = {
+            k: absolute_path(getattr(self, k)) for k in PATH_FIELDS if getattr(self, k) is not None
+        }
+        if self.pretrained not in PRETRAINED_CHOICES:
+            changes["pretrained"] = str(absolute_path(self.pretrained))
+        return replace(self, **changes)
 
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -66,9 +67,21 @@ def _class_dirs(root: Path) -> dict[str, Path]:
             f"{root} is a file, not a folder; give the folder that holds real/ and fake/"
         )
     try:
-        entries = {p.name.lower(): p for p in root.iterdir()}
+        listing = list(root.iterdir())
     except PermissionError:
         raise DataError(f"folder {root} cannot be read (permission denied)") from None
+    entries: dict[str, Path] = {}
+    for p in sorted(listing):
+        key = p.name.lower()
+        if key in CLASS_NAMES and key in entries:
+            # real/ and Real/ side by side (a case-sensitive file system): reading one would
+            # silently leave the other's images out; merging would mix sets the user kept
+            # apart. Refuse and name both.
+            raise DataError(
+                f"{root} holds both {entries[key].name}/ and {p.name}/; dftui reads one "
+                f"{key}/ folder: merge them into one (or rename the one to leave out)"
+            )
+        entries[key] = p
     found = {}
     for name in CLASS_NAMES:
         path = entries.get(name)
@@ -84,7 +97,9 @@ def _class_dirs(root: Path) -> dict[str, Path]:
     return found
 
 
-def _list_images(folder: Path, notes: list[str] | None = None) -> list[str]:
+def _list_images(
+    folder: Path, notes: list[str] | None = None, stop: threading.Event | None = None
+) -> list[str]:
     """Image files under ``folder``, recursively, sorted; hidden files and folders skipped.
 
     Symlinked folders are followed (data sets are often assembled from links), each real
@@ -98,6 +113,8 @@ def _list_images(folder: Path, notes: list[str] | None = None) -> list[str]:
             notes.append(f"folder {display_path(exc.filename or folder)} skipped: {exc.strerror or exc}")
 
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=on_error):
+        if stop is not None and stop.is_set():
+            raise ScanCancelled()
         try:
             st = os.stat(dirpath)
             key = (st.st_dev, st.st_ino)
@@ -215,11 +232,18 @@ def _reason(exc: BaseException) -> str:
     return display_path(text[:160])
 
 
-def scan_folder(root: str | Path, check: bool = True, threads: int = 8) -> DatasetScan:
+class ScanCancelled(Exception):
+    """The scan was asked to stop (``stop`` set): a Ctrl+C need not wait for a large folder."""
+
+
+def scan_folder(
+    root: str | Path, check: bool = True, threads: int = 8, stop: threading.Event | None = None
+) -> DatasetScan:
     """Find real/ and fake/ (case-insensitive), count and check their images.
 
     Raises DataError for a missing folder, a missing or empty class folder, or a file where
-    a folder was expected. Unreadable images are listed, not fatal."""
+    a folder was expected, and ScanCancelled once ``stop`` is set. Unreadable images are
+    listed, not fatal."""
     root = Path(root).expanduser()
     dirs = _class_dirs(root)
     samples: list[tuple[str, int]] = []
@@ -227,7 +251,7 @@ def scan_folder(root: str | Path, check: bool = True, threads: int = 8) -> Datas
     counts: dict[str, int] = {}
     notes: list[str] = []
     for label, name in enumerate(CLASS_NAMES):
-        files = _list_images(dirs[name], notes)
+        files = _list_images(dirs[name], notes, stop)
         if not files:
             raise DataError(
                 f"{dirs[name]} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
@@ -235,7 +259,17 @@ def scan_folder(root: str | Path, check: bool = True, threads: int = 8) -> Datas
             )
         if check:
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                reasons = list(pool.map(check_image, files))
+                reasons = []
+                try:
+                    for reason in pool.map(check_image, files):
+                        if stop is not None and stop.is_set():
+                            raise ScanCancelled()
+                        reasons.append(reason)
+                except BaseException:
+                    # A stop or a second Ctrl+C: drop the checks not started yet rather
+                    # than wait for the whole folder.
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
         else:
             reasons = [None] * len(files)
         good = 0

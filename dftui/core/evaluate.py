@@ -35,6 +35,7 @@ from dftui.core.metrics import (
     threshold_metrics,
 )
 from dftui.core.runs import data_home, runs_root
+from dftui.core.untrusted import Fields, parse_json, read_json
 
 if TYPE_CHECKING:
     from dftui.core.predict import Predictor
@@ -603,37 +604,44 @@ class EvaluationSummary:
 
 
 def read_evaluation(record_dir: str | Path) -> dict[str, Any] | None:
+    """evaluation.json as an object, or None when it is missing or unusable (the record is
+    untrusted: cut short, edited, nested absurdly deep, of the wrong type)."""
     try:
-        return json.loads((Path(record_dir) / "evaluation.json").read_text(encoding="utf-8"))
+        return read_json(Path(record_dir) / "evaluation.json")
     except (OSError, ValueError):
         return None
 
 
 def _summary(record_dir: Path) -> EvaluationSummary | None:
+    """A listing line of a saved evaluation; None unless every field it shows has its type
+    (a screen formats roc_auc with :.3f, so a string there must not get through)."""
     data = read_evaluation(record_dir)
-    if not data or "metrics" not in data:
+    if not data or not isinstance(data.get("metrics"), dict):
         return None
-    m = data["metrics"]
-    try:
-        return EvaluationSummary(
-            record_dir=record_dir,
-            created=str(data.get("created", "")),
-            weights=str(data.get("weights", "")),
-            backbone=str(data.get("backbone", "?")),
-            folder=str(data.get("folder", "")),
-            run_dir=data.get("run_dir"),
-            threshold=float(data.get("threshold", DEFAULT_THRESHOLD)),
-            n_scored=int(data.get("n_scored", m.get("n", 0))),
-            n_unreadable=int(data.get("n_unreadable", 0)),
-            accuracy=float(m["accuracy"]),
-            roc_auc=m.get("roc_auc"),
-            f1=float(m.get("f1", 0.0)),
-            eer=m.get("eer"),
-            robustness_rows=len((data.get("robustness") or {}).get("rows", [])),
-            stopped=bool(data.get("stopped", False)),
-        )
-    except (KeyError, TypeError, ValueError):
+    f, m = Fields(data), Fields(data["metrics"])
+    robustness = data.get("robustness")
+    rows = robustness.get("rows") if isinstance(robustness, dict) else None
+    run_dir = data.get("run_dir")
+    summary = EvaluationSummary(
+        record_dir=record_dir,
+        created=f.str("created", ""),
+        weights=f.str("weights", ""),
+        backbone=f.str("backbone", "?"),
+        folder=f.str("folder", ""),
+        run_dir=run_dir if isinstance(run_dir, str) else None,
+        threshold=f.float("threshold", DEFAULT_THRESHOLD),
+        n_scored=f.int("n_scored", m.int("n", 0, minimum=0), minimum=0),
+        n_unreadable=f.int("n_unreadable", 0, minimum=0),
+        accuracy=m.float("accuracy"),
+        roc_auc=m.float("roc_auc"),
+        f1=m.float("f1", 0.0),
+        eer=m.float("eer"),
+        robustness_rows=len(rows) if isinstance(rows, list) else 0,
+        stopped=f.bool("stopped", False),
+    )
+    if f.problems or m.problems or summary.accuracy is None:
         return None
+    return summary
 
 
 def list_evaluations(run_dir: str | Path | None = None) -> list[EvaluationSummary]:
@@ -674,8 +682,8 @@ def _indexed(index: Path) -> list[Path]:
         return out
     for line in lines:
         try:
-            path = Path(json.loads(line)["record_dir"])
-        except (ValueError, KeyError, TypeError):
+            path = Path(parse_json(line)["record_dir"])
+        except (ValueError, KeyError, TypeError):  # UntrustedError is a ValueError
             continue
         if path.is_dir():
             out.append(path)
@@ -693,8 +701,18 @@ def load_evaluation(record_dir: str | Path) -> EvaluationResult:
         with open(record_dir / "scores.csv", encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):
                 images.append(ScoredImage(row["path"], int(row["label"]), float(row["p_fake"])))
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, csv.Error) as exc:
         raise EvaluationError(f"{record_dir / 'scores.csv'} cannot be read: {exc}") from None
+    try:
+        return _result_from(record_dir, data, images)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # evaluation.json is untrusted: a missing or mistyped field is one readable error.
+        raise EvaluationError(
+            f"{record_dir / 'evaluation.json'} is damaged ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _result_from(record_dir: Path, data: dict[str, Any], images: list[ScoredImage]) -> EvaluationResult:
     return EvaluationResult(
         weights=data["weights"],
         backbone=data.get("backbone", "?"),

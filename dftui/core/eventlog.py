@@ -36,6 +36,7 @@ from dftui.core.events import (
     RunStarted,
     event_from_dict,
 )
+from dftui.core.untrusted import parse_json
 
 SCHEMA_VERSION = 1
 EVENTS_FILE = "events.jsonl"
@@ -102,6 +103,20 @@ class EventLogWriter:
             self._fh = open(self.path, "ab")
         except OSError:
             pass
+
+    def restore(self, lines: list[str]) -> None:
+        """The log was deleted (with its run folder) while the run goes on: write ``lines``
+        (what it held) into a new file at the same path, with a header, and append there."""
+        with self._lock:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = open(self.path, "wb")
+            self._fh.write(b"".join(line.encode("utf-8") + b"\n" for line in lines))
+            self._fh.flush()
+            self._cut = False
+        self.write_header()
 
     def write_header(self) -> None:
         self.write({"event": HEADER_KIND, "schema": SCHEMA_VERSION, "pid": os.getpid(),
@@ -275,7 +290,7 @@ class EventTail:
         if not line:
             return
         try:
-            data = json.loads(line)
+            data = parse_json(line)  # untrusted: RecursionError for deep nesting included
         except ValueError:
             self.skipped_lines += 1
             return

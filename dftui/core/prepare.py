@@ -64,10 +64,12 @@ TOO_SMALL = "too_small"
 UNKNOWN_CATEGORY = "unknown_category"
 UNKNOWN_IMAGE = "unknown_image"
 DUPLICATE_ID = "duplicate_annotation_id"
+BAD_ID = "unusable_annotation_id"
 REASONS = (
     MISSING_IMAGE, UNREADABLE_IMAGE, DEGENERATE_BOX, OUTSIDE_IMAGE, TOO_SMALL,
-    UNKNOWN_CATEGORY, UNKNOWN_IMAGE, DUPLICATE_ID,
+    UNKNOWN_CATEGORY, UNKNOWN_IMAGE, DUPLICATE_ID, BAD_ID,
 )
+MAX_ID_CHARS = 100  # the id is part of the crop's file name (255 bytes at most)
 
 # A truncated file is a corrupt image to report, not half a face to train on.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -98,6 +100,7 @@ class PrepareConfig:
     fmt: str = "jpg"  # "jpg" | "png"
     workers: int | None = None  # None: one per CPU core
     executor: str = "thread"  # "thread" | "process"
+    into_existing: bool = False  # write into a folder holding files prepare did not write
 
     def validate(self) -> None:
         if self.fmt not in FORMATS:
@@ -521,6 +524,17 @@ def _safe_stem(file_name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
 
 
+def _bad_id(ann_id: str) -> str | None:
+    """Why an annotation id cannot be part of a file name, or None."""
+    if ann_id in ("", ".", ".."):
+        return f"annotation id {ann_id!r} cannot name a file"
+    if any(c in ann_id for c in "/\\\0") or (os.altsep and os.altsep in ann_id):
+        return "annotation id contains a path separator"
+    if len(ann_id.encode("utf-8", "surrogateescape")) > MAX_ID_CHARS:
+        return f"annotation id longer than {MAX_ID_CHARS} bytes"
+    return None
+
+
 def parse_coco(data: Any, source: Path) -> ParsedSplit:
     """Group annotations by image; skip records for what can be judged without the pixels."""
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
@@ -545,6 +559,12 @@ def parse_coco(data: Any, source: Path) -> ParsedSplit:
             skipped.append(("", f"#{index}", DEGENERATE_BOX, "annotation is not an object"))
             continue
         ann_id = str(ann.get("id", f"n{index}"))
+        why_bad = _bad_id(ann_id)
+        if why_bad:
+            # The id names the crop file: a "/" would point into a folder that does not
+            # exist and fail the whole split. Skip this annotation and report it.
+            skipped.append(("", ann_id[:MAX_ID_CHARS], BAD_ID, why_bad))
+            continue
         image = images.get(ann.get("image_id"))
         file_name = image["file_name"] if image else ""
         if image is None:
@@ -588,6 +608,8 @@ def load_coco(path: Path) -> ParsedSplit:
             data = json.load(fh, object_hook=_drop_polygons)
     except json.JSONDecodeError as exc:
         raise PrepareError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive") from None
+    except RecursionError:
+        raise PrepareError(f"{path} is nested too deeply to be an annotation file; re-extract it from the archive") from None
     except UnicodeDecodeError:
         raise PrepareError(f"{path} is not a text JSON file; re-extract it from the archive") from None
     except OSError as exc:
@@ -599,11 +621,23 @@ def load_coco(path: Path) -> ParsedSplit:
 
 
 def _read_report(path: Path) -> dict[str, Any]:
+    """The previous report, untrusted (a crash, an edit): unusable parts are dropped, so a
+    rerun never fails on them; a split entry keeps only rows that are objects."""
+    from dftui.core.untrusted import read_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) and isinstance(data.get("splits"), dict) else {"splits": {}}
+        data = read_json(path)
     except (OSError, ValueError):
         return {"splits": {}}
+    splits = data.get("splits")
+    clean: dict[str, Any] = {}
+    for name, entry in (splits.items() if isinstance(splits, dict) else ()):
+        if isinstance(entry, dict):
+            rows = entry.get("skipped")
+            entry["skipped"] = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            clean[name] = entry
+    data["splits"] = clean
+    return data
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -631,6 +665,7 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
             UNKNOWN_CATEGORY: "category_id is neither 0 (real) nor 1 (fake)",
             UNKNOWN_IMAGE: "image_id is not listed in 'images'",
             DUPLICATE_ID: "the annotation id was used twice",
+            BAD_ID: "the annotation id cannot be part of a file name (a path separator, too long)",
         },
     })
     report["splits"].update(entries)
@@ -788,6 +823,80 @@ def _remove_stale_parts(folder: Path) -> None:
                 pass
 
 
+OUTPUT_MARKER = ".dftui-output.json"  # {"tool": ...}: this folder's files were written by dftui
+OPENFORENSICS_TOOL = "dftui prepare openforensics"
+
+
+def written_by(out: Path) -> str | None:
+    """The dftui tool that wrote ``out`` (its marker, or an older prepare report), if any.
+    Both files are untrusted: anything unreadable counts as not ours."""
+    from dftui.core.untrusted import read_json
+
+    for name in (OUTPUT_MARKER, REPORT_JSON):
+        try:
+            tool = read_json(out / name).get("tool")
+        except (OSError, ValueError):
+            continue
+        if isinstance(tool, str) and tool:
+            return tool
+    return None
+
+
+def output_folder_problem(out: Path, tool: str, allow_existing: bool = False) -> str | None:
+    """May ``tool`` write a data set into ``out``? None when it may: the folder is new, empty,
+    or was written by the same tool (a rerun). Otherwise the reason, for a message:
+
+    - it holds the synthetic demo set (a SYNTHETIC_DEMO_DATA.txt marker in it or in one of its
+      folders): real data must never be mixed into it, whatever ``allow_existing`` says;
+    - it holds files this tool did not write, unless ``allow_existing`` (an explicit request).
+
+    One check for every tool that writes data sets (``dftui prepare ...``), so they all
+    follow the same rule; the caller adds how to choose another folder or allow it."""
+    from dftui.core.demo import DEMO_MARKER
+
+    out = Path(out)
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"{out} is a file, not a folder"
+    try:
+        entries = sorted(e for e in out.iterdir() if not e.name.startswith("."))
+    except OSError as exc:
+        return f"{out} cannot be read ({exc.strerror or exc})"
+    demo = [e for e in [out, *entries] if e.is_dir() and (e / DEMO_MARKER).is_file()]
+    if demo:
+        names = ", ".join(f"{e.name}/{DEMO_MARKER}" for e in demo[:3])
+        return (f"{out} holds the synthetic demo data ({names}); real data must not be mixed "
+                "with it (delete the demo folders first, or use another folder)")
+    if not entries or allow_existing:
+        return None
+    if written_by(out) == tool:
+        return None
+    names = ", ".join(e.name + ("/" if e.is_dir() else "") for e in entries[:3])
+    more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+    return f"{out} already holds files {tool} did not write ({names}{more})"
+
+
+def suggest_output_folder(out: Path, label: str) -> Path:
+    """A free folder name beside ``out`` for a new data set: processed_data-openforensics, -2, ..."""
+    out = Path(out)
+    candidate = out.with_name(f"{out.name}-{label}")
+    n = 2
+    while candidate.exists() and output_folder_problem(candidate, "") is not None:
+        candidate = out.with_name(f"{out.name}-{label}-{n}")
+        n += 1
+    return candidate
+
+
+def mark_output_folder(out: Path, tool: str) -> None:
+    """Record that ``tool`` writes ``out`` (before the first file), so a rerun after a stop
+    or a crash is recognised as its own."""
+    marker = Path(out) / OUTPUT_MARKER
+    if written_by(out) != tool:
+        _write_text_atomic(marker, json.dumps({
+            "tool": tool, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+
+
 def _check_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -833,7 +942,17 @@ def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | N
     try:
         config.validate()
         planned = plan_splits(config)
+        why = output_folder_problem(config.out, OPENFORENSICS_TOOL, config.into_existing)
+        if why:
+            other = suggest_output_folder(config.out, "openforensics")
+            allow = "" if "demo data" in why else ", or --into-existing to add to it anyway"
+            raise PrepareError(f"{why}; choose a new folder with --out (e.g. {other}){allow}")
         _check_out(config.out)
+        mark_output_folder(config.out, OPENFORENSICS_TOOL)
+    except OSError as exc:
+        failed = PrepareFailed(f"cannot write to the output folder {config.out}: {exc.strerror or exc}")
+        emit(failed)
+        return failed
     except PrepareError as exc:
         failed = PrepareFailed(str(exc))
         emit(failed)

@@ -144,7 +144,17 @@ class RunRecorder:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._folder = _folder_id(self.run_dir)
         self.write_error: str | None = None
+        self.notices: list[str] = []  # warnings for the user (the trainer emits them)
+        # What the record holds, kept so a folder deleted during the run can be made whole
+        # again (config.json, metrics.csv, events.jsonl, skipped list), not only run.json.
+        self._config: dict[str, Any] | None = None
+        self._skipped: tuple[str, list[str]] | None = None
+        self._metric_rows: list[list[str]] = []
+        self._event_lines: list[str] = []
+        if resumed:
+            self._event_lines = _read_lines(self.run_dir / EVENTS_FILE)
         # A stop request left over from an earlier attempt must not stop this one.
         clear_stop_request(self.run_dir)
         self._log = EventLogWriter(self.run_dir / EVENTS_FILE)
@@ -182,25 +192,65 @@ class RunRecorder:
         self._log.start_heartbeat(self.run_dir / STOP_FILE, on_stop, on_error)
 
     def trim_after(self, epoch: int) -> None:
-        """On resume, drop metric rows past the checkpoint's epoch: they are redone."""
+        """On resume, drop metric rows past the checkpoint's epoch: they are redone. The
+        file is untrusted (cut by a crash, edited): rows that do not parse are dropped."""
         path = self.run_dir / "metrics.csv"
         self._metrics.close()
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh))
+        try:
+            with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+                rows = list(csv.reader(line.replace("\0", "") for line in fh))
+        except (OSError, csv.Error):
+            rows = []
         header = list(METRIC_COLUMNS)
-        keep = [header] + [
+        kept = [
             r
             for r in rows[1:]
             if len(r) == len(header) and r[0].isdigit() and int(r[0]) <= epoch
         ]
         with atomic_write(path, "w") as fh:
-            csv.writer(fh).writerows(keep)
+            csv.writer(fh).writerows([header] + kept)
+        self._metric_rows = kept
         self._metrics = open(path, "a", encoding="utf-8", newline="")
         self._writer = csv.writer(self._metrics)
 
+    def _ensure_folder(self) -> None:
+        """The run folder deleted while the run goes on (by hand, by a cleaner): make it
+        again with everything recorded so far and say so, rather than leave a folder with a
+        run.json alone that reads "finished" with no settings, metrics or events."""
+        # Compared by identity: another save (resume.pt) may have made the folder again,
+        # empty, before this recorder noticed.
+        if _folder_id(self.run_dir) == self._folder:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._folder = _folder_id(self.run_dir)
+        try:
+            self._metrics.close()
+        except OSError:
+            pass
+        self._log.restore(self._event_lines)
+        self._metrics = open(self.run_dir / "metrics.csv", "w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._metrics)
+        self._writer.writerows([list(METRIC_COLUMNS)] + self._metric_rows)
+        self._metrics.flush()
+        if self._config is not None:
+            save_json(self._config, self.run_dir / "config.json")
+        if self._skipped is not None:
+            name, lines = self._skipped
+            with atomic_write(self.run_dir / name, "w") as fh:
+                fh.write("".join(line + "\n" for line in lines))
+        if self.info:
+            save_json(self.info, self.run_dir / "run.json")
+        self.notices.append(
+            f"the run folder {self.run_dir} was deleted during the run; it was made again with "
+            "the record so far (settings, metrics, events); the resume checkpoint is written "
+            "again at the end of this epoch"
+        )
+
     def note_skipped(self, lines: list[str], name: str = "skipped.txt") -> None:
         """Write the list of skipped images and put their count in run.json."""
+        self._skipped = (name, list(lines))
         try:
+            self._ensure_folder()
             with atomic_write(self.run_dir / name, "w") as fh:
                 fh.write("".join(line + "\n" for line in lines))
         except OSError as exc:
@@ -216,6 +266,7 @@ class RunRecorder:
 
     def __call__(self, event: Event) -> None:
         try:
+            self._ensure_folder()
             self._record(event)
         except OSError as exc:
             self.write_error = self.write_error or f"{exc.strerror or exc}"
@@ -226,9 +277,12 @@ class RunRecorder:
             if now - self._last_batch < BATCH_RECORD_INTERVAL_S and event.batch != event.batches:
                 return
             self._last_batch = now
+        record = event.to_dict()
+        self._event_lines.append(json.dumps(record, default=str))
         # fsync where losing the tail would lose what matters: an epoch's result, the end.
-        self._log.write(event.to_dict(), sync=isinstance(event, (EpochEnd, RunFinished, RunFailed)))
+        self._log.write(record, sync=isinstance(event, (EpochEnd, RunFinished, RunFailed)))
         if isinstance(event, RunStarted):
+            self._config = event.config
             try:
                 save_json(event.config, self.run_dir / "config.json")
             except OSError as exc:
@@ -256,8 +310,7 @@ class RunRecorder:
                 **_world_info(cfg),
             )
         elif isinstance(event, EpochEnd):
-            self._writer.writerow(
-                [
+            row = [
                     event.epoch,
                     f"{event.train_loss:.6f}",
                     f"{event.val_loss:.6f}",
@@ -270,7 +323,9 @@ class RunRecorder:
                     f"{event.data_wait:.4f}",
                     int(event.is_best),
                 ]
-            )
+            row = [str(v) for v in row]
+            self._metric_rows.append(row)
+            self._writer.writerow(row)
             self._metrics.flush()
             if event.is_best:
                 self._write_info(best_epoch=event.epoch, best_val_accuracy=event.val_accuracy)
@@ -302,6 +357,28 @@ class RunRecorder:
             self._metrics.close()
         except OSError:
             pass
+
+
+MAX_KEPT_EVENTS_BYTES = 64 * 1024 * 1024  # a resumed run's earlier events kept in memory
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The whole lines of an existing event log (for remaking a deleted folder)."""
+    try:
+        if path.stat().st_size > MAX_KEPT_EVENTS_BYTES:
+            return []
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def _world_info(cfg: dict[str, Any]) -> dict[str, Any]:

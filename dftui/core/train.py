@@ -46,9 +46,10 @@ from dftui.core.checkpoint import (
     save_weights,
     weights_owner,
 )
-from dftui.core.config import ConfigError, TrainConfig
+from dftui.core.config import ConfigError, TrainConfig, absolute_path
 from dftui.core.data import (
     DataError,
+    ScanCancelled,
     DatasetScan,
     FaceDataset,
     Preprocessing,
@@ -187,12 +188,16 @@ def _autocast(device: torch.device, precision: Precision) -> Any:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA raises torch.OutOfMemoryError; MPS (and older CUDA paths) a RuntimeError whose
-    message says "out of memory"."""
+    message says "out of memory"; the CPU allocator a RuntimeError "DefaultCPUAllocator:
+    can't allocate memory", and Python itself a MemoryError."""
     import torch
 
-    if isinstance(exc, torch.OutOfMemoryError):
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 def _check_writable(folder: Path) -> None:
@@ -208,11 +213,17 @@ def _check_writable(folder: Path) -> None:
         ) from None
 
 
-def _scan(path: Path, role: str, emit: Emit) -> DatasetScan:
+class StoppedBeforeStart(Exception):
+    """A stop asked for before the run folder existed: nothing was trained or recorded."""
+
+
+def _scan(path: Path, role: str, emit: Emit, stop: threading.Event | None = None) -> DatasetScan:
     try:
-        scan = scan_folder(path)
+        scan = scan_folder(path, stop=stop)
     except DataError as exc:
         raise RunAborted(f"{role} data: {exc}") from None
+    except ScanCancelled:
+        raise StoppedBeforeStart() from None
     for warning in scan.warnings:
         emit(LogMessage("warning", f"{role} data: {warning}"))
     for path_, reason in scan.unreadable[:MAX_LOGGED_SKIPS]:
@@ -288,6 +299,11 @@ class _Trainer:
 
     # -- setup -------------------------------------------------------------------------
     def setup(self, resume_dir: Path | None) -> None:
+        self.resume_dir = resume_dir
+        relative = self.config.relative_paths()
+        # Paths are recorded absolute (config.json, run.json, resume.pt, weights metadata),
+        # so a resume from another folder trains on the same data, into the same folder.
+        self.config = self.config.absolute()
         cfg = self.config
         dist = self.dist
         # With several ranks each setup step runs everywhere and its failures are agreed
@@ -308,7 +324,7 @@ class _Trainer:
         user_emit = self.emit
         self.recorder: RunRecorder | None = None
         self._record_warned = False
-        known_dir = Path(resume_dir) if resume_dir is not None else self.given_run_dir
+        known_dir = absolute_path(resume_dir) if resume_dir is not None else self.given_run_dir
 
         def open_early() -> None:
             if dist.is_main and known_dir is not None:
@@ -323,6 +339,13 @@ class _Trainer:
                 user_emit(event)
 
             self.emit = early_emit
+        if resume_dir is not None and relative:
+            self.emit(LogMessage(
+                "warning",
+                f"this run was recorded with relative paths ({', '.join(relative)}); they are "
+                f"taken from the current folder: train {cfg.train_dir}, val {cfg.val_dir}, "
+                f"weights {cfg.out_dir}",
+            ))
         self._agree(lambda: self._setup_model_and_data(resume, resume_dir))
         self._agree(lambda: self._setup_run_folder(resume, resume_dir))
         if dist.enabled:
@@ -394,6 +417,8 @@ class _Trainer:
             result = step()
         except RunAborted as exc:
             error = str(exc)
+        except StoppedBeforeStart:
+            error = "stopped before the run started"
         except Exception as exc:  # noqa: BLE001 - reported on every rank, with its rank
             error = f"{type(exc).__name__}: {exc}"
         for rank, message in enumerate(distributed.all_gather(error)):
@@ -472,8 +497,10 @@ class _Trainer:
             # single-process stream. (The weights were drawn before this, identically.)
             _seed_everything(hash((cfg.seed, dist.rank)) & 0x7FFFFFFF)
 
-        self.train_scan = _scan(Path(cfg.train_dir), "training", self.emit)
-        self.val_scan = _scan(Path(cfg.val_dir), "validation", self.emit)
+        self._stop_before_start()
+        self.train_scan = _scan(Path(cfg.train_dir), "training", self.emit, self.stop)
+        self.val_scan = _scan(Path(cfg.val_dir), "validation", self.emit, self.stop)
+        self._stop_before_start()
 
     def _setup_run_folder(self, resume: dict[str, Any] | None, resume_dir: Path | None) -> None:
         """The record folder and the weights file (rank 0); after every rank's data scan
@@ -482,7 +509,7 @@ class _Trainer:
         self.saved_best: int | None = None
         self._weights_meta: dict[str, Any] = {}  # the weights' digest, kept in every .json rewrite
         if resume is not None:
-            self.weights_path = Path(resume["weights_path"])
+            self.weights_path = absolute_path(resume["weights_path"])
             self.saved_best = self.state.best_epoch
             if dist.is_main:  # rank 0 alone owns the files (its decision is broadcast)
                 self._own_weights_on_resume()
@@ -506,7 +533,8 @@ class _Trainer:
                 # Reserved now (created exclusively), so two runs started together never
                 # pick the same file.
                 target = claim_weights_path(
-                    wanted, self.run_dir.name, run_tag(self.run_dir.name, cfg.backbone), cfg.overwrite
+                    wanted, self.run_dir.name, run_tag(self.run_dir.name, cfg.backbone), cfg.overwrite,
+                    runs=self.run_dir.parent,
                 )
             except OSError as exc:
                 raise RunAborted(
@@ -647,6 +675,10 @@ class _Trainer:
 
         def tee(event: Event) -> None:
             recorder(event)
+            while recorder.notices:  # e.g. the run folder was deleted and made again
+                notice = LogMessage("warning", recorder.notices.pop(0))
+                recorder(notice)
+                user_emit(notice)
             if recorder.write_error and not self._record_warned:
                 # Say once that the record is incomplete (e.g. the disk is full); go on.
                 self._record_warned = True
@@ -750,10 +782,16 @@ class _Trainer:
                 f"{self.config.backbone}; resume with the run's own settings (its config.json)"
             )
         given = self.config.to_dict()
+
+        def same(key: str) -> bool:
+            if key in ("train_dir", "val_dir"):  # older records kept them relative
+                return str(absolute_path(str(saved[key]))) == str(given.get(key))
+            return str(saved[key]) == str(given.get(key))
+
         changed = [
             key
             for key in ("img_size", "batch_size", "lr", "seed", "augment", "train_dir", "val_dir")
-            if key in saved and str(saved[key]) != str(given.get(key))
+            if key in saved and not same(key)
         ]
         if changed:
             self.emit(
@@ -764,6 +802,21 @@ class _Trainer:
                 )
             )
         return ckpt
+
+    def is_complete(self) -> bool:
+        """Every epoch recorded (its EpochEnd emitted) and the best of them saved."""
+        st = getattr(self, "state", None)
+        return (
+            st is not None
+            and getattr(self, "recorded_epoch", 0) >= self.config.epochs
+            and getattr(self, "saved_best", None) == st.best_epoch
+        )
+
+    def _stop_before_start(self) -> None:
+        """A Ctrl+C during setup ends it here, before a run folder (with nothing to resume)
+        is made; a resumed run keeps its folder and its checkpoint as they were."""
+        if self.stop.is_set():
+            raise StoppedBeforeStart()
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> Event:
@@ -788,7 +841,7 @@ class _Trainer:
                 return self._finish(self._stop_reason())
             seconds = time.monotonic() - t_epoch
             self._end_epoch(epoch, train, val, seconds)
-            if self._stop_requested():
+            if self._stop_requested() and not self.is_complete():
                 return self._finish(self._stop_reason())
         return self._finish("finished")
 
@@ -1121,6 +1174,7 @@ class _Trainer:
                 skipped_images=len(st.skipped),
             )
         )
+        self.recorded_epoch = epoch
         self._save_resume()
 
     def _metadata(self) -> dict[str, Any]:
@@ -1253,6 +1307,8 @@ def fit(
         final = trainer.run()
     except RunAborted as exc:
         final = _failed(trainer, str(exc), exc.epoch, exc.batch, fixes=exc.fixes)
+    except StoppedBeforeStart:
+        final = _not_started(trainer, getattr(stop, "reason", "stopped"))
     except KeyboardInterrupt:
         # A second Ctrl+C: leave now. Files on disk are whole (atomic writes); the last
         # resume checkpoint still resumes.
@@ -1360,9 +1416,25 @@ def _why_save(exc: BaseException) -> str:
     return text[:200]
 
 
+def _not_started(trainer: _Trainer, reason: str) -> RunFinished:
+    """Stopped during setup (the data scan, a download): nothing was trained. A new run has
+    no record yet (``run_dir`` is empty: no folder is left with nothing to resume); a
+    resumed one keeps its record and checkpoint as they were."""
+    run_dir = getattr(trainer, "run_dir", None) or getattr(trainer, "resume_dir", None)
+    return RunFinished(
+        status=reason, epochs_completed=getattr(getattr(trainer, "state", None), "epoch", 0),
+        best_epoch=None, best_val_accuracy=None, weights_path=None, metadata_path=None,
+        run_dir=str(run_dir) if run_dir is not None else "", seconds=time.monotonic() - trainer.started,
+    )
+
+
 def _interrupted(trainer: _Trainer, reason: str = "interrupted") -> RunFinished | RunFailed:
     if not hasattr(trainer, "state") or not hasattr(trainer, "run_dir"):
-        return _failed(trainer, "interrupted before the run started")
+        return _not_started(trainer, reason)
+    if trainer.is_complete():
+        # Interrupted after the last epoch was recorded and its best weights saved (e.g.
+        # in the resume checkpoint's save): the run is whole, not "interrupted".
+        return trainer._finish("finished")
     return trainer._finish(reason)
 
 

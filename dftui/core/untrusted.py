@@ -149,7 +149,8 @@ def check_bool(value: Any, name: str) -> bool:
 
 def check_typed(value: Any, hint: Any, name: str) -> Any:
     """``value`` if it is of the annotated type: str, int, float, bool, Path (from text),
-    dict[str, X], list[X] and X | None; else UntrustedError naming the field."""
+    dict[str, X], list[X], tuple[X, ...] (from a list) and X | None; else UntrustedError
+    naming the field."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -171,6 +172,20 @@ def check_typed(value: Any, hint: Any, name: str) -> Any:
         if not args or args[0] is Any:
             return value
         return [check_typed(v, args[0], f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple or hint is tuple:
+        # JSON has no tuples: a tuple field is written as a list.
+        if not isinstance(value, (list, tuple)):
+            raise UntrustedError(f"{name} should be a list, not {_show(value)}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            if args[0] is Any:
+                return tuple(value)
+            return tuple(check_typed(v, args[0], f"{name}[{i}]") for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise UntrustedError(f"{name} should hold {len(args)} items, not {len(value)}")
+        if not args:
+            return tuple(value)
+        return tuple(check_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if hint is Path:
         text = check_str(value, name)
         if not text or "\0" in text:

@@ -112,6 +112,8 @@ class DftuiApp(App[None]):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._after_first_frame)
+        if self.settings.error:  # a damaged settings file: say what was left out
+            self.notify(self.settings.error, title="Settings", severity="warning", timeout=10)
         self._install_hangup_handlers()
 
     def _install_hangup_handlers(self) -> None:
@@ -370,6 +372,13 @@ class DftuiApp(App[None]):
         if theme in THEMES and self.settings.data.get("theme") != theme:
             self.settings.update(theme=theme)
 
+    def on_app_focus(self) -> None:
+        # The terminal window is back in front: a screen that shows files (Setup's ImageNet
+        # cache and weights notes) rechecks them; the user may have changed them meanwhile.
+        recheck = getattr(self.screen, "recheck_files", None)
+        if recheck is not None:
+            recheck()
+
     def exit(self, *args: Any, **kwargs: Any) -> None:
         # Whatever a screen still holds back (Setup saves a second after the last key) is
         # written now: the process may end right after the app (see ui.launch.leave_now).
@@ -404,6 +413,8 @@ class DftuiApp(App[None]):
                 "A training run is in progress.\nStop it and quit? The best weights so far are kept.",
                 yes="Stop and quit",
                 no="Keep training",
+                still_asks=lambda: self.in_process_run,
+                otherwise=("The training run has ended.\nQuit dftui?", "Quit", "Stay"),
             ),
             answered,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dftui.core.runs import config_home
+from dftui.core.untrusted import UntrustedError, json_type, read_json
 
 FILE_NAME = "settings.json"
 
@@ -33,23 +34,25 @@ class Settings:
         target = Path(path) if path is not None else settings_path()
         settings = cls(target)
         try:
-            text = target.read_text(encoding="utf-8")
+            data = read_json(target)
         except FileNotFoundError:
             return settings
-        except OSError as exc:
-            settings.error = f"cannot read {target}: {exc.strerror or exc}"
-            return settings
-        try:
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError("top level is not an object")
-        except ValueError as exc:
+        except UntrustedError as exc:
             settings.error = f"{target} is not valid settings JSON ({exc}); defaults are used"
             try:
                 target.replace(target.with_name(target.name + ".bad"))
             except OSError:
                 pass
             return settings
+        except OSError as exc:
+            settings.error = f"cannot read {target}: {exc.strerror or exc}"
+            return settings
+        problems = sanitize(data)
+        if problems:
+            # Only the bad entries are dropped (the next save leaves them out); the rest of
+            # the user's choices stay.
+            settings.error = (f"{target}: {'; '.join(problems[:3])}"
+                              f"{'; ...' if len(problems) > 3 else ''}; defaults are used for these")
         settings.data = data
         return settings
 
@@ -66,3 +69,47 @@ class Settings:
             os.replace(tmp, self.path)
         except OSError as exc:
             self.error = f"cannot save settings to {self.path}: {exc.strerror or exc}"
+
+
+# What each known entry may hold. The screens read these values straight into widgets
+# (a Select given a list, ``x in BACKBONES`` given a list, an Input given a number), so a
+# value of another type must never reach them. Other sections belong to their own readers.
+_TEXT = (str,)
+_TEXT_OR_NUMBER = (str, int, float)
+_SETUP_TYPES: dict[str, tuple[type, ...]] = {
+    "backbone": _TEXT, "pretrained": _TEXT, "precision": _TEXT, "device": _TEXT,
+    "augment": _TEXT, "weights": _TEXT, "train_dir": _TEXT, "val_dir": _TEXT,
+    "pretrained_path": _TEXT, "overwrite": (bool,),
+    "epochs": _TEXT_OR_NUMBER, "batch_size": _TEXT_OR_NUMBER, "lr": _TEXT_OR_NUMBER,
+    "img_size": _TEXT_OR_NUMBER, "workers": _TEXT_OR_NUMBER, "seed": _TEXT_OR_NUMBER,
+}
+
+
+def _bad(value: Any, allowed: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool not in allowed
+    return not isinstance(value, allowed)
+
+
+def sanitize(data: dict[str, Any]) -> list[str]:
+    """Drop, in place, every known entry of the wrong type; returns what was dropped and why."""
+    problems: list[str] = []
+    if "theme" in data and _bad(data["theme"], _TEXT):
+        problems.append(f"theme should be text, not {json_type(data.pop('theme'))}")
+    for section in ("setup", "keymap", "prepare"):
+        if section not in data:
+            continue
+        if not isinstance(data[section], dict):
+            problems.append(f"{section} should be an object, not {json_type(data.pop(section))}")
+            continue
+        values = data[section]
+        for key in list(values):
+            if section == "setup":
+                allowed = _SETUP_TYPES.get(key, (str, int, float, bool))
+            elif section == "keymap":
+                allowed = _TEXT  # binding id -> keys, e.g. "f2,ctrl+s"
+            else:
+                allowed = _TEXT_OR_NUMBER
+            if _bad(values[key], allowed) or values[key] is None:
+                problems.append(f"{section}.{key} is {json_type(values.pop(key))}, not usable")
+    return problems

@@ -78,3 +78,19 @@ def test_evaluate_checks_the_csv_path_before_evaluating(tmp_path: Path, weights:
     out = dftui("evaluate", "--weights", str(weights), str(dataset["val"]),
                 "--csv", str(blocker / "scores.csv"), "--no-record")
     assert out.returncode == 2 and "--csv" in out.stderr
+
+
+def test_evaluate_csv_never_overwrites_the_weights(tmp_path: Path, weights: Path,
+                                                   dataset: dict[str, Path]) -> None:
+    """``--csv`` naming the weights (or their .json) replaced the user's weights with a CSV."""
+    import shutil
+
+    w = tmp_path / "w.pth"
+    shutil.copy(weights, w)
+    shutil.copy(weights.with_suffix(".json"), w.with_suffix(".json"))
+    before = w.read_bytes(), w.with_suffix(".json").read_bytes()
+    for target in (w, w.with_suffix(".json")):
+        out = dftui("evaluate", "--weights", str(w), str(dataset["val"]), "--csv", str(target),
+                    "--no-record")
+        assert out.returncode == 2 and "--csv" in out.stderr and "weights" in out.stderr, out.stderr
+    assert (w.read_bytes(), w.with_suffix(".json").read_bytes()) == before

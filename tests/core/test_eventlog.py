@@ -244,3 +244,14 @@ def test_long_log_replay_on_the_runs_screen_is_sampled(tmp_path: Path, monkeypat
     assert len(events) < 200 and isinstance(events[-1], EpochEnd)
     assert events[-2] == _batch(1, 3000, 3000)
     assert problems == ["1 line(s) damaged or not understood"]
+
+
+def test_every_event_with_tuple_fields_reads_back() -> None:
+    """An end record must always read back: a run_failed with its ways out (a tuple field)
+    was refused by the checked reader, so attach and the Runs screen lost the failure."""
+    from dftui.core.events import RunFailed
+
+    failed = RunFailed("out of memory", "/x", fixes=("batch_size", "pretrained=none"))
+    note = LogMessage("warning", "weights missing", fixes=("pretrained=none",))
+    for event in (failed, note):
+        assert parse_record(json.loads(json.dumps(event.to_dict()))) == event

@@ -210,6 +210,7 @@ def test_stale_part_files_are_removed(tmp_path: Path, sample) -> None:
     root, _ = sample
     folder = tmp_path / "out" / "val_cropped" / "fake"
     folder.mkdir(parents=True)
+    P.mark_output_folder(tmp_path / "out", P.OPENFORENSICS_TOOL)  # a killed run of prepare's own
     stale = folder / ".val_0000_20.jpg.123.456.part"
     stale.write_bytes(b"half")
     run(root, tmp_path / "out", splits=("Val",))

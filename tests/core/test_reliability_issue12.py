@@ -473,3 +473,24 @@ def test_predict_json_never_holds_nan() -> None:
     row = Prediction("pipe.png", None, math.nan, math.nan, 0.0, "a FIFO").to_dict()
     assert row["p_fake"] is None and row["p_real"] is None and row["label"] is None
     json.dumps(row, allow_nan=False)
+
+
+def test_a_name_reserved_by_a_killed_run_is_free_again(tmp_path: Path) -> None:
+    """A run killed (kill -9, out of memory) before its first save left its reservation: every
+    later run in that folder saved under another name, for ever. A dead run that left nothing
+    to resume gives the name back; a live or resumable one keeps it."""
+    runs = tmp_path / "runs"
+    wanted = tmp_path / "w" / "mobilenet_v2_deepfake.pth"
+    wanted.parent.mkdir()
+    dead = runs / "20260101-000000-mobilenet_v2"
+    dead.mkdir(parents=True)
+    assert reserve_weights_name(wanted, dead.name)
+    new = "20260102-000000-mobilenet_v2"
+    held = lock_run(dead)  # still running: kept
+    assert claim_weights_path(wanted, new, "20260102-000000", False, runs) != wanted
+    held.close()
+    (dead / "resume.pt").write_bytes(b"x")  # resumable: kept
+    assert claim_weights_path(wanted, new, "20260102-000000-2", False, runs) != wanted
+    (dead / "resume.pt").unlink()
+    assert claim_weights_path(wanted, new, "20260102-000000-3", False, runs) == wanted
+    assert json.loads(metadata_path(wanted).read_text())["reserved_by"] == new

@@ -151,3 +151,75 @@ def test_resume_config_of_the_wrong_type_is_a_readable_error(tmp_path: Path, tex
 def test_train_config_from_dict_keeps_good_values() -> None:
     config = TrainConfig.from_dict({"epochs": 3, "train_dir": "a", "img_size": None, "new": 1})
     assert config.epochs == 3 and config.train_dir == Path("a") and config.img_size is None
+
+
+def test_a_run_folder_deleted_during_training_is_made_whole_again_with_a_warning(
+    dataset, tmp_path: Path
+) -> None:
+    import csv
+    import shutil
+
+    from dftui.core.events import EpochEnd, RunFinished
+    from dftui.core.train import fit
+
+    config = TrainConfig(train_dir=dataset["train"], val_dir=dataset["val"], pretrained="none",
+                         img_size=32, batch_size=8, epochs=2, workers=0, device="cpu",
+                         precision="fp32", out_dir=tmp_path / "w", runs_dir=tmp_path / "runs")
+    seen: list = []
+
+    def delete_after_epoch_1(event) -> None:
+        seen.append(event)
+        if isinstance(event, EpochEnd) and event.epoch == 1:
+            shutil.rmtree(tmp_path / "runs")
+
+    final = fit(config, delete_after_epoch_1)
+    assert isinstance(final, RunFinished) and final.status == "finished", final
+    run_dir = Path(final.run_dir)
+    warnings = [e.text for e in seen if isinstance(e, LogMessage) and "was deleted" in e.text]
+    assert len(warnings) == 1, warnings
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "run.json", "config.json", "metrics.csv", "events.jsonl", "resume.pt"}
+    assert TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())).epochs == 2
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        assert [r[0] for r in csv.reader(fh)] == ["epoch", "1", "2"]
+    kinds = [e.kind for e in read_events(run_dir)]
+    assert kinds[0] in ("log", "run_started") and "run_started" in kinds
+    assert kinds.count("epoch_end") == 2 and kinds[-1] == "run_finished"
+    assert read_run(run_dir).status == "finished"
+
+
+@pytest.mark.parametrize("text", [
+    "[]", '["metrics"]', '{"metrics": []}', '{"metrics": {"accuracy": "x"}}',
+    '{"metrics": {"accuracy": 0.5, "roc_auc": "x"}}', '{"metrics": {"accuracy": 0.5}, "created": 5}',
+    '{"a":' * 100_000,
+])
+def test_damaged_evaluation_records_are_left_out_not_a_crash(tmp_path: Path, text: str) -> None:
+    from dftui.core.evaluate import EvaluationError, list_evaluations, load_evaluation
+
+    good = tmp_path / "evaluations" / "20260101-000000-good"
+    good.mkdir(parents=True)
+    (good / "evaluation.json").write_text(json.dumps(
+        {"metrics": {"accuracy": 0.5, "roc_auc": 0.6}, "created": "2026-01-01T00:00:00"}))
+    bad = tmp_path / "evaluations" / "20260101-000001-bad"
+    bad.mkdir()
+    (bad / "evaluation.json").write_text(text)
+    (bad / "scores.csv").write_text("path,label,p_fake\n")
+    assert [e.record_dir for e in list_evaluations(tmp_path)] == [good]
+    with pytest.raises(EvaluationError):
+        load_evaluation(bad)
+
+
+def test_a_damaged_prepare_report_does_not_stop_a_rerun(tmp_path: Path) -> None:
+    from dftui.core import prepare as P
+    from dftui.core.demo import make_openforensics_sample
+
+    make_openforensics_sample(tmp_path / "arch", "distributed", splits=("Val",))
+    out = tmp_path / "out"
+    first = P.prepare_openforensics(P.PrepareConfig(tmp_path / "arch", out, workers=1), lambda e: None)
+    assert isinstance(first, P.PrepareFinished)
+    for text in ('{"splits": {"Val": [1]}, "tool": "dftui prepare openforensics"}',
+                 '{"splits": {"Val": {"skipped": [1, "x"]}}, "tool": "dftui prepare openforensics"}',
+                 '{"a":' * 100_000):
+        (out / P.REPORT_JSON).write_text(text)
+        again = P.prepare_openforensics(P.PrepareConfig(tmp_path / "arch", out, workers=1), lambda e: None)
+        assert isinstance(again, P.PrepareFinished) and again.status == "finished", again

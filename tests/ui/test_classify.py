@@ -182,7 +182,8 @@ async def test_folder_table_sorts_and_exports_csv(in_workspace, tmp_path: Path) 
 
         await pilot.press("e")
         assert isinstance(app.screen, ExportScreen)
-        default = ws["root"] / "processed_data" / "val_cropped-predictions.csv"
+        # In the working folder, not in the data set (issue 16).
+        default = ws["root"] / "val_cropped-predictions.csv"
         assert app.screen.query_one("#export-path").value == str(default.resolve())
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.last_export is not None, what="the export")
@@ -253,6 +254,7 @@ async def test_bad_weights_and_images_show_a_message(in_workspace, tmp_path: Pat
         await type_into(pilot, screen, "#weights-path", str(ws["imagenet"]))
         await wait_for(pilot, settled, what="the ImageNet file")
         assert "not 2-class" in str(status.content)
+        assert "--pretrained" not in str(status.content)  # a dashboard message names no flag
 
         await type_into(pilot, screen, "#weights-path", "weights/missing.pth")
         await wait_for(pilot, settled, what="the missing file")
@@ -319,7 +321,9 @@ def test_screen_modules_do_not_import_torch() -> None:
 # -- snapshots --------------------------------------------------------------------------
 def make_constant_weights(path: Path, p_fake: float) -> None:
     """A real MobileNet-v2 file whose head ignores the image (zero weights, bias set), so it
-    says p(fake) = ``p_fake`` for every input: the snapshot does not hang on float noise."""
+    says p(fake) ≈ ``p_fake`` for every input: the snapshot does not hang on float noise.
+    The logit is rounded to a bf16 number (0.8 -> 0.7995), so fp32 and bf16 autocast give
+    the same p(fake): the automatic precision, which depends on the CPU, changes nothing."""
     import torch
 
     from dftui.core.backbones import BACKBONES
@@ -327,9 +331,10 @@ def make_constant_weights(path: Path, p_fake: float) -> None:
     torch.manual_seed(0)
     model = BACKBONES["mobilenet_v2"].build()
     head = model.classifier[1]
+    logit = torch.tensor(math.log(p_fake / (1 - p_fake))).to(torch.bfloat16).float()
     with torch.no_grad():
         head.weight.zero_()
-        head.bias.copy_(torch.tensor([0.0, math.log(p_fake / (1 - p_fake))]))
+        head.bias.copy_(torch.stack([torch.tensor(0.0), logit]))
     torch.save(model.state_dict(), path)
 
 

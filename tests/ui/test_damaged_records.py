@@ -91,3 +91,52 @@ async def test_damaged_records_are_listed_as_damaged_and_the_app_stays_up(
         prompts = [str(o.prompt) for o in app.screen.query_one("#eval-weights", OptionList).options]
         assert any("deep.pth" in p and "damaged metadata" in p for p in prompts), prompts
         assert app.is_running
+
+
+@pytest.mark.parametrize("settings", [
+    {"setup": {"backbone": [1]}},
+    {"setup": {"backbone": {"a": 1}, "weights": [1], "device": 5, "overwrite": "yes",
+               "precision": None, "epochs": [3], "augment": ["x"], "pretrained": {}}},
+    {"theme": [1]},
+    {"theme": {"a": 1}, "keymap": {"app.help": ["f1"]}},
+    {"setup": [1], "keymap": "f1", "prepare": 5},
+    {"prepare": {"fmt": {"a": 1}, "root": [1], "out": None}},
+])
+async def test_settings_of_the_wrong_type_never_stop_the_dashboard(tmp_path: Path, settings) -> None:
+    from dftui.ui.screens.setup import SetupScreen
+    from dftui.ui.settings import Settings
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings))
+    loaded = Settings.load(path)
+    assert loaded.error and "defaults are used" in loaded.error
+    app = DftuiApp(initial="setup", load_torch=False, settings_path=path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, SetupScreen)
+        assert app.screen.backbone == "mobilenet_v2"
+        await pilot.press("f6")  # Prepare reads its own section
+        await pilot.pause()
+        assert app.is_running
+
+
+def test_deeply_nested_settings_are_set_aside(tmp_path: Path) -> None:
+    from dftui.ui.settings import Settings
+
+    path = tmp_path / "settings.json"
+    path.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    loaded = Settings.load(path)
+    assert loaded.data == {} and "nested too deeply" in (loaded.error or "")
+    assert (tmp_path / "settings.json.bad").is_file()
+
+
+@pytest.mark.parametrize("lo,hi", [(1.0, 1.0), (0.0, 0.0), (0.5, 0.5), (-2.0, -2.0)])
+def test_a_flat_chart_range_still_gets_ticks(lo: float, hi: float) -> None:
+    """One point or a constant series (a resumed run's first batch, a flat accuracy) made
+    textual-plot's tick spacing 0 and log10(0) ended the app (seen as a flaky
+    test_runs.py::test_resume_continues_a_stopped_run)."""
+    from dftui.ui.widgets.charts import FittedFormatter, LogFormatter
+
+    for formatter in (FittedFormatter(), LogFormatter()):
+        ticks = formatter.get_ticks(lo, hi)
+        assert len(ticks) >= 2 and formatter.get_labels_for_ticks(ticks)

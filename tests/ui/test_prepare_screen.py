@@ -132,18 +132,25 @@ async def test_empty_default_folders_offer_demo_data(tmp_path: Path, monkeypatch
         await pilot.pause()
         assert isinstance(app.screen, DemoDataOffer)
         await pilot.press("d")
+        # Written, then on to Setup (the next step), with an image size fit for 64 px pictures.
         await wait_for(pilot, lambda: (tmp_path / "processed_data" / "val_cropped" / "fake").is_dir()
-                       and isinstance(app.screen, PrepareScreen) and not app.screen.running)
-        screen = app.screen
+                       and app.current_screen_name() == "setup", what="Setup after the demo data")
+        assert app.settings.data["setup"]["img_size"] == "64"
+        screen = app.get_open_screen("prepare")
         summary = str(screen.query_one("#prepare-summary", Static).render())
         assert "SYNTHETIC" in summary
         assert len(list((tmp_path / "processed_data" / "train_cropped").glob("*/*.png"))) == 64
         assert app.settings.data["setup"]["train_dir"] == "processed_data/train_cropped"
         assert not maybe_offer_demo_data(app)  # data is there now (and it was asked once)
-        # a second write refuses to overwrite
+        # a second write refuses to overwrite, naming this screen's way out (not --force) ...
         screen.write_demo_data()
         await wait_for(pilot, lambda: not screen.running)
-        assert "already hold files" in str(screen.query_one("#prepare-summary", Static).render())
+        refused = str(screen.query_one("#prepare-summary", Static).render())
+        assert "already hold files" in refused and "ctrl+d" in refused and "--" not in refused
+        # ... and asking again moves the old folders aside (renamed, not deleted)
+        screen.write_demo_data()
+        await wait_for(pilot, lambda: not screen.running)
+        assert list((tmp_path / "processed_data").glob("train_cropped.old-*"))
 
 
 async def test_demo_folders_reach_an_open_setup_screen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,7 +197,10 @@ async def test_setup_rescans_its_folders_after_demo_data(tmp_path: Path, monkeyp
         setup = app.get_open_screen("setup")
         assert setup.scans.get("train_dir") is None  # the folders do not exist yet
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, PrepareScreen) and app.screen.ready is not None
-                       and not app.screen.running)
+        prepare = app.get_open_screen("prepare")
+        await wait_for(pilot, lambda: prepare is not None and prepare.ready is not None
+                       and not prepare.running)
         await wait_for(pilot, lambda: all(setup.scans.get(f) is not None for f in ("train_dir", "val_dir")))
+        assert app.screen is setup  # back on Setup, the next step
+        assert setup.query_one("#img_size").value == "64"
         assert setup.scans["train_dir"].total == 64 and setup.scans["val_dir"].total == 32

@@ -94,3 +94,23 @@ def test_the_dashboard_process_quits_at_once_with_the_terminal_restored(tmp_path
     assert sent, seen[-2000:]
     assert status is not None and os.waitstatus_to_exitcode(status) == 0, seen[-2000:]
     assert b"\x1b[?1049l" in seen  # the alternate screen was left: the terminal is restored
+
+
+async def test_the_quit_question_changes_when_the_run_ends_while_it_is_open(tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from dftui.ui.screens.confirm import ConfirmScreen
+
+    running = [True]
+    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "s.json")
+    async with app.run_test(size=(100, 30)) as pilot:
+        dialog = ConfirmScreen("A training run is in progress.\nStop it and quit?", "Stop and quit",
+                               "Keep training", still_asks=lambda: running[0],
+                               otherwise=("The training run has ended.\nQuit dftui?", "Quit", "Stay"))
+        await app.push_screen(dialog)
+        await pilot.pause(0.6)
+        assert "in progress" in str(dialog.query_one("#confirm-question", Static).render())
+        running[0] = False  # the run finishes while the question is open
+        await pilot.pause(0.8)
+        assert "has ended" in str(dialog.query_one("#confirm-question", Static).render())
+        assert "Quit (y)" in str(dialog.query_one("#yes").label)

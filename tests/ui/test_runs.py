@@ -125,6 +125,18 @@ async def test_classify_with_a_runs_weights(with_runs: Path, tmp_path: Path) -> 
         assert classify.weights_path == with_runs / "weights" / "finished.pth"
 
 
+async def test_e_on_the_list_evaluates_a_runs_weights(with_runs: Path, tmp_path: Path) -> None:
+    from dftui.ui.screens.evaluate import EvaluateScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        select(app.screen, "finished")
+        await pilot.press("e")  # on the list, not only in the detail view (issue 16)
+        await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="Evaluate")
+        assert app.screen.weights_path == with_runs / "weights" / "finished.pth"
+
+
 async def test_resume_continues_a_stopped_run(with_runs: Path, tmp_path: Path) -> None:
     from dftui.ui.screens.training import TrainingScreen
 
@@ -144,6 +156,13 @@ async def test_resume_continues_a_stopped_run(with_runs: Path, tmp_path: Path) -
         assert isinstance(training.final, RunFinished), training.final
         assert training.final.status == "finished"
         assert Path(training.final.run_dir) == stopped.run_dir
+        # The whole run, not only the resumed part: epoch 1 (before the stop) is in the
+        # table, and the time shown covers both attempts.
+        from dftui.ui.widgets.run_view import RunView
+
+        assert sorted(training.query_one(RunView).rows) == [1, 2]
+        outcome = str(training.query_one("#outcome").render())
+        assert "Finished 2 epoch(s)" in outcome and "(resumed)" in outcome
     after = read_run(stopped.run_dir)
     assert after.status == "finished" and after.epochs_completed == 2
 

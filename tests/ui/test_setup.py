@@ -244,3 +244,33 @@ async def test_one_gpu_machine_offers_no_distributed_choice() -> None:
         values = [value for _, value in screen.query_one("#device", Select)._options]
         assert not any(str(v).startswith("ddp:") for v in values)
         assert screen.processes() == 1
+
+
+async def test_notes_recheck_files_when_setup_is_shown_again(tmp_path: Path, monkeypatch,
+                                                            isolated_home: Path) -> None:
+    """Issue 16: "ImageNet weights not cached" and "best weights are saved to X" stayed after
+    the cache file appeared and X was written by a run; they are rechecked on return."""
+    from dftui.core.backbones import BACKBONES
+
+    monkeypatch.chdir(tmp_path)
+    app = DftuiApp(initial="setup", load_torch=False, settings_path=tmp_path / "s.json")
+    async with app.run_test(size=(100, 40)) as pilot:
+        setup = app.screen
+        await pilot.pause()
+
+        def note(name: str) -> str:
+            return str(setup.query_one(f"#{name}", Static).render())
+
+        assert "not cached" in note("backbone-note")
+        assert "best weights are saved to" in note("weights-note")
+        cached = BACKBONES["mobilenet_v2"].cached_weights
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(b"downloaded meanwhile")
+        weights = Path(setup.query_one("#weights", Input).value)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        weights.write_bytes(b"a run saved it")
+        await app.open_screen("runs")
+        await app.open_screen("setup")
+        await pilot.pause()
+        assert "cached ✓" in note("backbone-note")
+        assert "exists and is kept" in note("weights-note")

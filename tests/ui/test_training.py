@@ -72,6 +72,8 @@ async def test_run_from_setup_to_weights(dataset, standin_weights, tmp_path: Pat
         # The choices were remembered for the next launch.
         saved = json.loads(app.settings.path.read_text())
         assert saved["setup"]["epochs"] == "2"
+        # "Keep running if I disconnect" is on by default: this run was a background one.
+        assert saved["setup"]["detach"] is True and screen.background
         assert saved["setup"]["train_dir"] == str(dataset["train"])
         # One key opens the classifier with those weights.
         await pilot.press("c")

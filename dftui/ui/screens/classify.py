@@ -100,13 +100,18 @@ def truth_of(path: Path, folder: Path) -> str:
     return ""
 
 
-def default_csv_path(folder: Path) -> Path:
-    """``<folder>-predictions.csv`` beside the folder; -2, -3 ... when that exists."""
+def default_csv_path(folder: Path, where: Path | None = None) -> Path:
+    """``<folder>-predictions.csv`` in the working folder (where dftui was started, beside
+    weights/), not inside the data set, where it would sit among the images; a class folder
+    is named with its parent (``val_cropped-fake``); -2, -3 ... when that exists."""
     folder = folder.resolve()
-    base = folder.parent / f"{folder.name}-predictions.csv"
+    stem = folder.name or "folder"
+    if stem.lower() in TRUTH_NAMES and folder.parent.name:
+        stem = f"{folder.parent.name}-{stem}"
+    base = (where or Path.cwd()).resolve() / f"{stem}-predictions.csv"
     path, n = base, 2
     while path.exists():
-        path = base.with_name(f"{folder.name}-predictions-{n}.csv")
+        path = base.with_name(f"{stem}-predictions-{n}.csv")
         n += 1
     return path
 

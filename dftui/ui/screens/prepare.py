@@ -30,6 +30,7 @@ from dftui.core.prepare_folder import FolderConfig, FolderProgress, FolderStarte
 from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.core.prepare import (
     FORMATS,
+    OPENFORENSICS_TOOL,
     SPLITS,
     PrepareConfig,
     PrepareError,
@@ -40,6 +41,8 @@ from dftui.core.prepare import (
     SplitProgress,
     SplitStarted,
     discover_splits,
+    output_folder_problem,
+    suggest_output_folder,
 )
 from dftui.ui.advice import with_advice
 from dftui.ui.widgets.folder_picker import FolderPicker
@@ -125,23 +128,28 @@ class _JobStop:
         return self.flag.is_set() or bool(self.worker.is_cancelled)
 
 
-def use_in_setup(app: App[Any], train_dir: Path, val_dir: Path, test_dir: Path | None = None) -> None:
+def use_in_setup(app: App[Any], train_dir: Path, val_dir: Path, test_dir: Path | None = None,
+                 img_size: int | None = None) -> None:
     """Make the Setup screen train on these folders: remembered in the settings (a Setup
     created later starts with them) and typed into an open Setup screen's inputs (which
-    rescans them and saves)."""
+    rescans them and saves). ``img_size``: an image size to go with them (the demo set's
+    64 px pictures train in minutes at 64, in about half an hour at the default 224)."""
+    values = {"train_dir": _shown(train_dir), "val_dir": _shown(val_dir)}
+    if img_size is not None:
+        values["img_size"] = str(img_size)
     settings = getattr(app, "settings", None)
     if settings is not None:
         setup = settings.data.get("setup")
         setup = dict(setup) if isinstance(setup, dict) else {}
-        setup.update(train_dir=_shown(train_dir), val_dir=_shown(val_dir))
+        setup.update(values)
         settings.update(setup=setup)
     get_open = getattr(app, "get_open_screen", None)
     screen = get_open("setup") if get_open else None
     if screen is None:
         return
-    for field, path in (("train_dir", train_dir), ("val_dir", val_dir)):
+    for field, value in values.items():
         try:
-            screen.query_one(f"#{field}", Input).value = _shown(path)
+            screen.query_one(f"#{field}", Input).value = value
         except NoMatches:
             pass
     screen.post_message(DataFoldersReady(train_dir, val_dir, test_dir))
@@ -164,9 +172,9 @@ class PrepareScreen(Screen[None]):
     PrepareScreen.folder-source .folder-only { display: block; }
     PrepareScreen.folder-source .archive-only { display: none; }
     PrepareScreen .note { height: auto; padding-left: 15; color: $text-muted; }
-    PrepareScreen .note.ok { color: $success; }
-    PrepareScreen .note.warning { color: $warning; }
-    PrepareScreen .note.error { color: $error; }
+    PrepareScreen .note.ok { color: $text-success; }
+    PrepareScreen .note.warning { color: $text-warning; }
+    PrepareScreen .note.error { color: $text-error; }
     PrepareScreen #prepare-buttons { height: auto; margin: 1 0 0 0; }
     PrepareScreen #prepare-buttons Button { margin-right: 1; }
     PrepareScreen #prepare-status { padding-left: 1; width: 1fr; height: auto; color: $text-muted; }
@@ -178,7 +186,7 @@ class PrepareScreen(Screen[None]):
     PrepareScreen .progress-info { width: 1fr; padding-left: 1; }
     PrepareScreen #prepare-summary { height: auto; padding: 0 1; }
     PrepareScreen #prepare-summary.done { border: round $success; }
-    PrepareScreen #prepare-summary.failed { border: round $error; color: $error; }
+    PrepareScreen #prepare-summary.failed { border: round $error; color: $text-error; }
     PrepareScreen #prepare-log { height: 1fr; min-height: 4; border-top: solid $primary; }
     """
     BINDINGS = [
@@ -201,6 +209,7 @@ class PrepareScreen(Screen[None]):
         self._discover_timer: Any = None
         self._discovered: str | None = None  # the root text the split boxes reflect
         self._demo_refused: Path | None = None  # output folder whose demo write was refused
+        self._then_setup = False  # go to Setup once the demo data is written
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -458,6 +467,10 @@ class PrepareScreen(Screen[None]):
                                margin=margin, min_size=min_size, fmt=str(self.query_one("#fmt", Select).value),
                                workers=workers, executor="thread")
         config.validate()
+        why = output_folder_problem(config.out, OPENFORENSICS_TOOL)
+        if why:
+            other = suggest_output_folder(config.out, "openforensics")
+            raise PrepareError(f"{why}; type a new folder in Output folder (e.g. {other})")
         return config
 
     def _remember(self) -> None:
@@ -661,7 +674,7 @@ class PrepareScreen(Screen[None]):
         e = message.event
         if isinstance(e, PrepareStarted):
             self._log(f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
-                      f"({e.workers} workers, {e.settings})")
+                      f"({e.workers} worker{'' if e.workers == 1 else 's'}, {e.settings})")
         elif isinstance(e, SplitStarted):
             self.query_one(f"#row-{e.split}").add_class("shown")
             self.query_one(f"#bar-{e.split}", ProgressBar).update(total=max(1, e.images), progress=0)
@@ -776,12 +789,20 @@ class PrepareScreen(Screen[None]):
         lines += [f"  {_shown(r.folders[n])}: {c['real']} real + {c['fake']} fake" for n, c in r.counts.items()]
         lines += [f"  moved the old {n} aside to {_shown(p)}" for n, p in r.moved_aside.items()]
         self.ready = (r.train_dir, r.val_dir, r.folders.get("test_dev_cropped"))
-        use_in_setup(self.app, *self.ready)
-        lines.append(f"Setup now trains on {_shown(r.train_dir)} and validates on {_shown(r.val_dir)}.")
+        use_in_setup(self.app, *self.ready, img_size=DEMO_SIZE)
+        lines.append(f"Setup now trains on {_shown(r.train_dir)} and validates on {_shown(r.val_dir)}, "
+                     f"at image size {DEMO_SIZE} (the pictures' own size: a run takes minutes).")
         self.query_one("#use", Button).disabled = False
         summary.set_classes("done")
         summary.update("\n".join(lines))
         self._status("demo data ready")
+        if self._then_setup:  # asked for from the first-run dialog: the next step is Setup
+            self._then_setup = False
+            opener = getattr(self.app, "open_screen", None)
+            if opener is not None:
+                self.app.call_later(opener, "setup")
+                self.app.notify(f"Demo data written; image size set to {DEMO_SIZE} px. "
+                                "ctrl+s starts a run.", timeout=8)
 
     # -- browse ----------------------------------------------------------------------------
     @on(Button.Pressed, ".browse")
@@ -876,6 +897,7 @@ def maybe_offer_demo_data(app: App[Any], root: Path = DEFAULT_DATA_ROOT) -> bool
         else:
             screen = await opener("prepare", out=str(root))
         if answer == "demo" and isinstance(screen, PrepareScreen):
+            screen._then_setup = True
             screen.write_demo_data()
 
     app.push_screen(DemoDataOffer(root), answered)

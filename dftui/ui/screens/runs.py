@@ -124,20 +124,17 @@ async def resume_run(screen: Screen[Any], run: RunSummary) -> None:
         why = {
             "finished": "it finished",
             "running": "it is still running",
+            "damaged": "its run.json is damaged",
         }.get(run.status, "it has no resume checkpoint (resume.pt)")
         screen.notify(f"this run cannot be resumed: {why}", severity="warning", timeout=6)
         return
-    import json
+    from dftui.core.runs import resume_config
 
-    from dftui.core.config import ConfigError, TrainConfig
-
-    try:
-        data = json.loads((run.run_dir / "config.json").read_text(encoding="utf-8"))
-        config = TrainConfig.from_dict(data)
+    try:  # config.json is untrusted: resume_config type-checks it (ValueError with why)
+        config = resume_config(run.run_dir)
         config.validate()
-    except (OSError, ValueError, TypeError, KeyError, ConfigError) as exc:
-        screen.notify(f"cannot resume {run.run_id}: its config.json is unusable ({exc})",
-                      severity="error", timeout=8)
+    except ValueError as exc:  # ConfigError is a ValueError too
+        screen.notify(f"cannot resume {run.run_id}: {exc}", severity="error", timeout=8)
         return
     await screen.app.start_training(config, resume=run.run_dir)  # type: ignore[attr-defined]
 
@@ -310,6 +307,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         Binding("space", "mark", "Mark", id="runs.mark"),
         Binding("v", "compare", "Compare", id="runs.compare"),
         Binding("c", "classify", "Classify with weights", id="runs.classify"),
+        Binding("e", "evaluate", "Evaluate weights", show=False, id="runs.evaluate"),
         Binding("r", "resume", "Resume", id="runs.resume"),
         Binding("ctrl+r", "reload", "Reload", id="runs.reload"),
         Binding("s", "stop", "Stop run", id="runs.stop"),
@@ -530,6 +528,11 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         run = self.selected_run()
         if run is not None:
             await open_classifier(self, run)
+
+    async def action_evaluate(self) -> None:
+        run = self.selected_run()  # on the list too, not only in the detail view
+        if run is not None:
+            await open_evaluate(self, run)
 
     async def action_resume(self) -> None:
         run = self.selected_run()

@@ -22,7 +22,14 @@ from textual.worker import get_current_worker
 
 from dftui.core.backbones import BACKBONES, offline
 from dftui.core.checkpoint import preview_weights_path
-from dftui.core.config import PRECISION_CHOICES, ConfigError, TrainConfig, weights_name_problem
+from dftui.core.config import (
+    MAX_IMG_SIZE,
+    MAX_SEED,
+    PRECISION_CHOICES,
+    ConfigError,
+    TrainConfig,
+    weights_name_problem,
+)
 
 # Off by default, as in the reference; "robust" mirrors the perturbations of Test-Challenge.
 AUGMENT_CHOICES = [
@@ -63,7 +70,9 @@ def default_weights(backbone: str) -> str:
 
 
 # -- validation (pure functions, so tests can call them directly) -------------------------
-def parse_int(text: str, name: str, minimum: int, blank_ok: bool = False) -> int | None:
+def parse_int(
+    text: str, name: str, minimum: int, blank_ok: bool = False, maximum: int | None = None
+) -> int | None:
     text = text.strip()
     if not text:
         if blank_ok:
@@ -75,6 +84,8 @@ def parse_int(text: str, name: str, minimum: int, blank_ok: bool = False) -> int
         raise ValueError(f"{name}: {text!r} is not a whole number") from None
     if value < minimum:
         raise ValueError(f"{name}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: must be at most {maximum}")
     return value
 
 
@@ -101,11 +112,12 @@ def validate_field(field: str, text: str, backbone: str) -> str | None:
         elif field == "lr":
             parse_lr(text)
         elif field == "img_size":
-            parse_int(text, "image size", BACKBONES[backbone].min_size, blank_ok=True)
+            parse_int(text, "image size", BACKBONES[backbone].min_size, blank_ok=True,
+                      maximum=MAX_IMG_SIZE)
         elif field == "workers":
             parse_int(text, "workers", 0, blank_ok=True)
         elif field == "seed":
-            parse_int(text, "seed", 0)
+            parse_int(text, "seed", 0, maximum=MAX_SEED)
         elif field == "weights":
             if not text.strip():
                 raise ValueError("weights path: enter a file name such as weights/model.pth")
@@ -615,8 +627,20 @@ class SetupScreen(Screen[None]):
         self.action_start()
 
     def action_start(self) -> None:
+        self.recheck_files()  # what the notes say must be true now, not when they were typed
         # A worker, because asking before an overwrite waits on a modal screen.
         self.run_worker(self._start(), exclusive=True, group="start")
+
+    def recheck_files(self) -> None:
+        """Files change behind the form's back: the ImageNet weights get downloaded or copied
+        into the cache, a run saves the weights file the note named. Recheck both (cheap: a
+        stat or two) whenever Setup is shown again and before a start."""
+        if self.is_mounted:
+            self._update_backbone_note()
+            self._update_weights_note()
+
+    def on_screen_resume(self) -> None:
+        self.recheck_files()
 
     async def _start(self) -> None:
         try:

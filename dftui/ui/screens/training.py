@@ -532,7 +532,7 @@ class TrainingScreen(Screen[None]):
         if s is not None:
             parts.append(f"{s.device_name} ({s.device})")
             parts.append(s.precision)
-            parts.append(f"{s.workers} workers")
+            parts.append(f"{s.workers} worker{'' if s.workers == 1 else 's'}")
         if event is not None:
             if event.phase == "train":
                 parts.append(f"data wait {event.data_wait * 100:.0f}%")
@@ -596,5 +596,7 @@ class TrainingScreen(Screen[None]):
         outcome.set_classes("failed")
         self._log("error", message)
         # The header said "starting … (loading the engine…)": say how it ended instead.
-        self.query_one("#run-title", Static).update(f"{self._title_text()} · failed")
+        known = self.started is not None or self.config is not None
+        self.query_one("#run-title", Static).update(
+            f"{self._title_text()} · failed" if known else "The run failed")
         self._set_idle()

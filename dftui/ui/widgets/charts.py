@@ -56,10 +56,23 @@ class FittedFormatter(NumericAxisFormatter):
 
     def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
         limit = max(2, min(max_ticks, self.limit))
+        if not (math.isfinite(min_) and math.isfinite(max_)):
+            return []
+        min_, max_ = _widened(min_, max_)
         ticks = super().get_ticks(min_, max_, limit)
         while len(ticks) > limit + 1 and len(ticks) > 2:
             ticks = ticks[::2]
         return ticks
+
+
+def _widened(min_: float, max_: float) -> tuple[float, float]:
+    """A range textual-plot can tick: one point, or a flat series (min == max, as a chart
+    with a single epoch or a constant accuracy has), makes its tick spacing 0 and log10(0)
+    a ValueError that ended the app."""
+    if max_ - min_ > 1e-9 * max(abs(min_), abs(max_), 1e-300):
+        return min_, max_
+    pad = abs(min_) * 0.05 or 0.5
+    return min_ - pad, max_ + pad
 
 
 class LogFormatter(FittedFormatter):
@@ -81,7 +94,7 @@ class LogFormatter(FittedFormatter):
                 break
             candidates = found
         if len(candidates) < 2:  # less than a decade shown: linear ticks of the values
-            values = NumericAxisFormatter().get_ticks(10**min_, 10**max_, limit)
+            values = NumericAxisFormatter().get_ticks(*_widened(10**min_, 10**max_), limit)
             candidates = [math.log10(v) for v in values if v > 0]
         return candidates
 
