@@ -225,7 +225,7 @@ def check_out(config: FolderConfig) -> None:
         if REPORT in entries:
             try:
                 tool = json.loads((out / REPORT).read_text(encoding="utf-8")).get("tool")
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, RecursionError):  # untrusted
                 tool = None
             if tool != TOOL:
                 raise PrepareError(f"{out / REPORT} was not written by {TOOL}; choose an empty or new folder")
@@ -241,11 +241,11 @@ def check_out(config: FolderConfig) -> None:
 def _read_done(out: Path) -> dict[str, dict[str, Any]]:
     done: dict[str, dict[str, Any]] = {}
     try:
-        with open(out / DONE, encoding="utf-8") as fh:
+        with open(out / DONE, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue  # a line cut by a crash: that source is redone
                 if (isinstance(row, dict) and isinstance(row.get("source"), str)
                         and row.get("label") in LABELS and row.get("split") in ("train", "val")):
@@ -376,7 +376,7 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
 def _previous_settings(out: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((out / REPORT).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     settings = data.get("settings") if isinstance(data, dict) else None
     return settings if isinstance(settings, dict) else None

@@ -120,3 +120,18 @@ async def test_prepare_screen_refuses_demo_data_naming_the_field(tmp_path: Path,
         assert "synthetic demo data" in error and "Output folder" in error and "--" not in error
         assert not screen.running
     assert not list(demo.rglob("*.jpg"))  # the demo set is PNG: no crop was added
+
+
+def test_prepare_folder_reads_its_own_records_as_untrusted(tmp_path: Path) -> None:
+    from dftui.core import prepare_folder as F
+
+    out = tmp_path / "out"
+    out.mkdir()
+    deep = '{"a":' * 100_000
+    (out / F.REPORT).write_text(deep)
+    with pytest.raises(P.PrepareError, match="was not written by"):
+        F.check_out(F.FolderConfig(root=tmp_path / "src", out=out))
+    assert F._previous_settings(out) is None
+    (out / F.DONE).write_bytes(deep.encode() + b"\n\xff\xfe\n" + json.dumps(
+        {"source": "a.jpg", "label": "real", "split": "train"}).encode() + b"\n")
+    assert list(F._read_done(out)) == ["real/a.jpg"]

@@ -25,7 +25,12 @@ from tests.ui.test_classify import make_constant_weights, open_classify, wait_mo
 def media_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """weights/ with a constant 0.8-fake model (fixed metadata), media/ with a three-face
     photo, a landscape without faces, a tiny clip and an empty 'video'; relative paths."""
-    home = tmp_path_factory.mktemp("scene")
+    return make_media_home(tmp_path_factory.mktemp("scene"))
+
+
+def make_media_home(home: Path) -> Path:
+    """Fill ``home`` as ``media_home`` describes (other test modules build their own: the
+    tree in this module's snapshots shows the home's name)."""
     (home / "weights").mkdir()
     model = home / "weights" / "faces.pth"
     make_constant_weights(model, 0.8)

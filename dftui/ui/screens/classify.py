@@ -217,7 +217,9 @@ class CamReady(Message):
 
 
 class FolderRows(Message):
-    def __init__(self, folder: Path, rows: list[tuple[Prediction, str]], done: int, total: int) -> None:
+    """Rows of (prediction, truth, note) for the folder table."""
+
+    def __init__(self, folder: Path, rows: list[tuple[Prediction, str, str]], done: int, total: int) -> None:
         super().__init__()
         self.folder = folder
         self.rows = rows
@@ -311,6 +313,55 @@ class ExportScreen(ModalScreen[Path | None]):
 class _Row:
     prediction: Prediction
     truth: str
+    note: str = ""  # faces found in a photo, frames of a video
+
+
+class _FolderStop:
+    """The folder worker's stop flag for a video's decoder: Textual cancelled the worker
+    (a new folder, the screen closing) or the user pressed x."""
+
+    def __init__(self, flag: threading.Event, worker: Any) -> None:
+        self.flag, self.worker = flag, worker
+
+    def is_set(self) -> bool:
+        return self.flag.is_set() or bool(self.worker.is_cancelled)
+
+
+def photo_row(result: PhotoResult) -> tuple[Prediction, str]:
+    """One table row per photo: its most suspicious face decides (``PhotoResult.p_fake``, the
+    rule ``dftui predict`` prints too); the note says how many faces and which one."""
+    from dftui.core.predict import Prediction
+
+    if not result.ok:
+        return Prediction(result.path, None, math.nan, math.nan, result.latency_ms, result.error), ""
+    if not result.faces:
+        return Prediction(result.path, None, math.nan, math.nan, result.latency_ms,
+                          result.note or "no face found"), ""
+    top = max(result.faces, key=lambda f: f.p_fake)
+    if top.kind == "crop":
+        note = "judged whole (looks like a face crop)"
+    elif top.kind == "whole":
+        note = "no face: whole picture scored"
+    else:
+        n = len(result.faces)
+        note = f"{n} face{'s' if n > 1 else ''}" + (f", face {top.index} decides" if n > 1 else "")
+    if result.note and top.kind == "face":
+        note += f"; {result.note}"
+    return Prediction(result.path, top.label, 1.0 - top.p_fake, top.p_fake, result.latency_ms), note
+
+
+def video_row(result: VideoResult) -> tuple[Prediction, str]:
+    """One table row per video: its aggregated verdict under the screen's video rule."""
+    from dftui.core.predict import Prediction
+
+    ms = result.seconds * 1000
+    if not result.ok or result.label is None:
+        why = result.error or "no face in any judged frame"
+        return Prediction(result.path, None, math.nan, math.nan, ms, why), ""
+    note = f"video: {len(result.frames)} frames, {result.frames_with_face} with a face, rule {result.rule}"
+    if result.stopped:
+        note += " (stopped early)"
+    return Prediction(result.path, result.label, 1.0 - result.p_fake, result.p_fake, ms), note
 
 
 SORT_COLUMNS = ("file", "verdict", "p_fake", "truth", "ms")
@@ -354,6 +405,8 @@ class ClassifyScreen(Screen[None]):
                 tooltip="Switch how frame scores become the video's score"),
         Binding("z", "whole_picture", "Whole picture", show=False, id="classify.whole_picture",
                 tooltip="Score the whole picture as one face crop (a weak guess)"),
+        Binding("c", "cycle_faces", "Faces", show=False, id="classify.faces",
+                tooltip="Faces: auto (search unless the picture looks like a face crop), on, off"),
     ]
     DEFAULT_CSS = """
     ClassifyScreen #classify-side {
@@ -446,6 +499,10 @@ class ClassifyScreen(Screen[None]):
         self._ui_ready = False
         self.scene: Scene | None = None
         self.rule = DEFAULT_AGGREGATE
+        # The face rule of ``dftui predict --faces``: auto searches a picture for faces unless
+        # it already looks like a crop; on always searches; off judges the whole picture.
+        self.face_mode = "auto"
+        self._folder_stop = threading.Event()
         self._video_stop = threading.Event()
         self._detector: Any = None
 
@@ -653,9 +710,9 @@ class ClassifyScreen(Screen[None]):
         self.post_message(ImageDecoded(path, thumb))
         if predictor is None or worker.is_cancelled:
             return
-        from dftui.core.faces import looks_like_crop
+        from dftui.core.photo import should_search
 
-        if not looks_like_crop(image):  # a scene: find the faces and judge each
+        if should_search(image, self.face_mode):  # a scene: find the faces and judge each
             self._judge_photo(path, image, thumb, predictor)
             return
         try:
@@ -856,11 +913,21 @@ class ClassifyScreen(Screen[None]):
         view.show_image(message.image, f"face {number}: crop | Grad-CAM (where the evidence lies)")
 
     def action_stop_video(self) -> None:
-        if self.current_image is not None and is_video(self.current_image) and self.scene is None:
+        if self._folder_running:
+            self._folder_stop.set()
+            self.notify("Stopping the folder: the rows so far are kept", timeout=3)
+        elif self.current_image is not None and is_video(self.current_image) and self.scene is None:
             self._video_stop.set()
             self.notify("Stopping: the frames judged so far give the verdict", timeout=3)
         else:
             self.notify("No video is being decoded", timeout=2)
+
+    def action_cycle_faces(self) -> None:
+        modes = ("auto", "on", "off")
+        self.face_mode = modes[(modes.index(self.face_mode) + 1) % len(modes)]
+        what = {"auto": "search each picture unless it looks like a face crop",
+                "on": "search every picture for faces", "off": "judge every picture whole"}[self.face_mode]
+        self.notify(f"faces {self.face_mode}: {what} (next image or f)", timeout=4)
 
     def action_switch_rule(self) -> None:
         self.rule = AGGREGATES[(AGGREGATES.index(self.rule) + 1) % len(AGGREGATES)]
@@ -988,36 +1055,87 @@ class ClassifyScreen(Screen[None]):
         table.add_column("File", key="file")
         table.add_column("Note", key="note")
         self.query_one("#classify-tabs", TabbedContent).active = "tab-folder"
-        self._folder_status(f"Listing images in {folder}…")
+        self._folder_status(f"Listing images and videos in {folder}… (faces {self.face_mode}; x stops)")
         self._folder_running = True
-        self._classify_folder(folder, self.predictor)
+        self._folder_stop = threading.Event()
+        self._classify_folder(folder, self.predictor, self.face_mode, self.rule, self._folder_stop)
         table.focus()
 
     @work(thread=True, exclusive=True, group="classify-folder", exit_on_error=False)
-    def _classify_folder(self, folder: Path, predictor: Predictor) -> None:
-        worker = get_current_worker()
-        try:
-            from dftui.core.predict import expand_images
+    def _classify_folder(self, folder: Path, predictor: Predictor, face_mode: str = "auto",
+                         rule: str = DEFAULT_AGGREGATE, flag: threading.Event | None = None) -> None:
+        """Every image and video under ``folder``, as ``dftui predict --faces MODE`` judges
+        them: pictures that are judged whole go through the batched path; a scene photo is
+        searched for faces (one row, its most suspicious face); a video is sampled and
+        aggregated (one row). Cancellable between pictures and inside a video."""
+        from dftui.cli.predict_cmd import _crop_like, expand_media
+        from dftui.core.clip import judge_video
+        from dftui.core.photo import PhotoJudge
+        from dftui.core.video import Sampling
 
-            paths = expand_images([folder])
+        worker = get_current_worker()
+        stop = _FolderStop(flag or threading.Event(), worker)
+        try:
+            paths = expand_media([str(folder)])
             if not paths:
                 self.post_message(FolderFinished(
-                    folder, 0, f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}"))
+                    folder, 0, f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) or videos in {folder}"))
                 return
-            chunk: list[tuple[Prediction, str]] = []
+            # Its own detector: the image view's may be busy in the other worker at the same time.
+            judge = PhotoJudge(predictor, None, mode=face_mode)
+            chunk: list[tuple[Prediction, str, str]] = []
+            pending: list[Path] = []  # pictures judged whole, batched
             done = 0
-            for pred in predictor.predict_paths(paths, batch_size=FOLDER_BATCH):
-                if worker.is_cancelled:
-                    self.post_message(FolderFinished(folder, done, cancelled=True))
-                    return
-                chunk.append((pred, truth_of(Path(pred.path), folder)))
+
+            def add(pred: Prediction, note: str = "") -> None:
+                nonlocal done, chunk
+                chunk.append((pred, truth_of(Path(pred.path), folder), note))
                 done += 1
                 if len(chunk) >= FOLDER_BATCH:
                     self.post_message(FolderRows(folder, chunk, done, len(paths)))
                     chunk = []
-            if chunk:
-                self.post_message(FolderRows(folder, chunk, done, len(paths)))
-            self.post_message(FolderFinished(folder, done))
+
+            def flush() -> bool:
+                """Judge the pending pictures; False when stopped."""
+                whole = "judged whole (faces off)" if face_mode == "off" else "judged whole (looks like a face crop)"
+                for pred in predictor.predict_paths(list(pending), batch_size=FOLDER_BATCH):
+                    if stop.is_set():
+                        return False
+                    add(pred, whole if pred.label is not None else "")
+                pending.clear()
+                return True
+
+            def send() -> None:
+                nonlocal chunk
+                if chunk:
+                    self.post_message(FolderRows(folder, chunk, done, len(paths)))
+                    chunk = []
+
+            for path in paths:
+                if stop.is_set():
+                    break
+                if is_video(path) or not _crop_like(path, face_mode):
+                    if not flush():
+                        break
+                    send()  # the rows so far reach the table before a slow video
+                    if is_video(path):
+                        result = judge_video(judge, path, Sampling(count=VIDEO_FRAMES), rule, stop=stop)  # type: ignore[arg-type]
+                        if result.stopped and stop.is_set():
+                            break  # stopped by the user: the partial video is not a verdict
+                        add(*video_row(result))
+                    else:
+                        add(*photo_row(judge.judge_path(path)))
+                else:
+                    pending.append(path)
+                    if len(pending) >= FOLDER_BATCH and not flush():
+                        break
+            else:
+                if flush():
+                    send()
+                    self.post_message(FolderFinished(folder, done))
+                    return
+            send()
+            self.post_message(FolderFinished(folder, done, cancelled=True))
         except Exception as exc:  # noqa: BLE001 - the screen must stay usable
             self.post_message(FolderFinished(folder, 0, f"{type(exc).__name__}: {_short_reason(exc)}"))
 
@@ -1025,15 +1143,15 @@ class ClassifyScreen(Screen[None]):
         if message.folder != self.table_folder:
             return
         table = self.query_one("#folder-table", DataTable)
-        for pred, truth in message.rows:
+        for pred, truth, note in message.rows:
             key = pred.path
             if key in self.rows:  # the same file named twice: keep the first row
                 continue
-            self.rows[key] = _Row(pred, truth)
-            table.add_row(*self._cells(pred, truth, message.folder), key=key)
+            self.rows[key] = _Row(pred, truth, note)
+            table.add_row(*self._cells(pred, truth, message.folder, note), key=key)
         self._folder_status(f"Classifying {message.folder}: {message.done}/{message.total}")
 
-    def _cells(self, pred: Prediction, truth: str, folder: Path) -> list[Any]:
+    def _cells(self, pred: Prediction, truth: str, folder: Path, note: str = "") -> list[Any]:
         try:
             name = str(Path(pred.path).relative_to(folder))
         except ValueError:
@@ -1051,7 +1169,8 @@ class ClassifyScreen(Screen[None]):
                         style="green" if truth == pred.label else "red")
         else:
             mark = Text(truth)
-        return [verdict, p_fake, mark, ms, Text(name), Text(pred.error, style="yellow")]
+        return [verdict, p_fake, mark, ms, Text(name),
+                Text(pred.error, style="yellow") if pred.error else Text(note, style="dim")]
 
     def on_folder_finished(self, message: FolderFinished) -> None:
         if message.folder != self.table_folder:
@@ -1062,7 +1181,7 @@ class ClassifyScreen(Screen[None]):
             self.notify(message.error, severity="error", timeout=8)
             return
         if message.cancelled:
-            self._folder_status(f"Stopped after {message.total} images")
+            self._folder_status(f"Stopped after {message.total} files (x) · {self._summary()}")
             return
         self._folder_status(self._summary())
 
@@ -1071,9 +1190,9 @@ class ClassifyScreen(Screen[None]):
         fake = sum(1 for p in preds if p.label == "fake")
         real = sum(1 for p in preds if p.label == "real")
         bad = sum(1 for p in preds if p.label is None)
-        text = f"{len(preds)} images: {real} real, {fake} fake"
+        text = f"{len(preds)} files: {real} real, {fake} fake"
         if bad:
-            text += f", {bad} unreadable"
+            text += f", {bad} without a verdict (see Note)"
         judged = [r for r in self.rows.values() if r.truth and r.prediction.label]
         if judged:
             right = sum(1 for r in judged if r.truth == r.prediction.label)
