@@ -365,8 +365,10 @@ def _end_unstarted(run_dir: Path, cause: str | None) -> None:
     from dftui.core.background import _record_end
     from dftui.core.events import RunFailed
 
+    from dftui.core.untrusted import read_json
+
     try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        info = read_json(run_dir / "run.json", expect=None)  # untrusted: deep nesting too
     except (OSError, ValueError):
         return
     if isinstance(info, dict) and info.get("status") == "running" and info.get("pid") == os.getpid():

@@ -24,6 +24,7 @@ from dftui.core.checkpoint import save_json
 from dftui.core.eventlog import EVENTS_FILE, OUTPUT_FILE, EventLogWriter, hostname
 from dftui.core.events import Emit, Event, RunFailed, RunFinished
 from dftui.core.runs import new_run_dir, read_run, runs_root
+from dftui.core.untrusted import read_json
 
 LAUNCH_FILE = "launch.json"
 
@@ -67,7 +68,7 @@ def prepare_run(
         info: dict[str, Any] = {}
         if resume_dir is not None:
             try:
-                loaded = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+                loaded = read_json(run_dir / "run.json", expect=None)
                 info = loaded if isinstance(loaded, dict) else {}
             except (OSError, ValueError):
                 info = {}
@@ -95,7 +96,7 @@ def prepare_run(
 def set_pid(run_dir: Path, pid: int) -> None:
     """Put the run's own process in run.json (the launcher wrote its own first)."""
     try:
-        info = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+        info = read_json(Path(run_dir) / "run.json", expect=None)
     except (OSError, ValueError):
         return
     if isinstance(info, dict) and info.get("status") == "running":
@@ -159,7 +160,7 @@ def read_launch(run_dir: Path) -> tuple[Any, bool]:
 
     path = Path(run_dir) / LAUNCH_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, expect=None)
         config = TrainConfig.from_dict(data["config"])
         return config, bool(data.get("resume"))
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -189,7 +190,7 @@ def _record_end(run_dir: Path, final: Event) -> None:
     (it does whenever it got that far). Only for a record this process owns."""
     path = Path(run_dir) / "run.json"
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = read_json(path, expect=None)
     except (OSError, ValueError):
         return
     if not isinstance(info, dict) or info.get("status") != "running":

@@ -34,6 +34,7 @@ from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
 from dftui.core.events import Event
 from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError, crop_face
 from dftui.core.prepare import FORMATS, PART_SUFFIX, PrepareError, _save_atomic
+from dftui.core.untrusted import parse_json, read_json
 from dftui.core.video import VIDEO_EXTENSIONS, Sampling, Stopped, VideoError, sample_frames
 
 REPORT = "prepare_folder_report.json"
@@ -224,7 +225,7 @@ def check_out(config: FolderConfig) -> None:
             )
         if REPORT in entries:
             try:
-                tool = json.loads((out / REPORT).read_text(encoding="utf-8")).get("tool")
+                tool = read_json(out / REPORT).get("tool")
             except (OSError, ValueError, AttributeError, RecursionError):  # untrusted
                 tool = None
             if tool != TOOL:
@@ -244,7 +245,7 @@ def _read_done(out: Path) -> dict[str, dict[str, Any]]:
         with open(out / DONE, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 try:
-                    row = json.loads(line)
+                    row = parse_json(line)
                 except (ValueError, RecursionError):
                     continue  # a line cut by a crash: that source is redone
                 if (isinstance(row, dict) and isinstance(row.get("source"), str)
@@ -375,7 +376,7 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
 
 def _previous_settings(out: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((out / REPORT).read_text(encoding="utf-8"))
+        data = read_json(out / REPORT, expect=None)
     except (OSError, ValueError, RecursionError):
         return None
     settings = data.get("settings") if isinstance(data, dict) else None

@@ -637,7 +637,7 @@ def note_outcome(run_dir: Path, cause: str | None) -> str | None:
     the run's status, or None when no record was written (the run never began)."""
     path = Path(run_dir) / "run.json"
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = read_json(path, expect=None)
     except (OSError, ValueError):
         return None
     if not isinstance(info, dict):

@@ -223,3 +223,19 @@ def test_a_damaged_prepare_report_does_not_stop_a_rerun(tmp_path: Path) -> None:
         (out / P.REPORT_JSON).write_text(text)
         again = P.prepare_openforensics(P.PrepareConfig(tmp_path / "arch", out, workers=1), lambda e: None)
         assert isinstance(again, P.PrepareFinished) and again.status == "finished", again
+
+
+def test_background_and_launcher_readers_of_run_json_survive_deep_nesting(tmp_path: Path) -> None:
+    """The other readers of run.json (background runs, the distributed launcher) go through
+    the same helper: a record nested 100,000 deep is unusable, not a RecursionError."""
+    from dftui.core import background
+    from dftui.core.events import RunFailed
+    from dftui.core.runs import note_outcome
+
+    (tmp_path / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / background.LAUNCH_FILE).write_text('{"a":' * 100_000)
+    assert note_outcome(tmp_path, None) is None
+    background.set_pid(tmp_path, 123)
+    background._record_end(tmp_path, RunFailed(message="x", run_dir=str(tmp_path)))
+    with pytest.raises(background.LaunchError):
+        background.read_launch(tmp_path)
