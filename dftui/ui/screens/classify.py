@@ -396,6 +396,8 @@ class ClassifyScreen(Screen[None]):
         Binding("w", "focus_weights", "Weights", show=False, id="classify.focus_weights"),
         Binding("o", "focus_images", "Images", show=False, id="classify.focus_images"),
         Binding("i", "show_tab('tab-image')", "Image view", show=False, id="classify.image_tab"),
+        Binding("escape", "leave_input", "Leave the path field", show=False, id="classify.leave_input",
+                tooltip="Back to the image tree, where n, p, f and the other keys act"),
         Binding("t", "show_tab('tab-folder')", "Table view", show=False, id="classify.table_tab"),
         Binding("x", "stop_video", "Stop", show=False, id="classify.stop_video",
                 tooltip="Stop decoding the video (the frames judged so far are kept)"),
@@ -519,13 +521,13 @@ class ClassifyScreen(Screen[None]):
             with Vertical(id="classify-main"):
                 yield Static("", id="model-status")
                 with TabbedContent(id="classify-tabs"):
-                    with TabPane("Image", id="tab-image"):
+                    with TabPane("Image (i)", id="tab-image"):  # the keys, shown where they act
                         with Horizontal(id="image-row"):
                             yield ImageView("Choose an image or video (o); n / p walk",
                                             id="image-view")
                             yield ScenePanel(id="scene-panel")
                         yield ProbBars(id="verdict")
-                    with TabPane("Folder", id="tab-folder"):
+                    with TabPane("Folder (t)", id="tab-folder"):
                         yield Static("f classifies the chosen folder", id="folder-status")
                         yield DataTable(id="folder-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -1262,6 +1264,10 @@ class ClassifyScreen(Screen[None]):
     # -- focus / tabs ---------------------------------------------------------------------
     def action_focus_weights(self) -> None:
         self.query_one("#weights-list").focus()
+
+    def action_leave_input(self) -> None:
+        if isinstance(self.focused, Input):
+            self.query_one("#image-tree").focus()
 
     def action_focus_images(self) -> None:
         self.query_one("#image-tree").focus()

@@ -521,8 +521,15 @@ class TrainingScreen(Screen[None]):
         self.query_one("#epoch-label", Label).update(
             f"epoch {event.epoch:>2}/{event.epochs}"
         )
+        # The engine's ETA is the whole run's; on the batch row say so, and give this epoch's
+        # share of it (training batches left over all batches left, a uniform-speed guess).
+        left_here = event.batches - event.batch
+        left_run = left_here + (event.epochs - event.epoch) * event.batches
+        epoch_left = ""
+        if event.phase == "train" and event.eta_s is not None and left_run > 0:
+            epoch_left = f" · epoch {format_duration(event.eta_s * left_here / left_run)}"
         self.query_one("#speed-label", Label).update(
-            f" {event.images_per_s:,.0f} img/s · ETA {format_duration(event.eta_s)}"
+            f" {event.images_per_s:,.0f} img/s{epoch_left} · run ETA {format_duration(event.eta_s)}"
         )
         self._show_status(event)
 
