@@ -51,6 +51,7 @@ FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
     "png": ("PNG", {"compress_level": 1}),
 }
 REPORT_JSON = "prepare_report.json"
+FOLDER_REPORT_JSON = "prepare_folder_report.json"  # dftui prepare folder's report (core/prepare_folder)
 REPORT_CSV = "prepare_skipped.csv"
 PART_SUFFIX = ".part"
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress events a second
@@ -832,7 +833,8 @@ def written_by(out: Path) -> str | None:
     Both files are untrusted: anything unreadable counts as not ours."""
     from dftui.core.untrusted import read_json
 
-    for name in (OUTPUT_MARKER, REPORT_JSON):
+    # The reports name their tool too: folders written before the marker existed still count.
+    for name in (OUTPUT_MARKER, REPORT_JSON, FOLDER_REPORT_JSON):
         try:
             tool = read_json(out / name).get("tool")
         except (OSError, ValueError):

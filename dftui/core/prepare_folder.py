@@ -33,11 +33,20 @@ from typing import Any, ClassVar
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
 from dftui.core.events import Event
 from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError, crop_face
-from dftui.core.prepare import FORMATS, PART_SUFFIX, PrepareError, _save_atomic
+from dftui.core.prepare import (
+    FOLDER_REPORT_JSON,
+    FORMATS,
+    PART_SUFFIX,
+    PrepareError,
+    _save_atomic,
+    mark_output_folder,
+    output_folder_problem,
+    suggest_output_folder,
+)
 from dftui.core.untrusted import parse_json, read_json
 from dftui.core.video import VIDEO_EXTENSIONS, Sampling, Stopped, VideoError, sample_frames
 
-REPORT = "prepare_folder_report.json"
+REPORT = FOLDER_REPORT_JSON
 DONE = ".prepare_folder_done.jsonl"
 TOOL = "dftui prepare folder"
 LABELS = ("real", "fake")
@@ -205,31 +214,17 @@ def _split(found: list[Source], val_fraction: float) -> list[Source]:
 
 
 def check_out(config: FolderConfig) -> None:
-    """Refuse an output folder that holds files this tool did not write, and one inside the
-    input (the crops would be read back as sources next time)."""
+    """Refuse an output folder inside the input (the crops would be read back as sources next
+    time), then apply the one rule every prepare tool follows (``output_folder_problem``: no
+    demo data, no files this tool did not write; its own earlier output is resumed)."""
     out, root = config.out.resolve(), config.root.resolve()
     if out == root or root in out.parents:
         raise PrepareError(f"the output folder {config.out} lies inside the input {config.root}; choose one outside it")
-    if out.exists() and not out.is_dir():
-        raise PrepareError(f"the output {config.out} is a file; choose a folder")
-    if out.is_dir():
-        entries = {e.name for e in os.scandir(out)}
-        visible = {e for e in entries if not e.startswith(".")}  # .DS_Store and the like don't count
-        ours = {REPORT, "train_cropped", "val_cropped"}
-        marked = REPORT in entries or DONE in entries
-        if visible - ours or (visible and not marked):
-            raise PrepareError(
-                f"the output folder {config.out} already holds files dftui prepare folder did not write "
-                f"({', '.join(sorted(visible - ours)[:3]) or 'crop folders without its report'}); "
-                "choose an empty or new folder"
-            )
-        if REPORT in entries:
-            try:
-                tool = read_json(out / REPORT).get("tool")
-            except (OSError, ValueError, AttributeError, RecursionError):  # untrusted
-                tool = None
-            if tool != TOOL:
-                raise PrepareError(f"{out / REPORT} was not written by {TOOL}; choose an empty or new folder")
+    why = output_folder_problem(config.out, TOOL)
+    if why:
+        # No flag or field name: the CLI and the Prepare screen both show this line.
+        other = suggest_output_folder(config.out, "folder")
+        raise PrepareError(f"{why}; choose a new output folder (e.g. {other})")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".dftui-write-test-{os.getpid()}"
@@ -295,6 +290,10 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
         config.validate()
         sources = plan_sources(config)
         check_out(config)
+        try:
+            mark_output_folder(config.out, TOOL)  # before the first crop: a rerun after a crash is ours
+        except OSError as exc:
+            raise PrepareError(f"cannot write to the output folder {config.out}: {exc.strerror or exc}; choose another") from None
         detector = FaceDetector(DetectorConfig(min_size=config.min_size))
     except (PrepareError, FaceDetectorError) as exc:
         summary.status, summary.error = "failed", str(exc)

@@ -20,7 +20,8 @@ from dftui.core.prepare_folder import (
     plan_sources,
     prepare_folder,
 )
-from dftui.core.prepare import PrepareError
+from dftui.core.prepare import PrepareError, mark_output_folder, output_folder_problem
+from dftui.core.prepare_folder import TOOL as FOLDER_TOOL
 from dftui.core.video_eval import crop_source, video_level
 from tests.media import background, group_photo, write_video
 
@@ -109,10 +110,38 @@ def test_refuses_foreign_or_nested_output(source_root: Path, tmp_path: Path) -> 
     (hidden_only / ".DS_Store").write_bytes(b"")
     check_out(FolderConfig(source_root, hidden_only))  # no error: nothing of the user's
     (hidden_only / "train_cropped").mkdir()  # crop folders without the report: not ours
-    with pytest.raises(PrepareError, match="without its report"):
+    with pytest.raises(PrepareError, match="did not write"):
         check_out(FolderConfig(source_root, hidden_only))
     no_labels = prepare_folder(FolderConfig(tmp_path / "foreign", tmp_path / "o2"), lambda e: None)
     assert no_labels.status == "failed" and "no real/ or fake/" in no_labels.error
+
+
+def test_output_rule_is_the_one_prepare_openforensics_follows(source_root: Path, tmp_path: Path) -> None:
+    """check_out refuses what output_folder_problem refuses, with its words; the folder tool's
+    marker (written before the first crop) makes a folder its own, so a rerun after a crash resumes."""
+    from dftui.core.demo import make_demo_data
+    from dftui.core.prepare import OPENFORENSICS_TOOL
+
+    demo = tmp_path / "demo"
+    make_demo_data(demo, n=2, size=32)
+    why = output_folder_problem(demo, FOLDER_TOOL)
+    assert why and "synthetic demo data" in why
+    with pytest.raises(PrepareError) as refused:
+        check_out(FolderConfig(source_root, demo))
+    assert str(refused.value).startswith(why) and "--" not in str(refused.value)
+
+    theirs = tmp_path / "theirs"  # written by prepare openforensics: not the folder tool's
+    theirs.mkdir()
+    mark_output_folder(theirs, OPENFORENSICS_TOOL)
+    (theirs / "train_cropped").mkdir()
+    with pytest.raises(PrepareError, match="did not write"):
+        check_out(FolderConfig(source_root, theirs))
+
+    crashed = tmp_path / "crashed"  # only the marker and crops: a run killed before its report
+    crashed.mkdir()
+    mark_output_folder(crashed, FOLDER_TOOL)
+    (crashed / "train_cropped" / "real").mkdir(parents=True)
+    check_out(FolderConfig(source_root, crashed))  # ours: resumed, not refused
 
 
 def test_video_level_metrics_group_crops_by_source() -> None:

@@ -129,7 +129,7 @@ def test_prepare_folder_reads_its_own_records_as_untrusted(tmp_path: Path) -> No
     out.mkdir()
     deep = '{"a":' * 100_000
     (out / F.REPORT).write_text(deep)
-    with pytest.raises(P.PrepareError, match="was not written by"):
+    with pytest.raises(P.PrepareError, match="did not write"):
         F.check_out(F.FolderConfig(root=tmp_path / "src", out=out))
     assert F._previous_settings(out) is None
     (out / F.DONE).write_bytes(deep.encode() + b"\n\xff\xfe\n" + json.dumps(
