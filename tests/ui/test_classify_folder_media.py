@@ -75,6 +75,7 @@ async def test_folder_table_photos_by_face_and_videos_by_aggregate(mixed: Path, 
         # The table shows the note beside the file.
         table = screen.query_one("#folder-table")
         assert any("3 faces" in str(c) for c in table.get_row(str(mixed / "fake" / "group.png")))
+        assert str(table.get_row(str(mixed / "real" / "landscape.png"))[0]) == "no face"
 
         # c: auto -> on -> off. Off judges every picture whole, as `dftui predict --faces off`.
         await pilot.press("c", "c")

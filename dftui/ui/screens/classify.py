@@ -390,7 +390,7 @@ class ClassifyScreen(Screen[None]):
         Binding("n", "next_image", "Next", id="classify.next"),
         Binding("p", "previous_image", "Prev", id="classify.previous"),
         Binding("f", "classify_folder", "Folder", id="classify.folder",
-                tooltip="Classify every image in the chosen folder into a table"),
+                tooltip="Classify every image and video in the chosen folder into a table"),
         Binding("e", "export_csv", "Export CSV", id="classify.export"),
         Binding("s", "sort", "Sort", id="classify.sort", tooltip="Sort the table by the next column"),
         Binding("w", "focus_weights", "Weights", show=False, id="classify.focus_weights"),
@@ -1157,7 +1157,9 @@ class ClassifyScreen(Screen[None]):
         except ValueError:
             name = pred.path
         if pred.label is None:
-            verdict = Text("unreadable", style="yellow")
+            # No face found is not a broken file: say which it is.
+            no_face = pred.error.lower().startswith("no face")
+            verdict = Text("no face" if no_face else "unreadable", style="yellow")
             p_fake = Text("—", justify="right")
             ms = Text("—", justify="right")
         else:
