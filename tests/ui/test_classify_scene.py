@@ -12,7 +12,7 @@ import pytest
 
 from dftui.core.faces import FAKE_COLOUR
 from dftui.ui.app import DftuiApp
-from dftui.ui.screens.classify import ClassifyScreen
+from dftui.ui.screens.classify import ClassifyScreen, ImageTree
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.prob_bars import ProbBars
 from dftui.ui.widgets.scene_panel import ScenePanel
@@ -92,6 +92,33 @@ async def test_photo_faces_boxes_crop_and_gradcam(at_home: Path, tmp_path: Path)
         await pilot.press("home")
         await pilot.pause()
         assert "3 face(s)" in view.caption
+
+
+async def test_tree_lists_videos_and_selecting_one_judges_it(at_home: Path, tmp_path: Path) -> None:
+    """The file tree lists core's media extensions (videos too, not only images): a .mp4 is
+    chosen in the tree with Enter, no need to type its path."""
+    from dftui.core.media import MEDIA_EXTENSIONS
+    from dftui.core.video import VIDEO_EXTENSIONS
+
+    assert VIDEO_EXTENSIONS <= MEDIA_EXTENSIONS
+    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "s.json")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot)
+        tree = screen.query_one("#image-tree", ImageTree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 2, what="the tree")
+        media = next(n for n in tree.root.children if n.data.path.name == "media")
+        media.expand()
+        await wait_for(pilot, lambda: len(media.children) == 4, what="media/ listed")
+        names = [n.data.path.name for n in media.children]
+        assert sorted(names) == ["clip.mp4", "empty.mp4", "group.png", "landscape.png"]
+        clip = next(n for n in media.children if n.data.path.name == "clip.mp4")
+        tree.focus()
+        tree.move_cursor(clip)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.scene is not None and Path(screen.scene.path).resolve()
+                       == (at_home / "media" / "clip.mp4").resolve(), what="the video judged")
+        assert screen.query_one("#scene-panel", ScenePanel).keys[0] == "all"
+        assert screen.query_one("#verdict", ProbBars).verdict is not None
 
 
 async def test_no_face_then_whole_picture_on_request(at_home: Path, tmp_path: Path) -> None:

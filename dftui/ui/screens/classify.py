@@ -37,6 +37,7 @@ from textual.worker import get_current_worker
 
 from dftui.core.checkpoint import atomic_write
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
+from dftui.core.media import is_media
 from dftui.core.video import AGGREGATES, DEFAULT_AGGREGATE, VIDEO_EXTENSIONS
 from dftui.ui.widgets.image_view import ImageView, fit_for_display
 from dftui.ui.widgets.navbar import NavBar
@@ -60,9 +61,9 @@ TRUTH_NAMES = ("real", "fake")
 
 # -- helpers (no Textual state) -------------------------------------------------------------
 def is_image(path: Path) -> bool:
-    """An image or a video file: what the tree lists and n / p walk through."""
-    suffix = path.suffix.lower()
-    return suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS
+    """An image or a video file: what the tree lists and n / p walk through (core's one list,
+    the files ``dftui predict`` judges)."""
+    return is_media(path)
 
 
 def is_video(path: Path) -> bool:
@@ -238,7 +239,7 @@ class FolderFinished(Message):
 
 # -- widgets ----------------------------------------------------------------------------------
 class ImageTree(DirectoryTree):
-    """A directory tree that lists folders and image files only (no hidden entries)."""
+    """A directory tree that lists folders, images and videos only (no hidden entries)."""
 
     def filter_paths(self, paths: Any) -> Any:
         return [
