@@ -247,7 +247,11 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
     if isinstance(final, PrepareFailed):
         # Before any crop (bad root, no annotation file): a usage error. Later: the output failed.
-        return fail(final.message, 2 if final.report_path is None else 1)
+        from dftui.cli.advice import with_advice
+        from dftui.core.advice import decode_all
+
+        message = with_advice(final.message, decode_all(final.fixes))  # flags, not fields
+        return fail(message, 2 if final.report_path is None else 1)
     if final.status == "stopped":
         return 130
     if final.status == "partial":
