@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from dftui.core.backbones import WeightsError
     from dftui.core.devices import DeviceError
     from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError
+    from dftui.core.media import expand_media
     from dftui.core.photo import PhotoJudge
     from dftui.core.predict import Predictor
     from dftui.core.prepare import PrepareConfig
@@ -117,51 +118,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def expand_media(inputs: list[str]) -> list[Path]:
-    """Files named directly, plus the images and videos inside named folders (sorted)."""
-    from dftui.core.data import IMAGE_EXTENSIONS
-    from dftui.core.video import VIDEO_EXTENSIONS
-
-    exts = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            out.extend(sorted(
-                p for p in path.rglob("*")
-                if p.suffix.lower() in exts and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            ))
-        else:
-            out.append(path)
-    return out
-
-
 def is_video(path: Path) -> bool:
     from dftui.core.video import is_video as _is_video
 
     return _is_video(path)
-
-
-def _crop_like(path: Path, mode: str) -> bool:
-    """Judged whole without reading the pixels (the header's size is enough), so folders
-    of crops keep the batched path."""
-    if mode == "off":
-        return True
-    if mode == "on":
-        return False
-    from PIL import Image
-
-    from dftui.core.faces import looks_like_crop
-
-    from dftui.core.data import open_regular
-
-    try:
-        # open_regular: a FIFO named here must not hang the run (the batched path reports it).
-        with open_regular(path) as fh, Image.open(fh) as img:
-            return looks_like_crop(img)
-    except Exception:  # noqa: BLE001 - unreadable: the batched path reports it
-        return True
 
 
 def _silence_stdout() -> None:
@@ -179,6 +139,7 @@ def _silence_stdout() -> None:
 def _judge_all(judge, paths: list[Path], sampling, args: argparse.Namespace):  # noqa: ANN001, ANN202
     """Yields results in input order: Prediction (a crop), PhotoResult or VideoResult."""
     from dftui.core.clip import judge_video
+    from dftui.core.photo import judged_whole
 
     pending: list[Path] = []
 
@@ -193,7 +154,7 @@ def _judge_all(judge, paths: list[Path], sampling, args: argparse.Namespace):  #
             yield judge_video(judge, path, sampling, args.aggregate, progress=_progress_line(path))
             if sys.stderr.isatty():
                 sys.stderr.write("\r\033[K")
-        elif _crop_like(path, args.faces):
+        elif judged_whole(path, args.faces):
             pending.append(path)
             if len(pending) >= args.batch_size:
                 yield from flush()

@@ -96,6 +96,24 @@ def should_search(image: Image.Image, mode: str) -> bool:
     return mode == "on" or (mode == "auto" and not looks_like_crop(image))
 
 
+def judged_whole(path: Path, mode: str) -> bool:
+    """Is the picture at ``path`` judged whole (no face search) under faces ``mode``? Decided
+    from the header's size alone, without reading the pixels, so folders of crops keep the
+    batched path. An unreadable file counts as whole: the batched path reports it."""
+    if mode == "off":
+        return True
+    if mode == "on":
+        return False
+    from dftui.core.data import open_regular
+
+    try:
+        # open_regular: a FIFO named here must not hang the run (the batched path reports it).
+        with open_regular(path) as fh, Image.open(fh) as img:
+            return looks_like_crop(img)
+    except Exception:  # noqa: BLE001 - unreadable: the batched path reports it
+        return True
+
+
 @dataclass
 class FaceCrops:
     """A picture's faces cut for the model, before classification (reused by video)."""

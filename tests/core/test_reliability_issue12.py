@@ -357,9 +357,9 @@ def test_fifos_and_devices_are_never_opened(tmp_path, dataset) -> None:
     os.mkfifo(tmp_path / "clip.mp4")
     with pytest.raises(VideoError, match="FIFO"):  # was "empty file (0 bytes)"
         probe(tmp_path / "clip.mp4")
-    from dftui.cli.predict_cmd import _crop_like
+    from dftui.core.photo import judged_whole
 
-    assert _crop_like(data / "fake" / "pipe.png", "auto")  # returns, never blocks on the FIFO
+    assert judged_whole(data / "fake" / "pipe.png", "auto")  # returns, never blocks on the FIFO
 
 
 def test_zip_bomb_is_refused_before_inflating(tmp_path) -> None:

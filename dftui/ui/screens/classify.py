@@ -1068,9 +1068,9 @@ class ClassifyScreen(Screen[None]):
         them: pictures that are judged whole go through the batched path; a scene photo is
         searched for faces (one row, its most suspicious face); a video is sampled and
         aggregated (one row). Cancellable between pictures and inside a video."""
-        from dftui.cli.predict_cmd import _crop_like, expand_media
         from dftui.core.clip import judge_video
-        from dftui.core.photo import PhotoJudge
+        from dftui.core.media import expand_media
+        from dftui.core.photo import PhotoJudge, judged_whole
         from dftui.core.video import Sampling
 
         worker = get_current_worker()
@@ -1114,7 +1114,7 @@ class ClassifyScreen(Screen[None]):
             for path in paths:
                 if stop.is_set():
                     break
-                if is_video(path) or not _crop_like(path, face_mode):
+                if is_video(path) or not judged_whole(path, face_mode):
                     if not flush():
                         break
                     send()  # the rows so far reach the table before a slow video
