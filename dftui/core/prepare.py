@@ -980,8 +980,8 @@ def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | N
         if isinstance(before, dict) and before != config.settings():
             emit(LogMessage("warning", (
                 f"{split}: crops already in {config.out / SPLITS[split]} were made with {before}; "
-                f"this run uses {config.settings()} for new crops only. Use a new --out to redo them all."
-            )))
+                f"this run uses {config.settings()} for new crops only; a new output folder redoes them all"
+            ), fixes=encode_all((Fix("data_out"),))))
         job = _SplitRun(config, split, ann_path, emit, stop, workers)
         try:
             summary = job.run()

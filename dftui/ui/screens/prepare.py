@@ -584,7 +584,7 @@ class PrepareScreen(Screen[None]):
                 self._log(f"{e.source}: {e.detail or e.status}")
             self._status(f"{e.done}/{e.total} photos and videos")
         elif isinstance(e, LogMessage):
-            self._log(f"{e.level}: {e.text}")
+            self._log(f"{e.level}: {with_advice(e.text, decode_all(e.fixes))}")
         elif isinstance(e, FolderJobFinished):
             self._folder_finished(e)
 
@@ -689,7 +689,7 @@ class PrepareScreen(Screen[None]):
             self.query_one(f"#info-{s.split}", Static).update(
                 f"{s.status}: {s.real} real + {s.fake} fake · {s.written} new · skipped {s.skipped_total}")
         elif isinstance(e, LogMessage):
-            self._log(f"{e.level}: {e.text}")
+            self._log(f"{e.level}: {with_advice(e.text, decode_all(e.fixes))}")
         elif isinstance(e, PrepareFinished):
             self._finished(e)
         elif isinstance(e, PrepareFailed):
