@@ -191,7 +191,10 @@ def run(args: argparse.Namespace) -> int:
         if args.compare:
             predictors.append(Predictor(args.compare, args.device, args.precision, args.threshold))
     except (WeightsError, DeviceError) as exc:
-        return fail(str(exc))
+        from dftui.cli.advice import with_advice
+        from dftui.core.advice import fixes_of
+
+        return fail(with_advice(str(exc), fixes_of(exc)))
 
     rich = not args.json and not args.plain and sys.stdout.isatty()
     progress = _Progress(rich=not args.json and not args.plain)

@@ -86,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = Predictor(args.weights, args.device, args.precision, args.threshold)
     except (WeightsError, DeviceError) as exc:
-        return fail(str(exc))
+        from dftui.cli.advice import with_advice
+        from dftui.core.advice import fixes_of
+
+        return fail(with_advice(str(exc), fixes_of(exc)))
     detector = None
     if args.faces != "off" or any(is_video(p) for p in paths):
         try:

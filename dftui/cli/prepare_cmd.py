@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from dftui.cli.printer import log_text
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare import (
     FORMATS,
@@ -138,7 +139,7 @@ class PlainPrinter:
         elif isinstance(event, SplitFinished):
             self._line(event.summary.line())
         elif isinstance(event, LogMessage):
-            self.err.write(f"{event.level}: {event.text}\n")
+            self.err.write(f"{event.level}: {log_text(event)}\n")
             self.err.flush()
         elif isinstance(event, PrepareFinished):
             for line in _final_lines(event):
@@ -191,7 +192,7 @@ class RichPrinter:
             p.console.print(event.summary.line(), style=style, highlight=False, markup=False)
         elif isinstance(event, LogMessage):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
-            p.console.print(f"{event.level}: {event.text}", style=style, highlight=False, markup=False)
+            p.console.print(f"{event.level}: {log_text(event)}", style=style, highlight=False, markup=False)
         elif isinstance(event, (PrepareFinished, PrepareFailed)):
             p.stop()
             if isinstance(event, PrepareFinished):
@@ -247,7 +248,11 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
     if isinstance(final, PrepareFailed):
         # Before any crop (bad root, no annotation file): a usage error. Later: the output failed.
-        return fail(final.message, 2 if final.report_path is None else 1)
+        from dftui.cli.advice import with_advice
+        from dftui.core.advice import decode_all
+
+        message = with_advice(final.message, decode_all(final.fixes))  # flags, not fields
+        return fail(message, 2 if final.report_path is None else 1)
     if final.status == "stopped":
         return 130
     if final.status == "partial":
@@ -283,7 +288,7 @@ def run_folder(args: argparse.Namespace) -> int:
                 last[0] = now
                 print(f"{event.done}/{event.total} sources", flush=True)
         elif isinstance(event, LogMessage):
-            sys.stderr.write(f"{event.level}: {event.text}\n")
+            sys.stderr.write(f"{event.level}: {log_text(event)}\n")
         elif isinstance(event, FolderFinished) and (event.summary.status != "failed" or event.summary.sources_done):
             print(event.summary.line(), flush=True)
             print(f"report: {event.summary.report}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dftui.core.advice import Fix
 from dftui.core.config import PRECISION_CHOICES
 
 if TYPE_CHECKING:
@@ -12,7 +13,16 @@ if TYPE_CHECKING:
 
 
 class DeviceError(RuntimeError):
-    """A requested device that this machine does not have."""
+    """A requested device that this machine does not have; ``fixes`` the settings out of it
+    (each surface phrases them: a flag on the command line, the field in the dashboard)."""
+
+    def __init__(self, message: str, fixes: tuple[Fix, ...] = ()) -> None:
+        super().__init__(message)
+        self.fixes = fixes
+
+
+# The devices every machine can fall back to.
+_FALLBACK_FIXES = (Fix("device", "auto"), Fix("device", "cpu"))
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,8 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceError(
-                f"device {requested!r} was asked for but no CUDA GPU is available here; "
-                "use --device auto or --device cpu"
+                f"device {requested!r} was asked for but no CUDA GPU is available here",
+                _FALLBACK_FIXES,
             )
         dev = torch.device(requested)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -72,8 +82,8 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested == "mps":
         if not torch.backends.mps.is_available():
             raise DeviceError(
-                "device 'mps' was asked for but Apple MPS is not available here; "
-                "use --device auto or --device cpu"
+                "device 'mps' was asked for but Apple MPS is not available here",
+                _FALLBACK_FIXES,
             )
         return torch.device("mps")
     if requested == "cpu":

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol
 
 from PIL import Image, ImageFile
 
+from dftui.core.advice import Fix, encode_all
 from dftui.core.backbones import CLASS_NAMES
 from dftui.core.events import Event, LogMessage
 
@@ -77,7 +78,12 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 class PrepareError(ValueError):
-    """Input that cannot be prepared at all; the message says what, where and what to do."""
+    """Input that cannot be prepared at all; the message says what, where and what to do,
+    ``fixes`` the settings out of it (each surface phrases them)."""
+
+    def __init__(self, message: str, fixes: tuple[Fix, ...] = ()) -> None:
+        super().__init__(message)
+        self.fixes = fixes
 
 
 class _WriteError(Exception):
@@ -245,6 +251,7 @@ class PrepareFailed(Event):
     kind: ClassVar[str] = "prepare_failed"
     message: str
     report_path: str | None = None
+    fixes: tuple[str, ...] = ()  # ways out, as dftui.core.advice.Fix.encode() strings
 
 
 Emit = Callable[[Event], None]
@@ -906,7 +913,8 @@ def _check_out(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise PrepareError(f"cannot write to the output folder {out}: {exc.strerror or exc}; choose another --out") from None
+        raise PrepareError(f"cannot write to the output folder {out}: {exc.strerror or exc}",
+                           (Fix("data_out"),)) from None
 
 
 def plan_splits(config: PrepareConfig) -> dict[str, Path]:
@@ -956,7 +964,7 @@ def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | N
         emit(failed)
         return failed
     except PrepareError as exc:
-        failed = PrepareFailed(str(exc))
+        failed = PrepareFailed(str(exc), fixes=encode_all(exc.fixes))
         emit(failed)
         return failed
     workers = config.workers or default_workers()
@@ -972,8 +980,8 @@ def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | N
         if isinstance(before, dict) and before != config.settings():
             emit(LogMessage("warning", (
                 f"{split}: crops already in {config.out / SPLITS[split]} were made with {before}; "
-                f"this run uses {config.settings()} for new crops only. Use a new --out to redo them all."
-            )))
+                f"this run uses {config.settings()} for new crops only; a new output folder redoes them all"
+            ), fixes=encode_all((Fix("data_out"),))))
         job = _SplitRun(config, split, ann_path, emit, stop, workers)
         try:
             summary = job.run()

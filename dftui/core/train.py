@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dftui.core import distributed
-from dftui.core.advice import Fix, encode_all
+from dftui.core.advice import Fix, encode_all, fixes_of
 from dftui.core.backbones import (
     CLASS_NAMES,
     ZIP_MAGIC,
@@ -97,6 +97,8 @@ RESUME_FILE = "resume.pt"
 SKIPPED_FILE = "skipped.txt"  # every skipped image with its reason, in the run folder
 MAX_LOGGED_SKIPS = 20  # skipped images named one by one in the log; the rest are counted
 _T = TypeVar("_T")
+# A loss that became NaN or infinite: a lower learning rate, or full precision.
+_NOT_FINITE_FIXES = (Fix("lr"), Fix("precision", "fp32"))
 
 
 
@@ -435,13 +437,15 @@ class _Trainer:
             if cfg.device not in ("auto", "cuda"):
                 raise DeviceError(
                     f"device {cfg.device!r} cannot be used with several processes on GPUs: "
-                    "each process takes its own GPU; use --device cuda"
+                    "each process takes its own GPU",
+                    (Fix("device", "cuda"),),
                 )
             return torch.device("cuda", dist.local_rank)
         if cfg.device not in ("auto", "cpu"):
             raise DeviceError(
-                f"device {cfg.device!r} with several processes needs the NCCL backend; "
-                "use --device cpu (gloo) or run on CUDA GPUs"
+                f"device {cfg.device!r} with several processes needs the NCCL backend: "
+                "run on CUDA GPUs or on the CPU (gloo)",
+                (Fix("device", "cpu"),),
             )
         return torch.device("cpu")
 
@@ -454,7 +458,7 @@ class _Trainer:
             self.device = self._pick_device()
             self.precision = resolve_precision(cfg.precision, self.device)
         except (ConfigError, DeviceError) as exc:
-            raise RunAborted(str(exc)) from None
+            raise RunAborted(str(exc), fixes=fixes_of(exc)) from None
         if cfg.batch_size % dist.world:
             raise RunAborted(
                 f"batch size {cfg.batch_size} is the global batch and does not split evenly "
@@ -964,10 +968,10 @@ class _Trainer:
             if not math.isfinite(loss_value):
                 raise RunAborted(
                     f"the training loss became {loss_value} at epoch {epoch}, batch {i}; the run "
-                    "was stopped and the best weights so far are kept. Try a lower learning "
-                    "rate, or --precision fp32",
+                    "was stopped and the best weights so far are kept",
                     epoch,
                     i,
+                    fixes=_NOT_FINITE_FIXES,
                 )
             loss_sum += loss_value * count if dist.enabled else loss.detach().float() * count
             batches += 1
@@ -1085,8 +1089,9 @@ class _Trainer:
         if not math.isfinite(loss):
             raise RunAborted(
                 f"the validation loss became {loss} at epoch {epoch}; the run was stopped and "
-                "the best weights so far are kept. Try a lower learning rate, or --precision fp32",
+                "the best weights so far are kept",
                 epoch,
+                fixes=_NOT_FINITE_FIXES,
             )
         return {"loss": loss, "confusion": conf}
 

@@ -142,6 +142,16 @@ def test_rerun_in_other_format_does_not_duplicate(tmp_path: Path, sample) -> Non
     assert not list((tmp_path / "out").rglob("*.png"))
     warnings = [e.text for e in events if isinstance(e, LogMessage) and e.level == "warning"]
     assert any("were made with" in w for w in warnings)
+    # Issue 16: the way out is a setting, a flag on the command line and a field in the dashboard.
+    from dftui.cli.advice import with_advice as cli_words
+    from dftui.core.advice import decode_all
+    from dftui.ui.advice import with_advice as ui_words
+
+    made_with = next(e for e in events if isinstance(e, LogMessage) and "were made with" in e.text)
+    assert "--" not in made_with.text
+    assert "--out DIR" in cli_words(made_with.text, decode_all(made_with.fixes))
+    ui = ui_words(made_with.text, decode_all(made_with.fixes))
+    assert "Output folder (Prepare)" in ui and "--" not in ui
 
 
 class StopAfter:

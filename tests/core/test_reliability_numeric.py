@@ -80,7 +80,17 @@ def test_huge_learning_rate_diverges_cleanly(dataset, tmp_path):
     final = fit(_cfg(dataset, tmp_path, lr=1e30, epochs=1))
     assert isinstance(final, RunFailed), final
     assert "loss became" in final.message and "epoch 1, batch" in final.message
-    assert "lower learning rate" in final.message
+    # The ways out are settings, worded by each surface (issue 16): flags on the command line,
+    # Setup fields in the dashboard, never a flag there.
+    from dftui.cli.advice import with_advice as cli_words
+    from dftui.core.advice import Fix, decode_all
+    from dftui.ui.advice import with_advice as ui_words
+
+    fixes = decode_all(final.fixes)
+    assert fixes == [Fix("lr"), Fix("precision", "fp32")] and "--" not in final.message
+    assert "--lr RATE" in cli_words(final.message, fixes) and "--precision fp32" in cli_words(final.message, fixes)
+    ui = ui_words(final.message, fixes)
+    assert "Learning rate (Setup)" in ui and "set Precision (Setup) to fp32" in ui and "--" not in ui
     assert final.weights_path is None  # no epoch finished: nothing claimed as kept
 
 

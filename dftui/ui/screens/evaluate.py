@@ -664,7 +664,11 @@ class EvaluateScreen(Screen[None]):
                     self.post_message(EvalEnded(stopped=True))
                     return
         except (WeightsError, DeviceError, DataError, EvaluationError) as exc:
-            self.post_message(EvalEnded(str(exc), stopped=stop.is_set()))
+            from dftui.core.advice import fixes_of
+            from dftui.ui.advice import with_advice
+
+            message = with_advice(str(exc), fixes_of(exc))  # fields, not flags
+            self.post_message(EvalEnded(message, stopped=stop.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
             self.post_message(EvalEnded(f"{type(exc).__name__}: {exc}"))

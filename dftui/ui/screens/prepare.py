@@ -24,6 +24,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
+from dftui.core.advice import decode_all
 from dftui.core.demo import DEFAULT_DATA_ROOT, DEMO_N, DEMO_SIZE, DemoDataError, default_folders_empty, make_demo_data
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare_folder import FolderConfig, FolderProgress, FolderStarted, _label_dirs, check_out
@@ -583,7 +584,7 @@ class PrepareScreen(Screen[None]):
                 self._log(f"{e.source}: {e.detail or e.status}")
             self._status(f"{e.done}/{e.total} photos and videos")
         elif isinstance(e, LogMessage):
-            self._log(f"{e.level}: {e.text}")
+            self._log(f"{e.level}: {with_advice(e.text, decode_all(e.fixes))}")
         elif isinstance(e, FolderJobFinished):
             self._folder_finished(e)
 
@@ -688,7 +689,7 @@ class PrepareScreen(Screen[None]):
             self.query_one(f"#info-{s.split}", Static).update(
                 f"{s.status}: {s.real} real + {s.fake} fake · {s.written} new · skipped {s.skipped_total}")
         elif isinstance(e, LogMessage):
-            self._log(f"{e.level}: {e.text}")
+            self._log(f"{e.level}: {with_advice(e.text, decode_all(e.fixes))}")
         elif isinstance(e, PrepareFinished):
             self._finished(e)
         elif isinstance(e, PrepareFailed):
@@ -720,8 +721,9 @@ class PrepareScreen(Screen[None]):
         self._set_running(False)
         summary = self.query_one("#prepare-summary", Static)
         summary.set_classes("failed")
-        summary.update(f"✗ {e.message}" + (f"\nreport: {e.report_path}" if e.report_path else ""))
-        self._log(f"error: {e.message}")
+        message = with_advice(e.message, decode_all(e.fixes))  # fields, not flags
+        summary.update(f"✗ {message}" + (f"\nreport: {e.report_path}" if e.report_path else ""))
+        self._log(f"error: {message}")
         self._status("failed")
 
     # -- Setup -----------------------------------------------------------------------------
