@@ -48,3 +48,17 @@ def fail(message: str, code: int = 2) -> int:
     """One line on stderr, for the failures a user can fix."""
     sys.stderr.write(f"dftui: error: {message}\n")
     return code
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away (a closed pipe, a dropped SSH
+    session), so the data Python still holds for it does not fail again at exit (which would
+    turn the exit status into 120)."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         # The reader went away (``dftui predict DIR | head -1``): stop quietly, as other
         # command-line tools do, without a traceback or a second error at exit.
-        _silence_stdout()
+        from dftui.cli import silence_stdout
+        silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by the pipe
     if out.failed == out.total:
         return fail("no image or video could be classified", 1)
@@ -123,17 +124,6 @@ def is_video(path: Path) -> bool:
 
     return _is_video(path)
 
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    import os
-
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def _judge_all(judge, paths: list[Path], sampling, args: argparse.Namespace):  # noqa: ANN001, ANN202

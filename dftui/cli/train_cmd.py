@@ -101,7 +101,8 @@ class _SafePrinter:
             if isinstance(exc, ValueError) and "closed file" not in str(exc):
                 raise  # a printer bug, not a lost terminal
             self.broken = True
-            _silence_stdout()
+            from dftui.cli import silence_stdout
+            silence_stdout()
 
     def close(self) -> None:
         if not self.broken:
@@ -136,19 +137,6 @@ class _Quiet:
     def close(self) -> None:
         pass
 
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the data Python still holds for it does not fail again
-    at exit (which would turn the exit status into 120)."""
-    import os
-    import sys
-
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def _detach(config: Any, resume_dir: Path | None, command: list[str] | None = None) -> int:

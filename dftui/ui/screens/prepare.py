@@ -539,8 +539,8 @@ class PrepareScreen(Screen[None]):
         self._remember()
         self.start_folder_job(config)
 
-    def start_folder_job(self, config: FolderConfig) -> None:
-        """Run ``prepare_folder(config)`` in a thread worker."""
+    def _reset_for_job(self, folder_source: bool) -> None:
+        """Clear the last job's summary and rows before a new one starts (either source)."""
         self.final = None
         self.ready = None
         self._stop = threading.Event()
@@ -550,7 +550,11 @@ class PrepareScreen(Screen[None]):
         summary.update("")
         for split in SPLITS:
             self.query_one(f"#row-{split}").remove_class("shown")
-        self.query_one("#row-folder").add_class("shown")
+        self.query_one("#row-folder").set_class(folder_source, "shown")
+
+    def start_folder_job(self, config: FolderConfig) -> None:
+        """Run ``prepare_folder(config)`` in a thread worker."""
+        self._reset_for_job(folder_source=True)
         self.query_one("#bar-folder", ProgressBar).update(total=None, progress=0)
         self.query_one("#info-folder", Static).update("listing the photos and videos…")
         self._set_running(True)
@@ -623,16 +627,7 @@ class PrepareScreen(Screen[None]):
 
     def start_job(self, config: PrepareConfig) -> None:
         """Run ``config`` in a thread worker (the Pilot tests call this directly too)."""
-        self.final = None
-        self.ready = None
-        self._stop = threading.Event()
-        self.query_one("#use", Button).disabled = True
-        summary = self.query_one("#prepare-summary", Static)
-        summary.set_classes("")
-        summary.update("")
-        for split in SPLITS:
-            self.query_one(f"#row-{split}").remove_class("shown")
-        self.query_one("#row-folder").remove_class("shown")
+        self._reset_for_job(folder_source=False)
         self._set_running(True)
         self._status("starting…")
         self._run_job(config, self._stop)
