@@ -84,7 +84,8 @@ def test_detach_then_attach_to_the_end(dataset, standin_weights, tmp_path: Path)
 @pytest.mark.slow
 def test_kill_9_background_run_is_interrupted_and_resumes(dataset, standin_weights,
                                                           tmp_path: Path) -> None:
-    args = _train_args(dataset, standin_weights, tmp_path / "w", 4)
+    # Far more epochs than it gets to: on a fast machine a short run could end before the kill.
+    args = _train_args(dataset, standin_weights, tmp_path / "w", 500)
     run_id = _run_id(_dftui("train", *args, "--detach").stdout)
     run_dir = Path(os.environ["DFTUI_HOME"]) / "runs" / run_id
     _wait(lambda: (read_run(run_dir) or read_run(run_dir)).epochs_completed >= 1,  # type: ignore[union-attr]
@@ -100,13 +101,14 @@ def test_kill_9_background_run_is_interrupted_and_resumes(dataset, standin_weigh
     assert "Traceback" not in err
     run = read_run(run_dir)
     assert run is not None and run.status == "interrupted" and run.resumable
-    resumed = _dftui("train", "--resume", run_id, "--detach")
+    target = run.epochs_completed + 1  # one more epoch proves the resume; 500 would be slow
+    resumed = _dftui("train", "--resume", run_id, "--epochs", str(target), "--detach")
     assert resumed.returncode == 0, resumed.stderr
     followed = _dftui("attach", run_id, "--plain")
     assert followed.returncode == 0, followed.stderr
     assert followed.stdout.splitlines()[-1].startswith("run finished")
     run = read_run(run_dir)
-    assert run is not None and run.status == "finished" and run.epochs_completed == 4
+    assert run is not None and run.status == "finished" and run.epochs_completed == target
 
 
 # -- faults on hand-made records (fast) ------------------------------------------------------

@@ -59,7 +59,12 @@ def test_device_not_present(dataset, tmp_path, device, monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     final = fit(_cfg(dataset, tmp_path, device=device))
     assert isinstance(final, RunFailed)
-    assert device in final.message and "--device" in final.message
+    # The fixes travel as named settings; the CLI words them as --device flags.
+    from dftui.cli.advice import with_advice
+    from dftui.core.advice import decode_all
+
+    assert device in final.message
+    assert "--device" in with_advice(final.message, decode_all(final.fixes))
     assert final.run_dir is None
 
 
