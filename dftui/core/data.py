@@ -489,6 +489,19 @@ def _detach_captured_streams() -> None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
 
 
+def _forget_parent_executor_threads() -> None:
+    """A worker forked from a ThreadPoolExecutor thread (the dashboard trains in one, through
+    Textual's thread workers) inherits concurrent.futures' registry of the parent's executor
+    threads, its own forking thread among them. At exit concurrent.futures joins them; joining
+    the current thread raises, and the worker ends with status 1 although its work was done
+    (which torch reports as "worker exited unexpectedly" wherever its SIGCHLD handler is
+    installed). None of those threads exist in the child, so the registry is emptied."""
+    module = sys.modules.get("concurrent.futures.thread")
+    queues = getattr(module, "_threads_queues", None)
+    if queues is not None:
+        queues.clear()
+
+
 def _seed_worker(worker_id: int) -> None:
     import random
 
@@ -496,6 +509,7 @@ def _seed_worker(worker_id: int) -> None:
     import torch
 
     _detach_captured_streams()
+    _forget_parent_executor_threads()
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

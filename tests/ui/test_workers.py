@@ -73,21 +73,10 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 async def test_loader_workers_inside_app(small_set, standin_weights, tmp_path: Path,
-                                         method: str, request: pytest.FixtureRequest) -> None:
+                                         method: str) -> None:
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"{method} is not available on this platform")
     one_thread()
-    # A DataLoader iterated in the main thread (earlier tests in this process) leaves torch's
-    # SIGCHLD handler installed; the dashboard's process never has it (its runs iterate in
-    # worker threads, where torch does not install it). With it installed, a forked loader
-    # worker of the in-app run that exits with status 1 at shutdown (seen since the event-log
-    # runs; cause not found yet, the run itself finishes) was raised into the event loop,
-    # so the outcome depended on test order.
-    import signal
-
-    if hasattr(signal, "SIGCHLD"):
-        previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        request.addfinalizer(lambda: signal.signal(signal.SIGCHLD, previous))
     app = DftuiApp(load_torch=False)
     async with app.run_test(size=(80, 24)) as pilot:
         config = run_config(small_set, standin_weights, tmp_path, epochs=1, workers=1,
@@ -102,3 +91,32 @@ async def test_loader_workers_inside_app(small_set, standin_weights, tmp_path: P
         assert screen.final.status == "finished"
         assert screen.started is not None and screen.started.workers == 1
         assert Path(screen.final.weights_path).is_file()
+
+
+def test_forked_worker_of_a_thread_pool_thread_exits_cleanly(small_set) -> None:
+    """The dashboard trains in a ThreadPoolExecutor thread; a loader worker forked from there
+    used to end with status 1 (concurrent.futures joined the worker's own thread at exit)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("fork is not available on this platform")
+    import torch
+
+    from dftui.core.data import FaceDataset, Preprocessing, build_transform, make_loader, scan_folder
+
+    pre = Preprocessing(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear")
+    dataset = FaceDataset(scan_folder(small_set["val"]).samples, build_transform(pre))
+
+    def one_pass() -> list[int | None]:
+        loader = make_loader(dataset, 4, False, 1, 0, torch.device("cpu"), mp_context="fork")
+        iterator = iter(loader)
+        for _ in iterator:
+            pass
+        workers = list(iterator._workers)  # type: ignore[attr-defined]
+        iterator._shutdown_workers()  # type: ignore[attr-defined]
+        for w in workers:
+            w.join(timeout=30)
+        return [w.exitcode for w in workers]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(one_pass).result(timeout=120) == [0]
