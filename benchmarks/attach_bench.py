@@ -40,18 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def machine() -> str:
-    cpu, flags = "unknown CPU", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown CPU":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line
-    except OSError:
-        pass
-    bf16 = "yes" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "no"
-    return (f"{cpu}, {os.cpu_count()} cores, native bf16 {bf16}, "
-            f"load average {os.getloadavg()[0]:.1f} (a shared machine moves these figures)")
+    from dftui.core.machine import benchmark_line
+
+    return benchmark_line()
 
 
 # -- logs ------------------------------------------------------------------------------------

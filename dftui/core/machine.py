@@ -94,3 +94,13 @@ def describe_text() -> str:
     rows = describe()
     width = max(len(name) for name, _ in rows) + 2
     return "\n".join(f"  {name + ':':<{width}}{value}" for name, value in rows)
+
+
+def benchmark_line() -> str:
+    """One line for benchmark output: the figures move with the CPU and with other load."""
+    from dftui.core.devices import cpu_has_native_bf16
+
+    bf16 = "yes" if cpu_has_native_bf16() else "no"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu_model()}, {usable_cores()} cores, native bf16 {bf16}, "
+            f"load average {load:.1f} (a shared machine moves these figures)")
