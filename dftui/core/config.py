@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dftui.core.options import option, problems
+
 PRETRAINED_CHOICES = ("imagenet", "none")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
@@ -16,7 +18,27 @@ MAX_SEED = 2**32 - 1  # numpy's seed range; torch's per-epoch seed (seed * 1000 
 MAX_IMG_SIZE = 1024  # 4.5x Xception's 299 px: beyond it a batch of 32 needs tens of GiB
 
 
+AUGMENT_CHOICES = ("none", "light", "robust")
 PATH_FIELDS = ("train_dir", "val_dir", "out_dir", "runs_dir")
+
+
+def _backbone_names() -> tuple[str, ...]:
+    from dftui.core.backbones import BACKBONES
+
+    return tuple(BACKBONES)
+
+
+def _img_size_problem(size: int) -> str | None:
+    if size > MAX_IMG_SIZE:
+        return (f"image size {size} is too large; use at most {MAX_IMG_SIZE} pixels "
+                "(the backbones were pretrained at 224 or 299)")
+    return None
+
+
+def _device_problem(dev: str) -> str | None:
+    if dev in DEVICE_CHOICES or dev.startswith("cuda:"):
+        return None
+    return f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps"
 
 
 def absolute_path(path: str | Path) -> Path:
@@ -62,24 +84,57 @@ def weights_name_problem(name: str) -> str | None:
 class TrainConfig:
     """Everything a fine-tuning run needs. Defaults are the reference project's."""
 
-    backbone: str = "mobilenet_v2"
-    train_dir: Path = Path("processed_data/train_cropped")
-    val_dir: Path = Path("processed_data/val_cropped")
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-4
-    img_size: int | None = None  # None: the backbone's own input size
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    pretrained: str = "imagenet"  # imagenet | none | path to a local ImageNet state_dict
-    workers: int | None = None  # None: chosen from the machine's cores
-    seed: int = 42
-    out_dir: Path = Path("weights")
-    weights_name: str | None = None  # None: {backbone}_deepfake.pth
-    overwrite: bool = False
+    # Each training option is declared once, here (core/options.py): the CLI flags, the
+    # Setup form and validation are derived from these declarations.
+    backbone: str = option(
+        "mobilenet_v2", label="backbone", help="the ImageNet-pretrained network to fine-tune",
+        choices_from=_backbone_names, section="model")
+    train_dir: Path = option(
+        Path("processed_data/train_cropped"), label="training folder", flag="--train",
+        help="training folder holding real/ and fake/", section="data", resume="keep")
+    val_dir: Path = option(
+        Path("processed_data/val_cropped"), label="validation folder", flag="--val",
+        help="validation folder holding real/ and fake/", section="data")
+    epochs: int = option(
+        15, label="epochs", help="epochs to train (with a resume: the run's own, or more)",
+        minimum=1, resume="extend")
+    batch_size: int = option(32, label="batch size", help="images per step", minimum=1)
+    lr: float = option(
+        1e-4, label="learning rate", help="the optimiser's learning rate",
+        minimum=0.0, minimum_inclusive=False)
+    img_size: int | None = option(
+        None, label="image size", help="input size in pixels (default: the backbone's, 224 or 299)",
+        rule=_img_size_problem, section="model")  # the minimum depends on the backbone: validate()
+    device: str = option(
+        "auto", label="device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps",
+        rule=_device_problem, section="hardware", resume="free")
+    precision: str = option(
+        "auto", label="precision",
+        help="auto: bf16 where the hardware has it, fp16+scaler on older GPUs, else fp32; "
+        "DFTUI_PRECISION, when set, decides what auto means",
+        choices=PRECISION_CHOICES, section="hardware", resume="free")
+    pretrained: str = option(
+        "imagenet", label="pretrained weights",
+        help="imagenet (cached or downloaded), none (random init), or a local .pth path",
+        section="model")
+    workers: int | None = option(
+        None, label="workers", help="data-loader worker processes (default: from the machine's cores)",
+        minimum=0, section="hardware", resume="free")
+    seed: int = option(42, label="seed", help="random seed", minimum=0, maximum=MAX_SEED)
+    out_dir: Path = option(Path("weights"), label="weights folder", flag="--out",
+                           help="weights folder", section="output")
+    weights_name: str | None = option(
+        None, label="weights file name", flag="--name",
+        help="weights file name (default: {backbone}_deepfake.pth)", section="output",
+        rule=lambda name: None if name is None else weights_name_problem(name))
+    overwrite: bool = option(False, label="overwrite", help="replace existing weights of the same name",
+                             section="output", resume="free")
     channels_last: bool | None = None  # None: where it measures faster
-    compile: bool = False
-    augment: str = "none"
+    compile: bool = option(False, label="compile", help="torch.compile the model",
+                           section="hardware", resume="free")
+    augment: str = option(
+        "none", label="augmentation", help="training augmentation (none, as the reference)",
+        choices=AUGMENT_CHOICES, section="data")
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
     # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises
@@ -94,47 +149,20 @@ class TrainConfig:
         """Raise ConfigError for a setting that cannot work, before any heavy work starts."""
         from dftui.core.backbones import BACKBONES
 
-        if self.backbone not in BACKBONES:
-            raise ConfigError(
-                f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONES)}"
-            )
-        if self.epochs <= 0:
-            raise ConfigError(f"epochs must be at least 1 (got {self.epochs})")
-        if self.batch_size <= 0:
-            raise ConfigError(f"batch size must be at least 1 (got {self.batch_size})")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be greater than 0 and finite (got {self.lr})")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be between 0 and {MAX_SEED} (got {self.seed})")
+        # The declared rules first (choices, bounds, each option's own rule), then the
+        # rules that tie two options together.
+        found = problems(self)
+        if found:
+            raise ConfigError(found[0][1])
         if self.img_size is not None:
-            if self.img_size > MAX_IMG_SIZE:
-                raise ConfigError(
-                    f"image size {self.img_size} is too large; use at most {MAX_IMG_SIZE} pixels "
-                    "(the backbones were pretrained at 224 or 299)"
-                )
             minimum = BACKBONES[self.backbone].min_size
             if self.img_size < minimum:
                 raise ConfigError(
                     f"image size {self.img_size} is too small for {self.backbone}; "
                     f"use at least {minimum} pixels"
                 )
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError(f"data-loader workers must be 0 or more (got {self.workers})")
-        if self.precision not in PRECISION_CHOICES:
-            raise ConfigError(
-                f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISION_CHOICES)}"
-            )
-        dev = self.device
-        if not (dev in DEVICE_CHOICES or dev.startswith("cuda:")):
-            raise ConfigError(f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps")
         if self.sync_bn and self.freeze_bn:
             raise ConfigError("choose either synchronised or frozen batch norm, not both")
-        if self.augment not in ("none", "light", "robust"):
-            raise ConfigError(f"unknown augmentation {self.augment!r}; use none, light or robust")
-        if self.weights_name is not None:
-            problem = weights_name_problem(self.weights_name)
-            if problem:
-                raise ConfigError(f"weights name: {problem}")
 
     @property
     def weights_path(self) -> Path:

@@ -39,7 +39,7 @@ def _cfg(dataset, tmp_path, **changes) -> TrainConfig:
         (["--lr", "nan"], "learning rate must be greater than 0"),
         (["--img-size", "16"], "too small for mobilenet_v2"),
         (["--backbone", "xception", "--img-size", "8"], "too small for xception"),
-        (["--workers", "-1"], "workers must be 0 or more"),
+        (["--workers", "-1"], "workers must be at least 0"),
     ],
 )
 def test_cli_rejects_bad_settings_before_any_work(tmp_path, capsys, args, phrase):
