@@ -5,7 +5,6 @@ bad files), driven through the real app."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
