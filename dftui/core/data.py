@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageFile, ImageOps
 
 from dftui.core.backbones import CLASS_NAMES
+from dftui.core.errors import describe_error
 
 if TYPE_CHECKING:
     import torch
@@ -110,7 +111,7 @@ def _list_images(
 
     def on_error(exc: OSError) -> None:
         if notes is not None:
-            notes.append(f"folder {display_path(exc.filename or folder)} skipped: {exc.strerror or exc}")
+            notes.append(f"folder {display_path(exc.filename or folder)} skipped: {describe_error(exc)}")
 
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=on_error):
         if stop is not None and stop.is_set():
@@ -207,29 +208,11 @@ def check_image(path: str) -> str | None:
     except NotARegularFile as exc:
         return str(exc)
     except (OSError, ValueError, SyntaxError) as exc:
-        return _reason(exc)
+        return describe_error(exc)
     except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way on hostile bytes
-        return _reason(exc)
+        return describe_error(exc)
     return None
 
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, FileNotFoundError):
-        return "file not found (deleted, or a broken link)"
-    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
-        return "symlink loop"
-    if isinstance(exc, Image.DecompressionBombError):
-        return "image larger than Pillow's decompression-bomb limit"
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return exc.strerror
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image (or an unsupported format)"
-    if "truncated" in text:
-        return "truncated image (the file ends early)"
-    return display_path(text[:160])
 
 
 class ScanCancelled(Exception):
@@ -454,7 +437,7 @@ class FaceDataset:
             img = load_rgb(path, self.draft_size)
             return self.transform(img), label, ""
         except Exception as exc:  # noqa: BLE001 - any decode failure means "skip this file"
-            return None, label, f"{path}: {_reason(exc)}"
+            return None, label, f"{path}: {describe_error(exc)}"
 
 
 def collate_skipping(batch: list[tuple[Any, int, str]]) -> tuple[Any, Any, list[str]]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from dftui.core.advice import Fix
 from dftui.core.data import IMAGE_EXTENSIONS
+from dftui.core.errors import describe_error
 
 if TYPE_CHECKING:  # numpy and the generator load only when data is generated, not for --help
     import numpy as np
@@ -152,7 +153,7 @@ def make_demo_data(root: str | Path = DEFAULT_DATA_ROOT, n: int = DEMO_N, size: 
                 encoding="utf-8",
             )
     except OSError as exc:
-        raise DemoDataError(f"cannot write the demo data under {root}: {exc.strerror or exc}") from None
+        raise DemoDataError(f"cannot write the demo data under {root}: {describe_error(exc)}") from None
     return result
 
 

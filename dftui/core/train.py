@@ -39,7 +39,6 @@ from dftui.core.checkpoint import (
     claim_weights_path,
     metadata_path,
     recover_weights,
-    remove_stale_temp,
     reserve_weights_name,
     run_tag,
     save_json,
@@ -69,6 +68,7 @@ from dftui.core.devices import (
     resolve_device,
     resolve_precision,
 )
+from dftui.core.errors import describe_error
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -81,6 +81,7 @@ from dftui.core.events import (
     RunStarted,
     StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
 )
+from dftui.core.files import check_writable, remove_stale_temp
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
 from dftui.core.runs import (
@@ -205,13 +206,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def _check_writable(folder: Path) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".dftui-write-test-{threading.get_ident()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(folder)
     except OSError as exc:
         raise RunAborted(
-            f"output folder {folder} is not writable ({exc.strerror or exc})",
+            f"output folder {folder} is not writable ({describe_error(exc)})",
             fixes=(Fix("out_dir"),),
         ) from None
 
@@ -1208,7 +1206,7 @@ class _Trainer:
             # torch.save reports a failed write of its zip records as a RuntimeError.
             raise RunAborted(
                 f"could not save weights to {self.weights_path} at epoch {epoch}: "
-                f"{_why_save(exc)}; the previous file (if any) is intact. Free some space or "
+                f"{describe_error(exc)}; the previous file (if any) is intact. Free some space or "
                 "choose another output folder",
                 epoch,
             ) from None
@@ -1232,7 +1230,7 @@ class _Trainer:
                 meta.update({k: old[k] for k in ("weights_file", "weights_sha256", "weights_size") if k in old})
             save_json(meta, path)
         except OSError as exc:
-            self.emit(LogMessage("warning", f"could not update {path}: {_why_save(exc)}"))
+            self.emit(LogMessage("warning", f"could not update {path}: {describe_error(exc)}"))
 
     def _save_resume(self) -> None:
         st = self.state
@@ -1267,7 +1265,7 @@ class _Trainer:
             self.emit(
                 LogMessage(
                     "warning",
-                    f"could not write the resume checkpoint {path} ({_why_save(exc)}); a resume "
+                    f"could not write the resume checkpoint {path} ({describe_error(exc)}); a resume "
                     f"would restart after epoch {st.epoch - 1} at best",
                 )
             )
@@ -1415,18 +1413,6 @@ def _live_owner(run_dir: Path) -> int | None:
     if info.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
         return pid
     return None
-
-
-def _why_save(exc: BaseException) -> str:
-    import errno
-
-    err = exc if isinstance(exc, OSError) else exc.__context__ or exc.__cause__
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return "the disk is full"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
 
 
 def _not_started(trainer: _Trainer, reason: str) -> RunFinished:

@@ -31,6 +31,7 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
+from dftui.core.errors import unexpected_error
 from dftui.core.evaluate import EvalFinished, EvalProgress, EvalStarted, EvaluationResult
 from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
 from dftui.core.video_eval import video_level
@@ -277,7 +278,7 @@ class CamScreen(ModalScreen[None]):
                 result = grad_cam(predictor, self.path, target=self.target)
             self.post_message(CamReady(self.path, result))
         except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
-            self.post_message(CamReady(self.path, None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(CamReady(self.path, None, unexpected_error(exc)))
 
     def on_cam_ready(self, message: CamReady) -> None:
         self.error = message.error
@@ -671,7 +672,7 @@ class EvaluateScreen(Screen[None]):
             self.post_message(EvalEnded(message, stopped=stop.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
-            self.post_message(EvalEnded(f"{type(exc).__name__}: {exc}"))
+            self.post_message(EvalEnded(unexpected_error(exc)))
             return
         self.post_message(EvalEnded())
 
@@ -743,7 +744,7 @@ class EvaluateScreen(Screen[None]):
                 self.post_message(EvalEvent(_Note(f"record not saved: {exc}")))
             self.post_message(RobustnessReady(robust))
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
-            self.post_message(RobustnessReady(None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(RobustnessReady(None, unexpected_error(exc)))
 
     def on_robustness_ready(self, message: RobustnessReady) -> None:
         self.running = False
