@@ -45,6 +45,7 @@ from dftui.core.backbones import CLASS_NAMES
 from dftui.core.errors import describe_error
 from dftui.core.events import Event, LogMessage
 from dftui.core.files import atomic_write, check_writable, write_text_atomic
+from dftui.core.machine import default_workers
 
 # Split name as distributed -> output folder name used by the reference project.
 SPLITS: dict[str, str] = {
@@ -685,10 +686,6 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
 # --------------------------------------------------------------------------- the job
 
 
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
-
-
 class _SplitRun:
     def __init__(self, config: PrepareConfig, split: str, ann_path: Path, emit: Emit,
                  stop: Stoppable, workers: int) -> None:
@@ -961,7 +958,7 @@ def prepare_openforensics(
         failed = PrepareFailed(str(exc), fixes=encode_all(exc.fixes))
         emit(failed)
         return failed
-    workers = config.workers or default_workers()
+    workers = config.workers or default_workers(spare=0)
     previous = _read_report(config.out / REPORT_JSON)["splits"]
     emit(PrepareStarted(str(config.root), str(config.out), list(planned), config.settings(), workers, config.executor))
     summaries: list[SplitSummary] = []

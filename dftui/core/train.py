@@ -62,7 +62,6 @@ from dftui.core.devices import (
     DeviceError,
     Precision,
     default_channels_last,
-    default_workers,
     device_name,
     memory_mb,
     resolve_device,
@@ -83,6 +82,7 @@ from dftui.core.events import (
 )
 from dftui.core.files import check_writable, remove_stale_temp
 from dftui.core.inference import EvalForward
+from dftui.core.machine import default_workers
 from dftui.core.metrics import Confusion
 from dftui.core.runs import (
     RunRecorder,
