@@ -198,7 +198,9 @@ def run(args: argparse.Namespace) -> int:
 
         return fail(with_advice(str(exc), fixes_of(exc)))
 
-    rich = not args.json and not args.plain and sys.stdout.isatty()
+    from dftui.cli.printer import wants_rich
+
+    rich = not args.json and wants_rich(args.plain)
     progress = _Progress(rich=not args.json and not args.plain)
     report: dict[str, Any] = {"weights": str(args.weights), "threshold": args.threshold,
                               "results": []}

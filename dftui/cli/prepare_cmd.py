@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from dftui.cli.printer import log_text
+from dftui.cli.printer import log_text, make_printer
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare import (
     FORMATS,
@@ -210,12 +210,6 @@ class RichPrinter:
         self.progress.stop()
 
 
-def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
-    if force_plain or not sys.stdout.isatty():
-        return PlainPrinter()
-    return RichPrinter()
-
-
 def _splits(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -238,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         into_existing=args.into_existing,
     )
     stop = threading.Event()  # not train.StopFlag: that module pulls in torch for nothing
-    printer = make_printer(args.plain)
+    printer = make_printer(args.plain, plain=PlainPrinter, rich=RichPrinter)
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set() and signum == signal.SIGINT:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Protocol, TextIO
 
 from dftui.core.events import (
     BatchEnd,
@@ -190,8 +191,25 @@ class RichPrinter:
 
 
 
+def wants_rich(force_plain: bool = False) -> bool:
+    """Rich output (colour, live progress bars) only on a terminal: a pipe or a log file gets
+    plain lines, as does anyone who asked for --plain."""
+    return not force_plain and sys.stdout.isatty()
 
-def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
-    if force_plain or not sys.stdout.isatty():
-        return PlainPrinter()
-    return RichPrinter()
+
+class Printer(Protocol):
+    """What every command's event listener offers: take an event, close at the end."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_printer(
+    force_plain: bool = False,
+    plain: Callable[[], Printer] = PlainPrinter,
+    rich: Callable[[], Printer] = RichPrinter,
+) -> Printer:
+    """The listener for a command's events: ``rich`` on a terminal, else ``plain``. The
+    defaults print training; ``dftui prepare`` passes its own pair."""
+    return rich() if wants_rich(force_plain) else plain()
