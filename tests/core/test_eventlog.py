@@ -148,7 +148,7 @@ def test_recorder_survives_a_full_disk(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(recorder._log, "write", full)
     recorder(_epoch(1))  # no exception: training goes on
-    assert recorder.write_error and "space" in recorder.write_error
+    assert recorder.write_error and "disk is full" in recorder.write_error
     recorder.close()
 
 
