@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,15 +98,20 @@ def _class_dirs(root: Path) -> dict[str, Path]:
     return found
 
 
-def _list_images(
-    folder: Path, notes: list[str] | None = None, stop: threading.Event | None = None
-) -> list[str]:
-    """Image files under ``folder``, recursively, sorted; hidden files and folders skipped.
+def iter_files(
+    folder: str | os.PathLike[str],
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    notes: list[str] | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[str]:
+    """The files under ``folder`` whose extension (any case) is in ``extensions``, recursively,
+    as found; hidden files and folders skipped. The one walk behind every list of images or
+    videos dftui makes (training data, predict, Classify, prepare, the demo-data check).
 
     Symlinked folders are followed (data sets are often assembled from links), each real
-    folder at most once, so a symlink loop cannot trap the scan; loops and unreadable
-    folders are noted in ``notes``."""
-    out = []
+    folder at most once, so a symlink loop cannot trap the walk; loops and unreadable
+    folders are noted in ``notes``. Entries that are not regular files (a broken link, a
+    FIFO named like an image) are listed, so the reader can say what is wrong with them."""
     seen: set[tuple[int, int]] = set()
 
     def on_error(exc: OSError) -> None:
@@ -132,9 +137,31 @@ def _list_images(
         for name in filenames:
             if name.startswith("."):
                 continue
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                out.append(os.path.join(dirpath, name))
-    out.sort()
+            if os.path.splitext(name)[1].lower() in extensions:
+                yield os.path.join(dirpath, name)
+
+
+def list_files(
+    folder: str | os.PathLike[str],
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    notes: list[str] | None = None,
+    stop: threading.Event | None = None,
+) -> list[str]:
+    """``iter_files``, sorted by path text (the order a data set's files take; a seeded
+    shuffle starts from it, so it must not change between versions)."""
+    return sorted(iter_files(folder, extensions, notes, stop))
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]], extensions: Collection[str]) -> list[Path]:
+    """Files named directly (whatever their extension: the user chose them), plus the files
+    of ``extensions`` inside named folders (``list_files``)."""
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            out.extend(Path(p) for p in list_files(path, extensions))
+        else:
+            out.append(path)
     return out
 
 
@@ -234,7 +261,7 @@ def scan_folder(
     counts: dict[str, int] = {}
     notes: list[str] = []
     for label, name in enumerate(CLASS_NAMES):
-        files = _list_images(dirs[name], notes, stop)
+        files = list_files(dirs[name], IMAGE_EXTENSIONS, notes, stop)
         if not files:
             raise DataError(
                 f"{dirs[name]} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "

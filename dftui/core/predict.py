@@ -14,7 +14,13 @@ from PIL import Image
 
 from dftui.core.backbones import CLASS_NAMES, get_backbone
 from dftui.core.checkpoint import load_weights
-from dftui.core.data import IMAGE_EXTENSIONS, Preprocessing, build_transform, load_tensor
+from dftui.core.data import (
+    IMAGE_EXTENSIONS,
+    Preprocessing,
+    build_transform,
+    expand_inputs,
+    load_tensor,
+)
 from dftui.core.devices import Precision, default_channels_last, resolve_device, resolve_precision
 from dftui.core.errors import describe_error
 from dftui.core.inference import EvalForward
@@ -49,22 +55,7 @@ class Prediction:
 
 def expand_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named directly, plus the images inside named folders (recursively, sorted)."""
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            out.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.suffix.lower() in IMAGE_EXTENSIONS
-                    and p.is_file()
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
-        else:
-            out.append(path)
-    return out
+    return expand_inputs(inputs, IMAGE_EXTENSIONS)
 
 
 class Predictor:

@@ -30,11 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
+from dftui.core.data import iter_files, load_rgb
 from dftui.core.errors import describe_error
 from dftui.core.events import Event
 from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError, crop_face
 from dftui.core.files import check_writable, write_text_atomic
+from dftui.core.media import MEDIA_EXTENSIONS
 from dftui.core.prepare import (
     FOLDER_REPORT_JSON,
     FORMATS,
@@ -183,13 +184,10 @@ def plan_sources(config: FolderConfig) -> list[Source]:
     for label, folder in dirs.items():
         found: list[Source] = []
         keys: dict[str, str] = {}  # unique within a label: evaluation groups by (label, source)
-        for path in sorted(folder.rglob("*")):
+        # Path order (a folder's files together), as before: a rerun names its crops the same.
+        for path in sorted(Path(p) for p in iter_files(folder, MEDIA_EXTENSIONS)):
             rel_path = path.relative_to(folder)
-            if any(part.startswith(".") for part in rel_path.parts) or not path.is_file():
-                continue
             suffix = path.suffix.lower()
-            if suffix not in IMAGE_EXTENSIONS and suffix not in VIDEO_EXTENSIONS:
-                continue
             key = source_key(rel_path)
             if key in keys:
                 key = f"{key}-{hashlib.sha1(str(rel_path).encode()).hexdigest()[:6]}"
