@@ -154,7 +154,19 @@ async def test_quit_asks_while_a_run_is_active(dataset, standin_weights, tmp_pat
 
 def test_batch_messages_merge_without_losing_points() -> None:
     def batch(i: int) -> BatchEnd:
-        return BatchEnd("train", 1, 1, i, 10, 1.0 / i, 10.0, 0.0, float(i), None, 100.0)
+        return BatchEnd(
+            phase="train",
+            epoch=1,
+            epochs=1,
+            batch=i,
+            batches=10,
+            loss=1.0 / i,
+            images_per_s=10.0,
+            data_wait=0.0,
+            elapsed_s=float(i),
+            eta_s=None,
+            rss_mb=100.0,
+        )
 
     first, second, third = (wrap(batch(i)) for i in (1, 2, 3))
     assert isinstance(first, BatchProgress)
@@ -162,7 +174,23 @@ def test_batch_messages_merge_without_losing_points() -> None:
     assert first.can_replace(second) and second.can_replace(third)
     assert [e.batch for e in third.events] == [1, 2, 3]
     assert third.event.batch == 3
-    other = wrap(EpochEnd(1, 1, 0.5, 0.5, 0.9, 0.9, 0.9, 0.9, 1.0, 10.0, 0.0, True, 1))
+    other = wrap(
+        EpochEnd(
+            epoch=1,
+            epochs=1,
+            train_loss=0.5,
+            val_loss=0.5,
+            val_accuracy=0.9,
+            val_precision=0.9,
+            val_recall=0.9,
+            val_f1=0.9,
+            seconds=1.0,
+            images_per_s=10.0,
+            data_wait=0.0,
+            is_best=True,
+            best_epoch=1,
+        )
+    )
     assert isinstance(other, EngineEvent)
     assert not third.can_replace(other)
 
