@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from dftui.core.untrusted import MissingField, UntrustedError, check_dataclass, json_type
 

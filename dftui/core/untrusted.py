@@ -17,8 +17,9 @@ import stat
 import types
 import typing
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
@@ -203,7 +204,7 @@ def check_typed(value: Any, hint: Any, name: str) -> Any:
             raise UntrustedError(f"{name} should hold {len(args)} items, not {len(value)}")
         if not args:
             return tuple(value)
-        return tuple(check_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(check_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if hint is Path:
         text = check_str(value, name)
         if not text or "\0" in text:
@@ -238,7 +239,7 @@ def check_dataclass(value: Any, cls: type[_T], name: str = "") -> _T:
     return cls(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
