@@ -3,6 +3,7 @@ progress of one stream merges, carrying the superseded events along; nothing els
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from dftui.core.events import (
     LogMessage,
     SplitProgress,
 )
-from dftui.ui.messages import EngineEvent, engine_poster
+from dftui.ui.messages import EngineEvent, coalesce, engine_poster
 
 
 def batch(i: int, phase: str = "train") -> BatchEnd:
@@ -69,6 +70,20 @@ def test_progress_of_another_stream_and_other_events_never_merge() -> None:
         earlier = {SplitProgress: split_progress("Train", 1), FolderProgress: folder_progress(1),
                    DownloadProgress: DownloadProgress("a.pth", 1, 9)}[type(same)]
         assert EngineEvent(earlier).can_replace(EngineEvent(same))
+
+
+def test_events_read_at_once_group_by_the_same_rule() -> None:
+    """What the Training screen applies to a log read in one go (history, or a poll)."""
+    events: list[Event] = [batch(1), batch(2), batch(1, "val"), epoch_end(), epoch_end(),
+                           DownloadProgress("a.pth", 1, 9), DownloadProgress("a.pth", 9, 9),
+                           batch(1), LogMessage(level="info", text="t"), batch(2), batch(3)]
+    groups = coalesce(events)
+    assert [len(g) for g in groups] == [2, 1, 1, 1, 2, 1, 1, 2]
+    assert [e for g in groups for e in g] == events
+    # The same as the queue does to their messages.
+    for group in groups:
+        for older, newer in itertools.pairwise(group):
+            assert EngineEvent(older).can_replace(EngineEvent(newer))
 
 
 class _Recorder(App[None]):
