@@ -60,7 +60,7 @@ from dftui.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
-    StopFlag,
+    StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
 )
 from dftui.core.metrics import Confusion
 from dftui.core.optim import Optimisation, build_optimisation
@@ -927,9 +927,11 @@ def fit(
     stop = stop if stop is not None else threading.Event()
     trainer = _Trainer(config, emit, stop, Path(run_dir) if run_dir is not None else None)
     final: RunFinished | RunFailed
+    agreed = False  # every rank ended the loop at the same step (distributed.any_true)
     try:
         trainer.setup(Path(resume) if resume is not None else None)
         final = trainer.run()
+        agreed = True
     except RunAborted as exc:
         final = _failed(trainer, str(exc), exc.epoch, exc.batch, fixes=exc.fixes)
     except StoppedBeforeStart:
@@ -974,6 +976,11 @@ def fit(
             _release(trainer)
     except Exception:
         pass
+    if agreed and trainer.dist.enabled:
+        # No rank leaves before rank 0 has written the run's end: torchrun's agent takes a
+        # rank's exit as the end of the group and terminates the others, and a peer's
+        # closed connections can abort a process still using gloo.
+        distributed.wait_for_peers()
     device = trainer.device
     # Drop the model, optimiser and loaders now, so an out-of-memory run gives its memory
     # back to the app before the next one starts.
