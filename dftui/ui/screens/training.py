@@ -42,7 +42,6 @@ from dftui.core.events import (
     format_duration,
 )
 from dftui.ui.advice import with_advice
-from dftui.ui.messages import BatchProgress, EngineEvent
 from dftui.ui.widgets.hardware import HardwarePanel
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.run_view import RunView
@@ -416,16 +415,6 @@ class TrainingScreen(Screen[None]):
         return True
 
     # -- events from the engine --------------------------------------------------------------
-    def on_batch_progress(self, message: BatchProgress) -> None:
-        view = self.query_one(RunView)
-        for event in message.events:
-            view.feed(event)
-        self.events_seen += len(message.events)
-        self._show_batch(message.event)
-
-    def on_engine_event(self, message: EngineEvent) -> None:
-        self.show_event(message.event)
-
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.worker or not self.running:
             return
