@@ -102,3 +102,10 @@ def test_imagenet_for_a_backbone_without_a_pretrained_source_is_refused(tiny_bac
     with pytest.raises(WeightsError, match="no ImageNet weights are known for tiny_test_net") as info:
         resolve_pretrained_file(BACKBONES[tiny_backbone], "imagenet", lambda e: None)
     assert info.value.fixes
+
+
+def test_setup_says_a_backbone_without_imagenet_weights_needs_another_start(tiny_backbone: str) -> None:
+    from dftui.ui.screens.setup import backbone_note
+
+    level, text = backbone_note(tiny_backbone)
+    assert level == "warning" and "no ImageNet weights" in text and "Pretrained" in text
