@@ -543,7 +543,6 @@ class ClassifyScreen(Screen[None]):
     # -- weights --------------------------------------------------------------------------
     def refresh_weights(self) -> None:
         picker = self.query_one("#weights-list", WeightsPicker)
-        picker.weights_dir = self._weights_dir
         marks = {self.weights_path: "● "} if self.weights_path else {}
         picker.refresh_entries(extra=[self._initial_weights, self.weights_path], marks=marks,
                                prefer=self.weights_path or self._initial_weights)
@@ -555,17 +554,13 @@ class ClassifyScreen(Screen[None]):
 
     @on(Input.Submitted, "#weights-path")
     def _weights_typed(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
-            return
-        path = Path(text).expanduser()
-        if path.is_dir():
-            self._weights_dir = path
-            self.refresh_weights()
-            self._set_status(f"Listing the .pth files in {path}", error=False)
-            self.query_one("#weights-list").focus()
-            return
-        self.load_weights(path)
+        typed = self.query_one("#weights-list", WeightsPicker).take_typed(event.value)
+        if typed.error:
+            self._set_status(typed.error, error=True)
+        elif typed.folder:
+            self._set_status(f"Listing the .pth files in {typed.folder}", error=False)
+        elif typed.file:
+            self.load_weights(typed.file)
 
     def load_weights(self, path: Path) -> None:
         """Load ``path`` in a worker; the current model stays in use until it is ready."""

@@ -40,7 +40,7 @@ from dftui.ui.messages import EngineEvent, engine_poster
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.roc import RocChart
-from dftui.ui.widgets.weights_picker import WeightsPicker
+from dftui.ui.widgets.weights_picker import WeightsPicker, read_typed
 
 if TYPE_CHECKING:
     from dftui.core.gradcam import CamResult
@@ -489,11 +489,13 @@ class EvaluateScreen(Screen[None]):
 
     @on(Input.Submitted, "#eval-weights-path")
     def _weights_typed(self, event: Input.Submitted) -> None:
-        path = Path(event.value.strip()).expanduser()
-        if not path.is_file():
-            self._set_status(f"weights file {path} does not exist", error=True)
-            return
-        self.choose_weights(path)
+        typed = self.query_one("#eval-weights", WeightsPicker).take_typed(event.value)
+        if typed.error:
+            self._set_status(typed.error, error=True)
+        elif typed.folder:
+            self._set_status(f"Listing the .pth files in {typed.folder}")
+        elif typed.file:
+            self.choose_weights(typed.file)
 
     def choose_weights(self, path: Path) -> None:
         if self.weights_path != path:
@@ -503,15 +505,14 @@ class EvaluateScreen(Screen[None]):
 
     @on(Input.Submitted, "#eval-compare-path")
     def _compare_typed(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
-            self.set_compare(None)
-            return
-        path = Path(text).expanduser()
-        if not path.is_file():
-            self._set_status(f"weights file {path} does not exist", error=True)
-            return
-        self.set_compare(path)
+        typed = read_typed(event.value)
+        if typed.folder:  # B is one file: a folder is listed on the left, to pick from (b)
+            self.query_one("#eval-weights", WeightsPicker).take_typed(event.value)
+            self._set_status(f"Listing the .pth files in {typed.folder}; b compares the highlighted one")
+        elif typed.error:
+            self._set_status(typed.error, error=True)
+        else:
+            self.set_compare(typed.file)  # None (an empty field): no comparison
 
     def action_compare_highlighted(self) -> None:
         path = self.query_one("#eval-weights", WeightsPicker).highlighted_path
