@@ -119,8 +119,9 @@ def _final_lines(e: PrepareFinished) -> list[str]:
 class PlainPrinter:
     """Lines for logs and pipes: a progress line every few seconds, the summary at the end."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self.out, self.err = out, err
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        # The streams of the moment, not those of import time (a test's capture, a redirect).
+        self.out, self.err = out or sys.stdout, err or sys.stderr
         self.last = 0.0
 
     def __call__(self, event: Event) -> None:

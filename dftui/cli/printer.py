@@ -110,8 +110,9 @@ def _finished_line(e: RunFinished) -> str:
 class PlainPrinter:
     """Lines for logs and pipes: nothing per batch."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self.out, self.err = out, err
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        # The streams of the moment, not those of import time (a test's capture, a redirect).
+        self.out, self.err = out or sys.stdout, err or sys.stderr
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):

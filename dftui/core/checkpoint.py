@@ -24,7 +24,7 @@ from dftui.core.backbones import (
     load_state_dict_file,
 )
 from dftui.core.data import Preprocessing
-from dftui.core.files import atomic_write, fsync_dir, temp_beside, temp_files_of
+from dftui.core.files import atomic_write, fsync_dir, temp_files_of
 from dftui.core.untrusted import read_json
 
 if TYPE_CHECKING:
@@ -225,25 +225,16 @@ def save_weights(
     path = Path(path)
     # Detached CPU copies keep the file loadable on machines without the training device.
     cpu_state = {k: v.detach().to("cpu").clone() for k, v in state_dict.items()}
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(cpu_state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    written: dict[str, Any] = {}
+
+    def commit_metadata(tmp: str) -> None:
         digest, size = file_digest(tmp)
-        metadata = {**metadata, "weights_file": path.name, "weights_sha256": digest,
-                    "weights_size": size}
-        save_json(metadata, metadata_path(path))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-    return metadata
+        written.update(metadata, weights_file=path.name, weights_sha256=digest, weights_size=size)
+        save_json(written, metadata_path(path))
+
+    with atomic_write(path, before_replace=commit_metadata) as fh:
+        torch.save(cpu_state, fh)
+    return written
 
 
 def recover_weights(path: str | Path) -> bool:

@@ -8,7 +8,7 @@ import glob
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -70,7 +70,12 @@ def fsync_dir(folder: Path) -> None:
 
 @contextmanager
 def atomic_write(
-    path: str | Path, mode: str = "wb", *, durable: bool = True, suffix: str = TEMP_SUFFIX
+    path: str | Path,
+    mode: str = "wb",
+    *,
+    durable: bool = True,
+    suffix: str = TEMP_SUFFIX,
+    before_replace: Callable[[str], None] | None = None,
 ) -> Iterator[IO[Any]]:
     """Write to a temporary file in the same folder, then rename it over ``path``: a crash, an
     exception in the block or a full disk leaves the old file (or none), never a half-written
@@ -78,7 +83,11 @@ def atomic_write(
 
     ``durable`` also flushes the data and the rename to the disk (fsync): for records,
     weights and settings. Bulk outputs that a rerun rewrites anyway (thousands of face
-    crops) skip it, since an fsync per file costs more than the encoding."""
+    crops) skip it, since an fsync per file costs more than the encoding.
+
+    ``before_replace`` gets the finished temporary file's name just before the rename: the
+    weights use it to commit their metadata (which names the new file's digest) first. If
+    it raises, the old file stays and the temporary one is removed."""
     path = Path(path)
     fd, tmp = temp_beside(path, suffix)
     try:
@@ -89,6 +98,8 @@ def atomic_write(
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
