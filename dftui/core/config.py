@@ -96,7 +96,8 @@ class TrainConfig:
         Path("processed_data/val_cropped"), label="validation folder", flag="--val",
         help="validation folder holding real/ and fake/", section="data")
     epochs: int = option(
-        15, label="epochs", help="epochs to train (with a resume: the run's own, or more)",
+        15, label="epochs",
+        help="epochs to train; a resumed run keeps its own unless given (not below those done)",
         minimum=1, resume="extend")
     batch_size: int = option(32, label="batch size", help="images per step", minimum=1)
     lr: float = option(
@@ -133,8 +134,11 @@ class TrainConfig:
     compile: bool = option(False, label="compile", help="torch.compile the model",
                            section="hardware", resume="free")
     augment: str = option(
-        "none", label="augmentation", help="training augmentation (none, as the reference)",
-        choices=AUGMENT_CHOICES, section="data")
+        "none", label="augmentation", help="training augmentation (none: as the reference)",
+        choices=AUGMENT_CHOICES, section="data",
+        # "robust" mirrors the perturbations of Test-Challenge.
+        choice_labels=(("none", "none (as the reference)"), ("light", "light: horizontal flip"),
+                       ("robust", "robust: flip, JPEG, blur, noise, colour")))
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
     # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises
