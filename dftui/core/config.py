@@ -35,6 +35,17 @@ def _img_size_problem(size: int) -> str | None:
     return None
 
 
+def img_size_problem(size: int | None, backbone: str) -> str | None:
+    """The rule tying the image size to the backbone (too small for its layers); the Setup
+    form checks it as the size is typed."""
+    from dftui.core.backbones import BACKBONES
+
+    spec = BACKBONES.get(backbone)
+    if size is None or spec is None or size >= spec.min_size:
+        return None
+    return f"image size {size} is too small for {backbone}; use at least {spec.min_size} pixels"
+
+
 def _device_problem(dev: str) -> str | None:
     if dev in DEVICE_CHOICES or dev.startswith("cuda:"):
         return None
@@ -151,20 +162,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting that cannot work, before any heavy work starts."""
-        from dftui.core.backbones import BACKBONES
-
         # The declared rules first (choices, bounds, each option's own rule), then the
         # rules that tie two options together.
         found = problems(self)
         if found:
             raise ConfigError(found[0][1])
-        if self.img_size is not None:
-            minimum = BACKBONES[self.backbone].min_size
-            if self.img_size < minimum:
-                raise ConfigError(
-                    f"image size {self.img_size} is too small for {self.backbone}; "
-                    f"use at least {minimum} pixels"
-                )
+        small = img_size_problem(self.img_size, self.backbone)
+        if small:
+            raise ConfigError(small)
         if self.sync_bn and self.freeze_bn:
             raise ConfigError("choose either synchronised or frozen batch norm, not both")
 
