@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
@@ -23,9 +22,9 @@ PATH_FIELDS = ("train_dir", "val_dir", "out_dir", "runs_dir")
 
 
 def _backbone_names() -> tuple[str, ...]:
-    from dftui.core.backbones import BACKBONES
+    from dftui.core.backbones import backbone_names
 
-    return tuple(BACKBONES)
+    return backbone_names()
 
 
 def _img_size_problem(size: int) -> str | None:
