@@ -74,16 +74,30 @@ class EarlyStopping:
                 break
         return self
 
-    def describe(self) -> str:
-        if not self.enabled:
-            return "early stopping: off"
-        delta = f" by more than {self.min_delta:g}" if self.min_delta else ""
-        return (f"early stopping: on {self.metric}, after {self.patience} epoch(s) without "
-                f"improvement{delta}")
-
 
 def status_text(status: str, early_stop_epoch: int | None = None) -> str:
     """A run's outcome as every surface words it: "finished (early stop at epoch 4)"."""
     if status == "finished" and early_stop_epoch is not None:
         return f"finished (early stop at epoch {early_stop_epoch})"
     return status
+
+
+def recipe_notes(config: Mapping[str, Any]) -> list[str]:
+    """Short notes for a run's header on the recipe options set away from the reference
+    (early stopping, a frozen backbone, EMA), read from its recorded config (untrusted:
+    wrong types are shown as they are, never raise)."""
+    notes = []
+    patience = config.get("early_stop_patience")
+    if isinstance(patience, int) and patience > 0:
+        delta = config.get("early_stop_min_delta")
+        more = f" by more than {delta:g}" if isinstance(delta, (int, float)) and delta else ""
+        notes.append(f"early stopping on {config.get('early_stop_metric')} after {patience} "
+                     f"epoch(s) without improvement{more}")
+    frozen = config.get("freeze_epochs")
+    if isinstance(frozen, int) and frozen > 0:
+        notes.append(f"backbone frozen for {frozen} epoch(s)")
+    if config.get("ema") is True:
+        decay = config.get("ema_decay")
+        notes.append(f"EMA of the weights (decay {decay:g}) validated and saved"
+                     if isinstance(decay, float) else "EMA of the weights validated and saved")
+    return notes

@@ -92,6 +92,10 @@ class EpochEnd(Event):
     is_best: bool
     best_epoch: int
     skipped_images: int = 0
+    # With weight averaging (EMA) the val_* fields are the average's (the saved weights);
+    # these are the trained model's own. None without EMA.
+    raw_val_loss: float | None = None
+    raw_val_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,9 @@ class RunFinished(Event):
     metadata_path: str | None
     run_dir: str
     seconds: float
+    # The epoch early stopping ended the run after (status "finished"); None otherwise.
+    # Defaulted: records written before early stopping existed replay without it.
+    early_stop_epoch: int | None = None
 
 
 @dataclass(frozen=True)

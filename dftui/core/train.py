@@ -82,6 +82,7 @@ from dftui.core.events import (
 )
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
+from dftui.core.recipe import Recipe, RecipeError
 from dftui.core.runs import (
     RunRecorder,
     lock_run,
@@ -471,6 +472,11 @@ class _Trainer:
                 "batch-norm statistics are then averaged over the processes at each epoch end"
             )
         self.spec = get_backbone(cfg.backbone)
+        self.recipe = Recipe(cfg, self.spec.head)
+        try:
+            self.recipe.check_processes(dist.world)
+        except RecipeError as exc:
+            raise RunAborted(str(exc), fixes=(Fix("balance", "loss"),)) from None
         self.pre = Preprocessing(
             cfg.img_size or self.spec.input_size, self.spec.mean, self.spec.std, self.spec.interpolation
         )
@@ -565,8 +571,10 @@ class _Trainer:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device, memory_format=memory_format)
         self.memory_format = memory_format
+        # Made with every parameter trainable (a frozen backbone is frozen per epoch, see
+        # Recipe.start_epoch), so the optimiser holds them all from the start.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.criterion = nn.CrossEntropyLoss()
+        self.criterion = self.recipe.criterion(self.train_scan.counts, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
         if resume is not None:
             # Before DDP wraps the model: DDP starts every rank from rank 0's parameters.
@@ -574,6 +582,14 @@ class _Trainer:
             self.optimizer.load_state_dict(resume["optimizer"])
             if resume.get("scaler"):
                 self.scaler.load_state_dict(resume["scaler"])
+        self.recipe.attach(self.model)  # the EMA copy, on the model's device
+        if resume is not None:
+            try:
+                self.recipe.load_state_dict(resume.get("recipe") or {}, str(self.run_dir / RESUME_FILE))
+            except RecipeError as exc:
+                raise RunAborted(str(exc)) from None
+        if dist.is_main:
+            self.emit(self.recipe.imbalance_note(self.train_scan.counts))
         # The model trains through DDP; self.model stays the plain module, so every saved
         # state_dict has the plain keys (no "module." prefix) and validation runs without
         # collectives. Running statistics are not broadcast at each step
@@ -592,12 +608,16 @@ class _Trainer:
             trained = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # A frozen backbone's parameters get no gradient in its epochs: DDP must
+                # look for unused parameters then (it leaves their grads None).
+                find_unused_parameters=cfg.freeze_epochs > 0,
                 **{no_sync: False},
             )
         self.forward = trained
         # Validation runs a batch-norm-folded copy (on the CPU a fused graph, see
         # core/inference.py); with --compile it runs the compiled model as training does.
         self.eval_forward: EvalForward | None = None
+        self.ema_eval_forward: EvalForward | None = None
         if cfg.compile:
             self.forward = torch.compile(trained)
         else:
@@ -606,6 +626,11 @@ class _Trainer:
                 note=lambda message: self.emit(LogMessage("info", message)),
                 fold_small_workloads=False,
             )
+            if self.recipe.ema is not None:
+                self.ema_eval_forward = EvalForward(
+                    self.recipe.ema.module, self.device, self.precision, memory_format,
+                    fold_small_workloads=False,
+                )
 
         self.workers = default_workers() if cfg.workers is None else cfg.workers
         draft = self.pre.input_size
@@ -622,6 +647,10 @@ class _Trainer:
             self.train_shards = distributed.ShardedShuffle(len(train_data), dist.rank, dist.world, cfg.seed)
             train_sampler = self.train_shards
             val_sampler = distributed.Shard(len(val_data), dist.rank, dist.world)
+        else:
+            # Class-balanced draws (balance "sampler"); reseeded every epoch in _seed_epoch.
+            train_sampler = self.recipe.train_sampler(
+                [label for _, label in self.train_scan.samples], len(CLASS_NAMES))
         self.train_loader = make_loader(
             train_data, self.batch_per_process, True, self.workers, cfg.seed, self.device,
             cfg.mp_context, sampler=train_sampler,
@@ -637,8 +666,9 @@ class _Trainer:
         )
         # Every rank runs as many validation steps as the largest shard (rank 0's).
         self.val_batches = -(-(-(-len(val_data) // dist.world)) // self.batch_per_process)
-        if self.eval_forward is not None:
-            self.eval_forward.plan(self.val_scan.total * max(0, cfg.epochs - self.state.epoch))
+        for forward in (self.eval_forward, self.ema_eval_forward):
+            if forward is not None:
+                forward.plan(self.val_scan.total * max(0, cfg.epochs - self.state.epoch))
         if resume is not None:
             self._restore_rng(resume)
             self.emit(LogMessage("info", f"resuming after epoch {self.state.epoch} from {resume_dir}"))
@@ -810,11 +840,22 @@ class _Trainer:
     def is_complete(self) -> bool:
         """Every epoch recorded (its EpochEnd emitted) and the best of them saved."""
         st = getattr(self, "state", None)
+        if st is None:
+            return False
+        last = self.config.epochs
+        early = self._early_stop_epoch()
         return (
-            st is not None
-            and getattr(self, "recorded_epoch", 0) >= self.config.epochs
+            getattr(self, "recorded_epoch", 0) >= (early or last)
             and getattr(self, "saved_best", None) == st.best_epoch
         )
+
+    def _early_stop_epoch(self) -> int | None:
+        """The epoch early stopping ended (or ends) the run at, before its last epoch."""
+        recipe = getattr(self, "recipe", None)
+        if recipe is None:
+            return None
+        epoch = recipe.early_stop_epoch(self.state.history)
+        return epoch if epoch is not None and epoch < self.config.epochs else None
 
     def _stop_before_start(self) -> None:
         """A Ctrl+C during setup ends it here, before a run folder (with nothing to resume)
@@ -830,9 +871,14 @@ class _Trainer:
         # Seconds per training step and per validation step, for the ETA.
         self.step_time: float | None = None
         self.val_step_time: float | None = None
+        if self._early_stop_epoch() is not None:
+            return self._finish("finished")  # resumed after the epoch early stopping ended it
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             # Reseeding per epoch keeps the shuffle order independent of where a run resumed.
             self._seed_epoch(epoch)
+            note = self.recipe.start_epoch(self.model, epoch)  # a frozen backbone, or not
+            if note is not None and self.dist.is_main:
+                self.emit(note)
             t_epoch = time.monotonic()
             train = self._train_epoch(epoch, spe)
             if train is None:
@@ -840,11 +886,17 @@ class _Trainer:
             if self.dist.enabled and not (cfg.sync_bn or cfg.freeze_bn):
                 # Every rank validates, and rank 0 saves, the same statistics.
                 distributed.average_bn_stats(self.model)
+                if self.recipe.ema is not None:
+                    # The average is linear: averaging its statistics over the ranks equals
+                    # averaging the ranks' averaged statistics.
+                    distributed.average_bn_stats(self.recipe.ema.module)
             val = self._validate(epoch, val_batches)
             if val is None:
                 return self._finish(self._stop_reason())
             seconds = time.monotonic() - t_epoch
             self._end_epoch(epoch, train, val, seconds)
+            if self._early_stop_epoch() is not None:
+                return self._finish("finished")
             if self._stop_requested() and not self.is_complete():
                 return self._finish(self._stop_reason())
         return self._finish("finished")
@@ -900,6 +952,7 @@ class _Trainer:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
+        self.recipe.train_mode(self.model)  # a frozen backbone stays in eval mode
 
     def _eta(self, epoch: int, batch: int, spe: int, val_batches: int) -> float | None:
         if self.step_time is None:
@@ -956,6 +1009,7 @@ class _Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.recipe.after_step(self.model)  # the weight average (EMA), when on
             # One host sync per batch (the loss value), as a plain loop's loss.item() does.
             loss_value = loss.item()
             count = y.numel()
@@ -1012,11 +1066,17 @@ class _Trainer:
     def _validate(self, epoch: int, val_batches: int) -> dict[str, Any] | None:
         cfg = self.config
         self.model.eval()
-        if self.eval_forward is not None:
-            self.eval_forward.sync()
+        for forward in (self.eval_forward, self.ema_eval_forward):
+            if forward is not None:
+                forward.sync()
+        ema = self.recipe.ema
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         labels: list[torch.Tensor] = []
         preds: list[torch.Tensor] = []
+        # With EMA the average is the model validated and saved; the trained model's own
+        # results are reported beside it (raw_*).
+        raw_loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        raw_preds: list[torch.Tensor] = []
         t0 = time.monotonic()
         last_emit = 0.0
         wait = 0.0  # time blocked on the loader, as in training
@@ -1040,11 +1100,11 @@ class _Trainer:
                 continue
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             y = y.to(self.device, non_blocking=True)
-            if self.eval_forward is not None:
-                out = self.eval_forward(x)
-            else:
-                with _autocast(self.device, self.precision):
-                    out = self.forward(x).float()
+            out = self._logits(x, self.eval_forward, self.forward)
+            if ema is not None:
+                raw_loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").double()
+                raw_preds.append(out.argmax(1))
+                out = self._logits(x, self.ema_eval_forward, ema.module)
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").double()
             preds.append(out.argmax(1))
             labels.append(y)
@@ -1075,13 +1135,17 @@ class _Trainer:
         y_all = torch.cat(labels).cpu().numpy() if labels else np.zeros(0, dtype=np.int64)
         p_all = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
         loss_total = float(loss_sum.item())
+        raw_p = torch.cat(raw_preds).cpu().numpy() if raw_preds else np.zeros(0, dtype=np.int64)
+        raw_loss = float(raw_loss_sum.item())
         if self.dist.enabled:
             # Each image was validated by exactly one rank (distributed.Shard, no padding):
             # the gathered predictions are the single-process evaluation's, in another order.
-            parts = distributed.all_gather((y_all, p_all, loss_total))
+            parts = distributed.all_gather((y_all, p_all, loss_total, raw_p, raw_loss))
             y_all = np.concatenate([part[0] for part in parts])
             p_all = np.concatenate([part[1] for part in parts])
             loss_total = sum(part[2] for part in parts)
+            raw_p = np.concatenate([part[3] for part in parts])
+            raw_loss = sum(part[4] for part in parts)
         if len(y_all) == 0:
             raise RunAborted(f"epoch {epoch}: no validation image could be read", epoch)
         conf = Confusion.from_labels(y_all, p_all)
@@ -1093,7 +1157,18 @@ class _Trainer:
                 epoch,
                 fixes=_NOT_FINITE_FIXES,
             )
-        return {"loss": loss, "confusion": conf}
+        result: dict[str, Any] = {"loss": loss, "confusion": conf}
+        if ema is not None:
+            result["raw"] = {"loss": raw_loss / len(y_all),
+                             "accuracy": Confusion.from_labels(y_all, raw_p).accuracy}
+        return result
+
+    def _logits(self, x: torch.Tensor, folded: EvalForward | None, module: Any) -> torch.Tensor:
+        """Validation logits (float32): the folded copy, or the module itself (compiled)."""
+        if folded is not None:
+            return folded(x)
+        with _autocast(self.device, self.precision):
+            return module(x).float()
 
     def _note_skipped(self, skipped: list[str]) -> None:
         added = False
@@ -1150,6 +1225,9 @@ class _Trainer:
             "data_wait": train["data_wait"],
             "confusion": conf.to_dict(),
         }
+        raw = val.get("raw")
+        if raw is not None:  # EMA on: val_* are the average's, these the trained model's
+            row.update(raw_val_loss=raw["loss"], raw_val_accuracy=raw["accuracy"])
         st.history.append(row)
         if not self.dist.is_main:
             st.epoch = epoch
@@ -1177,6 +1255,8 @@ class _Trainer:
                 is_best=is_best,
                 best_epoch=st.best_epoch or epoch,
                 skipped_images=len(st.skipped),
+                raw_val_loss=raw["loss"] if raw is not None else None,
+                raw_val_accuracy=raw["accuracy"] if raw is not None else None,
             )
         )
         self.recorded_epoch = epoch
@@ -1198,11 +1278,14 @@ class _Trainer:
             run_id=self.run_dir.name,
             run_dir=str(self.run_dir),
             class_names=list(CLASS_NAMES),
+            **self.recipe.metadata(),
         )
 
     def _save_best(self, epoch: int) -> None:
         try:
-            written = save_weights(self.model.state_dict(), self.weights_path, self._metadata())
+            # With EMA the average is the run's weights (validated as val_*).
+            model = self.recipe.saved_model(self.model)
+            written = save_weights(model.state_dict(), self.weights_path, self._metadata())
         except (OSError, RuntimeError) as exc:
             # torch.save reports a failed write of its zip records as a RuntimeError.
             raise RunAborted(
@@ -1255,6 +1338,7 @@ class _Trainer:
             "config": self.config.to_dict(),
             "weights_path": str(self.weights_path),
             "world_size": self.dist.world,
+            "recipe": self.recipe.state_dict(),  # the weight average (EMA), when on
         }
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
@@ -1277,6 +1361,7 @@ class _Trainer:
         st = self.state
         has_best = st.best_epoch is not None and getattr(self, "saved_best", None) is not None
         return RunFinished(
+            early_stop_epoch=self._early_stop_epoch() if status == "finished" else None,
             status=status,
             epochs_completed=st.epoch,
             best_epoch=st.best_epoch,

@@ -265,7 +265,8 @@ class TrainingScreen(Screen[None]):
         weights = run.weights_path or self.weights_path
         return RunFinished(run.status, run.epochs_completed, run.best_epoch,
                            run.best_val_accuracy if weights else None, weights, None,
-                           str(run.run_dir), self._prior_seconds + self._attempt_elapsed)
+                           str(run.run_dir), self._prior_seconds + self._attempt_elapsed,
+                           early_stop_epoch=run.early_stop_epoch)
 
     def _lost(self, text: str, status: str = "") -> None:
         if status:
@@ -572,6 +573,8 @@ class TrainingScreen(Screen[None]):
         total = self._prior_seconds + event.seconds  # a resumed run: every attempt
         if event.status == "finished":
             head = f"✓ Finished {event.epochs_completed} epoch(s) in {format_duration(total)}"
+            if event.early_stop_epoch is not None:
+                head += f" (early stop at epoch {event.early_stop_epoch})"
             if self._prior_seconds:
                 head += " (resumed)"
         else:
