@@ -12,10 +12,11 @@ import random
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -49,10 +50,10 @@ from dftui.core.checkpoint import (
 from dftui.core.config import ConfigError, TrainConfig, absolute_path
 from dftui.core.data import (
     DataError,
-    ScanCancelled,
     DatasetScan,
     FaceDataset,
     Preprocessing,
+    ScanCancelled,
     build_transform,
     display_path,
     make_loader,
@@ -69,7 +70,6 @@ from dftui.core.devices import (
     resolve_precision,
 )
 from dftui.core.events import (
-    StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
     BatchEnd,
     CheckpointSaved,
     Emit,
@@ -79,6 +79,7 @@ from dftui.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
 )
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
@@ -597,9 +598,9 @@ class _Trainer:
         # end of every epoch (distributed.average_bn_stats).
         trained: nn.Module = self.model
         if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             import inspect
+
+            from torch.nn.parallel import DistributedDataParallel
 
             # Newer torch names the switch forward_sync_buffers (it still syncs at start,
             # where every rank holds the same statistics anyway).
@@ -1392,9 +1393,11 @@ def fit(
     stop = stop if stop is not None else threading.Event()
     trainer = _Trainer(config, emit, stop, Path(run_dir) if run_dir is not None else None)
     final: RunFinished | RunFailed
+    agreed = False  # every rank ended the loop at the same step (distributed.any_true)
     try:
         trainer.setup(Path(resume) if resume is not None else None)
         final = trainer.run()
+        agreed = True
     except RunAborted as exc:
         final = _failed(trainer, str(exc), exc.epoch, exc.batch, fixes=exc.fixes)
     except StoppedBeforeStart:
@@ -1440,6 +1443,11 @@ def fit(
             _release(trainer)
     except Exception:  # noqa: BLE001 - tidying up must never hide the run's result
         pass
+    if agreed and trainer.dist.enabled:
+        # No rank leaves before rank 0 has written the run's end: torchrun's agent takes a
+        # rank's exit as the end of the group and terminates the others, and a peer's
+        # closed connections can abort a process still using gloo.
+        distributed.wait_for_peers()
     device = getattr(trainer, "device", None)
     # Drop the model, optimiser and loaders now, so an out-of-memory run gives its memory
     # back to the app before the next one starts.
