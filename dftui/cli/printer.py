@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from dftui.core.balance import Imbalance
+from dftui.core.early_stop import outcome_text, recipe_notes
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -17,8 +19,6 @@ from dftui.core.events import (
     RunStarted,
     format_duration,
 )
-from dftui.core.balance import Imbalance
-from dftui.core.early_stop import recipe_notes, status_text
 
 
 def log_text(event: LogMessage) -> str:
@@ -97,7 +97,7 @@ def shown_path(path: str | None) -> str:
 def _finished_line(e: RunFinished) -> str:
     if not e.run_dir:
         return f"run {e.status} before it started; nothing was trained or recorded"
-    status = status_text(e.status, e.early_stop_epoch)
+    status = outcome_text(e.status, e.early_stop_epoch)
     if e.best_epoch is None:
         return f"run {status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
     return (

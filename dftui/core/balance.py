@@ -53,7 +53,7 @@ def report(counts: Mapping[str, int], balance: str) -> tuple[str, str]:
         "none": "no class balancing",
         "sampler": "class-balanced sampling (WeightedRandomSampler)",
         "loss": "class-weighted cross-entropy (weights "
-        + ", ".join(f"{name} {w:.3f}" for name, w in zip(imb.counts, class_weight_values(imb.counts)))
+        + ", ".join(f"{name} {w:.3f}" for name, w in zip(imb.counts, class_weight_values(imb.counts), strict=True))
         + ")",
     }[balance]
     text = f"training classes: {imb.describe()}; {choice}"

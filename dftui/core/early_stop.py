@@ -75,7 +75,7 @@ class EarlyStopping:
         return self
 
 
-def status_text(status: str, early_stop_epoch: int | None = None) -> str:
+def outcome_text(status: str, early_stop_epoch: int | None = None) -> str:
     """A run's outcome as every surface words it: "finished (early stop at epoch 4)"."""
     if status == "finished" and early_stop_epoch is not None:
         return f"finished (early stop at epoch {early_stop_epoch})"

@@ -421,9 +421,9 @@ class RunSummary:
     def status_text(self) -> str:
         """The status as lists show it: 'running on host X' for another machine's run,
         'finished (early stop at epoch N)'."""
-        from dftui.core.early_stop import status_text
+        from dftui.core.early_stop import outcome_text
 
-        return f"{self.status} on {self.host}" if self.host else status_text(self.status, self.early_stop_epoch)
+        return f"{self.status} on {self.host}" if self.host else outcome_text(self.status, self.early_stop_epoch)
 
     @property
     def resumable(self) -> bool:

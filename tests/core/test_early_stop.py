@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dftui.core.early_stop import EarlyStopping, status_text
+from dftui.core.early_stop import EarlyStopping, outcome_text
 
 
 def _feed(stopper: EarlyStopping, values: list[float]) -> int | None:
@@ -61,7 +61,7 @@ def test_unknown_metric_is_refused():
         EarlyStopping("auc", patience=1)
 
 
-def test_status_text():
-    assert status_text("finished", 4) == "finished (early stop at epoch 4)"
-    assert status_text("finished") == "finished"
-    assert status_text("stopped", 4) == "stopped"
+def test_outcome_text():
+    assert outcome_text("finished", 4) == "finished (early stop at epoch 4)"
+    assert outcome_text("finished") == "finished"
+    assert outcome_text("stopped", 4) == "stopped"

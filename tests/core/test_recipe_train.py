@@ -5,7 +5,6 @@ EMA weights are validated and saved; every one resumes exactly after an interrup
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
