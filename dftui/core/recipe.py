@@ -27,9 +27,8 @@ class RecipeError(ValueError):
 
 
 class Recipe:
-    def __init__(self, config: TrainConfig, head: str) -> None:
+    def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.head = head  # the backbone's classifier layer (BackboneSpec.head)
         self.ema: WeightAverage | None = None
         self.frozen: bool | None = None  # the backbone's state this epoch; None: not set yet
 
@@ -55,11 +54,9 @@ class Recipe:
             return None
         return balanced_sampler(labels, classes)
 
-    def criterion(self, counts: Mapping[str, int], device: torch.device) -> nn.Module:
-        """The training loss: cross-entropy, class-weighted when balance is "loss"."""
-        if self.config.balance == "loss":
-            return nn.CrossEntropyLoss(weight=class_weights(counts).to(device))
-        return nn.CrossEntropyLoss()
+    def class_weights(self, counts: Mapping[str, int]) -> torch.Tensor | None:
+        """The training cross-entropy's class weights (balance "loss"), or None."""
+        return class_weights(counts) if self.config.balance == "loss" else None
 
     # -- model ---------------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:
@@ -68,8 +65,9 @@ class Recipe:
         if self.config.ema:
             self.ema = WeightAverage(model, self.config.ema_decay)
 
-    def start_epoch(self, model: nn.Module, epoch: int) -> LogMessage | None:
-        """Freeze or unfreeze the backbone for this epoch; a note when that changes."""
+    def start_epoch(self, model: nn.Module, head: str, epoch: int) -> LogMessage | None:
+        """Freeze or unfreeze the backbone for this epoch; a note when that changes.
+        ``head``: the backbone's classifier layer (BackboneSpec.head)."""
         last = self.config.freeze_epochs
         frozen = backbone_frozen(epoch, last)
         # A model is built (and resumed) whole: None counts as unfrozen.
@@ -77,17 +75,17 @@ class Recipe:
         self.frozen = frozen
         if not changed and not (last and epoch == last + 1):
             return None
-        trainable = set_backbone_trainable(model, self.head, not frozen)
+        trainable = set_backbone_trainable(model, head, not frozen)
         if frozen:
             return LogMessage("info", f"backbone frozen until epoch {last}: training the "
                               f"classifier head only ({trainable:,} parameters)")
         return LogMessage("info", f"epoch {epoch}: backbone unfrozen, fine-tuning the whole "
                           f"network ({trainable:,} parameters)")
 
-    def train_mode(self, model: nn.Module) -> None:
+    def train_mode(self, model: nn.Module, head: str) -> None:
         """After model.train(): a frozen backbone stays in eval mode."""
         if self.frozen:
-            frozen_to_eval(model, self.head)
+            frozen_to_eval(model, head)
 
     def after_step(self, model: nn.Module) -> None:
         if self.ema is not None:

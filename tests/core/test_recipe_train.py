@@ -122,8 +122,8 @@ def test_class_balancing_reports_the_imbalance_and_the_choice(imbalanced, standi
 def test_balanced_sampler_is_refused_with_several_processes():
     cfg = tiny_config({"train": Path("t"), "val": Path("v")}, Path("w"), Path("o"), balance="sampler")
     with pytest.raises(RecipeError, match="not supported with several processes.*'loss'"):
-        Recipe(cfg, "classifier.1").check_processes(2)
-    Recipe(cfg.with_(balance="loss"), "classifier.1").check_processes(2)
+        Recipe(cfg).check_processes(2)
+    Recipe(cfg.with_(balance="loss")).check_processes(2)
 
 
 def test_ema_weights_are_validated_and_saved(dataset, standin_weights, tmp_path):
