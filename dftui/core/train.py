@@ -214,6 +214,7 @@ class _Trainer:
         back before the next one starts."""
         self.net = self.optim = self.loaders = None
         self._built = None
+        self.recipe.ema, self.ema_forward = None, None
 
     # -- setup -------------------------------------------------------------------------
     def setup(self, resume_dir: Path | None) -> None:
