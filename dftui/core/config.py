@@ -131,7 +131,7 @@ class TrainConfig:
     out_dir: Path = option(Path("weights"), label="weights folder", flag="--out",
                            help="weights folder", section="output")
     weights_name: str | None = option(
-        None, label="weights file name", flag="--name",
+        None, label="weights name", flag="--name",
         help="weights file name (default: {backbone}_deepfake.pth)", section="output",
         rule=lambda name: None if name is None else weights_name_problem(name))
     overwrite: bool = option(False, label="overwrite", help="replace existing weights of the same name",
