@@ -71,7 +71,7 @@ def _save(folder: Path, state: dict[str, torch.Tensor], name: str = "w.pth", **e
      "x" * 200 + ".pth", "x.PTH"],
 )
 def test_weights_name_must_be_a_plain_pth_file_name(name: str) -> None:
-    with pytest.raises(ConfigError, match="weights file name"):
+    with pytest.raises(ConfigError, match="weights name"):
         TrainConfig(weights_name=name).validate()
 
 
