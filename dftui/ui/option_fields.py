@@ -14,9 +14,9 @@ from typing import Any
 
 from textual.containers import Horizontal
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Label, Select
+from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from dftui.core.options import Option
+from dftui.core.options import SECTIONS, Option
 from dftui.ui.widgets.tickbox import TickBox
 
 OPTION_CLASS = "option-field"  # every derived widget carries it
@@ -88,16 +88,23 @@ def groups(opts: Iterable[Option]) -> list[list[Option]]:
     return out
 
 
-def rows(opts: Iterable[Option], saved: dict[str, Any]) -> Iterator[Horizontal]:
-    """The options' rows (see :func:`groups`), each field's label then its widget."""
-    for group in groups(opts):
-        children: list[Widget] = []
-        for i, opt in enumerate(group):
-            label = Label(title(opt), classes="field-label2" if i else "field-label")
-            label.tooltip = opt.help
-            children.append(label)
-            children.append(widget_for(opt, saved.get(opt.name)))
-        yield Horizontal(*children, classes="row")
+def rows(opts: Iterable[Option], saved: dict[str, Any]) -> Iterator[Widget]:
+    """The options' rows (see :func:`groups`) under a heading per section, each field's
+    label then its widget."""
+    by_section: dict[str, list[Option]] = {}
+    for opt in opts:
+        by_section.setdefault(opt.section, []).append(opt)
+    order = [s for s in SECTIONS if s in by_section] + [s for s in by_section if s not in SECTIONS]
+    for section in order:
+        yield Static(section.capitalize(), classes="option-section")
+        for group in groups(by_section[section]):
+            children: list[Widget] = []
+            for i, opt in enumerate(group):
+                label = Label(title(opt), classes="option-label2" if i else "option-label")
+                label.tooltip = opt.help
+                children.append(label)
+                children.append(widget_for(opt, saved.get(opt.name)))
+            yield Horizontal(*children, classes="row")
 
 
 def read_value(opt: Option, widget: Widget) -> Any:
