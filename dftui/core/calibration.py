@@ -271,17 +271,79 @@ def stored_temperature(metadata: Any) -> tuple[float | None, str | None]:
     return float(value), None
 
 
+def calibrate_weights(
+    weights: Any, folder: Any, *, device: str = "auto", precision: str = "auto",
+    scan: Any = None, stop: Any = None, batch_size: int = 32,
+) -> CalibrationFit:
+    """Score ``folder`` (real/ and fake/) with ``weights`` uncalibrated and fit a temperature
+    on the scores (nothing is stored: see ``store_calibration``). A stop request gives a fit
+    without a temperature."""
+    from dftui.core.evaluate import evaluate_folder
+    from dftui.core.predict import Predictor
+
+    predictor = Predictor(weights, device, precision, calibrated=False)
+    result = evaluate_folder(predictor, folder, batch_size=batch_size, stop=stop, scan=scan)
+    fit = fit_binary(result.scores, result.labels)
+    if result.stopped:
+        return CalibrationFit(None, fit.images, fit.ece_before, None, fit.nll_before, None,
+                              fit.bins, "stopped before every validation image was scored")
+    return fit
+
+
+class CalibrationExists(ValueError):
+    """The weights already carry a temperature and replacing it was not asked for."""
+
+
+def store_calibration(weights: Any, backbone: str, entry: dict[str, Any], overwrite: bool = False) -> Any:
+    """Write ``entry`` (``CalibrationFit.to_metadata``) into the metadata beside ``weights``
+    (atomically; the rest of the metadata is kept as it is) and return the metadata path.
+    Weights without metadata (made by the reference scripts) get one written for them,
+    stating the reference preprocessing they are read with anyway and the weights' digest.
+    A temperature already there is replaced only with ``overwrite``: CalibrationExists."""
+    from pathlib import Path
+
+    from dftui.core.checkpoint import (
+        REFERENCE_PREPROCESSING,
+        build_metadata,
+        file_digest,
+        metadata_path,
+        read_metadata_checked,
+        save_json,
+    )
+
+    weights = Path(weights)
+    meta, damaged = read_metadata_checked(weights)
+    if damaged:
+        raise ValueError(f"the metadata of {weights} cannot be read ({damaged}); fix or move it first")
+    if meta is None:
+        digest, size = file_digest(weights)
+        meta = build_metadata(backbone, REFERENCE_PREPROCESSING, reference_format=True,
+                              weights_file=weights.name, weights_sha256=digest, weights_size=size)
+    old, _ = stored_temperature(meta)
+    if old is not None and not overwrite:
+        raise CalibrationExists(
+            f"{weights.name} is already calibrated (T={old:.3g}); ask to replace the temperature "
+            "to store the new one"
+        )
+    path = metadata_path(weights)
+    save_json({**meta, METADATA_KEY: entry}, path)
+    return path
+
+
 __all__ = [
+    "CalibrationExists",
     "ECE_BINS",
     "CalibrationFit",
     "ReliabilityBin",
     "binary_confidence",
     "brier_score",
+    "calibrate_weights",
     "expected_calibration_error",
     "fit_binary",
     "fit_temperature",
     "margins_from_p_fake",
     "margins_to_logits",
     "reliability_bins",
+    "store_calibration",
     "stored_temperature",
 ]

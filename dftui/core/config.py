@@ -135,6 +135,14 @@ class TrainConfig:
     augment: str = option(
         "none", label="augmentation", help="training augmentation (none, as the reference)",
         choices=AUGMENT_CHOICES, section="data")
+    # Off by default: the reference recipe's p_fake values stay what the reference scripts
+    # give for the same weights; the weights themselves are the same either way.
+    calibrate: bool = option(
+        False, label="calibrate",
+        help="after training, fit a temperature on the validation set (with the best weights) "
+        "so that probabilities match accuracy; stored in the weights' metadata, used by "
+        "predict and evaluate, ECE reported before and after",
+        section="recipe", resume="free")
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
     # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises

@@ -113,6 +113,11 @@ class RunFinished(Event):
     metadata_path: str | None
     run_dir: str
     seconds: float
+    # Set when the run calibrated its best weights (TrainConfig.calibrate): the temperature
+    # stored in their metadata and the validation ECE without and with it.
+    temperature: float | None = None
+    ece_before: float | None = None
+    ece_after: float | None = None
 
 
 @dataclass(frozen=True)

@@ -342,6 +342,9 @@ class RunRecorder:
                 best_epoch=event.best_epoch,
                 best_val_accuracy=event.best_val_accuracy,
                 epochs_completed=event.epochs_completed,
+                temperature=event.temperature,
+                ece_before=event.ece_before,
+                ece_after=event.ece_after,
             )
         elif isinstance(event, RunFailed):
             self._write_info(

@@ -33,6 +33,7 @@ from dftui.core.backbones import (
     load_pretrained,
     open_regular_file,
 )
+from dftui.core.calibration import CalibrationFit, calibrate_weights, store_calibration
 from dftui.core.checkpoint import (
     build_metadata,
     claim_weights_path,
@@ -1273,8 +1274,31 @@ class _Trainer:
             return
         self.emit(CheckpointSaved("resume", str(path), st.epoch))
 
+    def _calibrate(self) -> CalibrationFit | None:
+        """With ``calibrate`` set: fit a temperature on the validation set with the best
+        weights as saved (the file, so whatever model is saved as the result is the one
+        calibrated) and store it in their metadata. A failure only costs the calibration."""
+        if not self.config.calibrate or not self.dist.is_main or getattr(self, "saved_best", None) is None:
+            return None
+        self.emit(LogMessage("info", "calibrating the best weights on the validation set"))
+        try:
+            fit = calibrate_weights(self.weights_path, self.config.val_dir, device=str(self.device),
+                                    precision=self.precision.name, scan=self.val_scan, stop=self.stop,
+                                    batch_size=self.config.batch_size)
+            if fit.temperature is not None:
+                store_calibration(self.weights_path, self.spec.name,
+                                  fit.to_metadata(f"validation set {self.config.val_dir}"), overwrite=True)
+        except Exception as exc:  # noqa: BLE001 - the trained weights stand without it
+            self.emit(LogMessage("warning", f"calibration failed ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]}); the weights are saved uncalibrated"))
+            return None
+        self.emit(LogMessage("info" if fit.ok else "warning", fit.summary()))
+        return fit if fit.ok else None
+
     def _finish(self, status: str) -> RunFinished:
         st = self.state
+        # Every way a run completes ("finished", an early stop) calibrates; a stop does not.
+        fit = self._calibrate() if status.startswith("finished") and not self.stop.is_set() else None
         has_best = st.best_epoch is not None and getattr(self, "saved_best", None) is not None
         return RunFinished(
             status=status,
@@ -1285,6 +1309,9 @@ class _Trainer:
             metadata_path=str(self.weights_path.with_suffix(".json")) if has_best else None,
             run_dir=str(self.run_dir),
             seconds=time.monotonic() - self.started,
+            temperature=fit.temperature if fit else None,
+            ece_before=fit.ece_before if fit else None,
+            ece_after=fit.ece_after if fit else None,
         )
 
 

@@ -129,3 +129,45 @@ def test_fit_serialises_without_nan() -> None:
     fit = fit_temperature(np.zeros((0, 2)), np.zeros(0))
     assert isinstance(fit, CalibrationFit)
     assert fit.to_dict()["ece_before"] is None
+
+
+def _reference_weights(path, fake_bias: float):  # noqa: ANN001, ANN202
+    from tests.core.test_predict import reference_weights
+
+    return reference_weights(path, fake_bias)
+
+
+def test_predictor_divides_by_the_stored_temperature(tmp_path, dataset) -> None:  # noqa: ANN001
+    from dftui.core.calibration import CalibrationExists, store_calibration
+    from dftui.core.checkpoint import read_metadata
+    from dftui.core.predict import Predictor
+
+    weights = _reference_weights(tmp_path / "mobilenet_v2_deepfake.pth", fake_bias=3.0)
+    img = next((dataset["val"] / "real").iterdir())
+    plain = Predictor(weights, device="cpu")
+    assert plain.temperature is None and plain.calibration_label == "uncalibrated"
+    assert plain.predict_image(img).p_fake == pytest.approx(1 / (1 + math.exp(-3.0)), abs=1e-4)
+
+    logits, labels = calibrated_logits(n=500, seed=5)
+    entry = {**fit_temperature(logits * 2, labels).to_metadata("test"), "temperature": 2.0}
+    store_calibration(weights, "mobilenet_v2", entry)  # a reference file gets metadata written
+    calibrated = Predictor(weights, device="cpu")
+    assert calibrated.reference_format and calibrated.temperature == 2.0
+    assert calibrated.calibration_label == "calibrated (T=2)"
+    assert calibrated.predict_image(img).p_fake == pytest.approx(1 / (1 + math.exp(-1.5)), abs=1e-4)
+    assert Predictor(weights, device="cpu", calibrated=False).temperature is None
+    # Never silently replaced; replaced when asked.
+    with pytest.raises(CalibrationExists, match="already calibrated"):
+        store_calibration(weights, "mobilenet_v2", {**entry, "temperature": 3.0})
+    store_calibration(weights, "mobilenet_v2", {**entry, "temperature": 3.0}, overwrite=True)
+    assert read_metadata(weights)["calibration"]["temperature"] == 3.0
+
+    # A hand-edited temperature of 0 would divide by zero: ignored, with a warning.
+    meta = read_metadata(weights)
+    meta["calibration"]["temperature"] = 0
+    from dftui.core.checkpoint import save_json
+
+    save_json(meta, weights.with_suffix(".json"))
+    broken = Predictor(weights, device="cpu")
+    assert broken.temperature is None and "not a finite number above 0" in broken.calibration_warning
+    assert broken.predict_image(img).p_fake == pytest.approx(1 / (1 + math.exp(-3.0)), abs=1e-4)
