@@ -338,7 +338,9 @@ def _train(
             from dftui.cli.printer import failure_text
 
             return fail(failure_text(final) + kept, 1)
-        if rank != 0 and final.status != "finished":
+        if rank != 0 and final.status == "interrupted":
+            # Stopped (`dftui stop`, agreed by every rank) exits 0 as rank 0 does: the agent
+            # takes any other code as a failure of the group.
             return 130
         if final.status == "interrupted" and not _under_launcher():  # the launcher says it
             import sys

@@ -1334,9 +1334,11 @@ def fit(
     stop = stop if stop is not None else threading.Event()
     trainer = _Trainer(config, emit, stop, Path(run_dir) if run_dir is not None else None)
     final: RunFinished | RunFailed
+    agreed = False  # every rank ended the loop at the same step (distributed.any_true)
     try:
         trainer.setup(Path(resume) if resume is not None else None)
         final = trainer.run()
+        agreed = True
     except RunAborted as exc:
         final = _failed(trainer, str(exc), exc.epoch, exc.batch, fixes=exc.fixes)
     except StoppedBeforeStart:
@@ -1382,6 +1384,11 @@ def fit(
             _release(trainer)
     except Exception:  # noqa: BLE001 - tidying up must never hide the run's result
         pass
+    if agreed and trainer.dist.enabled:
+        # No rank leaves before rank 0 has written the run's end: torchrun's agent takes a
+        # rank's exit as the end of the group and terminates the others, and a peer's
+        # closed connections can abort a process still using gloo.
+        distributed.wait_for_peers()
     device = getattr(trainer, "device", None)
     # Drop the model, optimiser and loaders now, so an out-of-memory run gives its memory
     # back to the app before the next one starts.
