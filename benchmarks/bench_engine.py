@@ -350,7 +350,6 @@ def main() -> None:
         return
 
     import torch
-
     from jpeg_data import make_split
 
     steps = args.steps or (2 if args.quick else 6)

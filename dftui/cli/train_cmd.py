@@ -217,8 +217,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, Path | None, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dftui.cli import fail
-    from dftui.cli import launch
+    from dftui.cli import fail, launch
 
     if launch.wanted(args):
         import os

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -139,7 +139,7 @@ class EvaluationResult:
     severity: float | None = None
     stopped: bool = False  # cut short by the stop flag: metrics cover ``images`` only
     created: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
     record_dir: str | None = None  # where save_evaluation wrote it
     # The temperature the scores were divided by (the weights' calibration), None: none.
@@ -354,7 +354,7 @@ def evaluate_folder(
                     unreadable.append((samples[index][0], _why(exc)))
             if tensors:
                 probs = predictor.probabilities(torch.stack(tensors)).tolist()
-                for index, p in zip(kept, probs):
+                for index, p in zip(kept, probs, strict=True):
                     path, label = samples[index]
                     if not math.isfinite(p):
                         # NaN would be counted as "real" by every threshold: not a score.

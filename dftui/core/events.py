@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import threading
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from dftui.core.untrusted import UntrustedError, check_typed, json_type
 
@@ -180,7 +181,7 @@ def event_from_dict(data: Any) -> Event:
     return cls(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_types(cls: type[Event]) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

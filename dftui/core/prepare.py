@@ -25,9 +25,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -615,9 +622,13 @@ def load_coco(path: Path) -> ParsedSplit:
         with open(path, "rb") as fh:
             data = json.load(fh, object_hook=_drop_polygons)
     except json.JSONDecodeError as exc:
-        raise PrepareError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive") from None
+        raise PrepareError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive"
+        ) from None
     except RecursionError:
-        raise PrepareError(f"{path} is nested too deeply to be an annotation file; re-extract it from the archive") from None
+        raise PrepareError(
+            f"{path} is nested too deeply to be an annotation file; re-extract it from the archive"
+        ) from None
     except UnicodeDecodeError:
         raise PrepareError(f"{path} is not a text JSON file; re-extract it from the archive") from None
     except OSError as exc:
@@ -661,7 +672,7 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
     report = _read_report(path)
     report.update({
         "tool": "dftui prepare openforensics",
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "root": str(config.root),
         "out": str(out),
         "reasons": {
@@ -903,7 +914,7 @@ def mark_output_folder(out: Path, tool: str) -> None:
     marker = Path(out) / OUTPUT_MARKER
     if written_by(out) != tool:
         _write_text_atomic(marker, json.dumps({
-            "tool": tool, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+            "tool": tool, "created": datetime.now(UTC).isoformat(timespec="seconds")}))
 
 
 def _check_out(out: Path) -> None:
@@ -921,7 +932,9 @@ def plan_splits(config: PrepareConfig) -> dict[str, Path]:
     """Split -> annotation file for this run, or PrepareError saying what is missing where."""
     root = config.root
     if not root.exists():
-        raise PrepareError(f"dataset root {root} does not exist; give the folder the OpenForensics archive was extracted to")
+        raise PrepareError(
+            f"dataset root {root} does not exist; give the folder the OpenForensics archive was extracted to"
+        )
     if not root.is_dir():
         raise PrepareError(f"dataset root {root} is a file; give the folder the OpenForensics archive was extracted to")
     if config.splits is None:
@@ -944,7 +957,9 @@ def plan_splits(config: PrepareConfig) -> dict[str, Path]:
     return planned
 
 
-def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | None = None) -> PrepareFinished | PrepareFailed:
+def prepare_openforensics(
+    config: PrepareConfig, emit: Emit, stop: Stoppable | None = None
+) -> PrepareFinished | PrepareFailed:
     """Crop every split; returns the final event (also emitted). Never raises for bad input."""
     stop = stop if stop is not None else threading.Event()
     start = time.perf_counter()

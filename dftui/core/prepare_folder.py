@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -231,7 +231,8 @@ def check_out(config: FolderConfig) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise PrepareError(f"cannot write to the output folder {config.out}: {exc.strerror or exc}; choose another") from None
+        why = exc.strerror or exc
+        raise PrepareError(f"cannot write to the output folder {config.out}: {why}; choose another") from None
 
 
 def _read_done(out: Path) -> dict[str, dict[str, Any]]:
@@ -257,7 +258,9 @@ def _read_done(out: Path) -> dict[str, dict[str, Any]]:
 Emit = Callable[[Event], None]
 
 
-def _crop_source(src: Source, config: FolderConfig, detector: FaceDetector, stop: threading.Event) -> tuple[int, str, str]:
+def _crop_source(
+    src: Source, config: FolderConfig, detector: FaceDetector, stop: threading.Event
+) -> tuple[int, str, str]:
     """(crops written, status, detail) for one photo or video."""
     folder = config.out / f"{src.split}_cropped" / src.label
     written = 0
@@ -293,7 +296,8 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
         try:
             mark_output_folder(config.out, TOOL)  # before the first crop: a rerun after a crash is ours
         except OSError as exc:
-            raise PrepareError(f"cannot write to the output folder {config.out}: {exc.strerror or exc}; choose another") from None
+            why = exc.strerror or exc
+            raise PrepareError(f"cannot write to the output folder {config.out}: {why}; choose another") from None
         detector = FaceDetector(DetectorConfig(min_size=config.min_size))
     except (PrepareError, FaceDetectorError) as exc:
         summary.status, summary.error = "failed", str(exc)
@@ -323,7 +327,8 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
     for row in done.values():
         status = row.get("status")
         if status == "ok":
-            summary.crops[f"{row.get('split', 'train')}/{row['label']}"] += row["crops"] if isinstance(row.get("crops"), int) else 0
+            crops = row["crops"] if isinstance(row.get("crops"), int) else 0
+            summary.crops[f"{row.get('split', 'train')}/{row['label']}"] += crops
         summary.no_face += status == "no_face"
         summary.errors += status == "error"
     try:
@@ -385,7 +390,7 @@ def _previous_settings(out: Path) -> dict[str, Any] | None:
 def _write_report(config: FolderConfig, summary: FolderSummary, skipped: list[dict[str, Any]]) -> None:
     report = {
         "tool": TOOL,
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "root": str(config.root),
         "out": str(config.out),
         "settings": config.settings(),

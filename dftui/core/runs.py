@@ -9,11 +9,22 @@ import os
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.eventlog import (
+    EVENTS_FILE,
+    NON_EVENT_KINDS,
+    STALE_AFTER_S,
+    STOP_FILE,
+    EventLogWriter,
+    EventTail,
+    LogGone,
+    clear_stop_request,
+    hostname,
+)
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -23,17 +34,6 @@ from dftui.core.events import (
     RunFinished,
     RunStarted,
     event_from_dict,
-)
-from dftui.core.eventlog import (
-    EVENTS_FILE,
-    STALE_AFTER_S,
-    STOP_FILE,
-    EventLogWriter,
-    EventTail,
-    LogGone,
-    clear_stop_request,
-    NON_EVENT_KINDS,
-    hostname,
 )
 from dftui.core.untrusted import Fields, UntrustedError, check_int, parse_json, read_json
 
@@ -303,7 +303,7 @@ class RunRecorder:
                 device=event.device,
                 precision=event.precision,
                 started=self.info.get("started")
-                or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                or datetime.now(UTC).isoformat(timespec="seconds"),
                 train_size=event.train_size,
                 val_size=event.val_size,
                 epochs=cfg.get("epochs"),
@@ -337,7 +337,7 @@ class RunRecorder:
         elif isinstance(event, RunFinished):
             self._write_info(
                 status=event.status,
-                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 weights_path=event.weights_path,
                 best_epoch=event.best_epoch,
                 best_val_accuracy=event.best_val_accuracy,
@@ -349,7 +349,7 @@ class RunRecorder:
         elif isinstance(event, RunFailed):
             self._write_info(
                 status="failed",
-                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 message=event.message,
                 weights_path=event.weights_path,
             )
@@ -650,7 +650,7 @@ def note_outcome(run_dir: Path, cause: str | None) -> str | None:
     pid = info.get("pid")
     if status == "running" and not (isinstance(pid, int) and pid_alive(pid)):
         status = "interrupted"
-        changes.update(status=status, ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        changes.update(status=status, ended=datetime.now(UTC).isoformat(timespec="seconds"))
     if cause and cause not in str(info.get("message", "")):
         changes["message"] = cause if not info.get("message") else f"{info['message']} ({cause})"
     if changes:

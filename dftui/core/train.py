@@ -12,10 +12,11 @@ import random
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -50,10 +51,10 @@ from dftui.core.checkpoint import (
 from dftui.core.config import ConfigError, TrainConfig, absolute_path
 from dftui.core.data import (
     DataError,
-    ScanCancelled,
     DatasetScan,
     FaceDataset,
     Preprocessing,
+    ScanCancelled,
     build_transform,
     display_path,
     make_loader,
@@ -70,7 +71,6 @@ from dftui.core.devices import (
     resolve_precision,
 )
 from dftui.core.events import (
-    StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
     BatchEnd,
     CheckpointSaved,
     Emit,
@@ -80,6 +80,7 @@ from dftui.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
 )
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
@@ -582,9 +583,9 @@ class _Trainer:
         # end of every epoch (distributed.average_bn_stats).
         trained: nn.Module = self.model
         if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             import inspect
+
+            from torch.nn.parallel import DistributedDataParallel
 
             # Newer torch names the switch forward_sync_buffers (it still syncs at start,
             # where every rank holds the same statistics anyway).

@@ -14,8 +14,9 @@ import os
 import stat
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MAX_JSON_BYTES = 16 * 1024 * 1024  # records and metadata are kilobytes; more is not ours
 MAX_INT = 2**53  # integers beyond what a float holds exactly are not counts we wrote
@@ -185,7 +186,7 @@ def check_typed(value: Any, hint: Any, name: str) -> Any:
             raise UntrustedError(f"{name} should hold {len(args)} items, not {len(value)}")
         if not args:
             return tuple(value)
-        return tuple(check_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(check_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if hint is Path:
         text = check_str(value, name)
         if not text or "\0" in text:

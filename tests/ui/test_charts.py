@@ -19,11 +19,11 @@ from dftui.ui.widgets.charts import (
     smooth,
 )
 from dftui.ui.widgets.run_view import RunView
-from tests.ui.test_snapshots_ui_a import _events, _show_training
+from tests.ui.scenes import show_training, training_events
 
 
 async def _training_view(pilot) -> RunView:
-    await _show_training(pilot, _events(True), running=False)
+    await show_training(pilot, training_events(True), running=False)
     view = pilot.app.screen.query_one(RunView)
     view.query_one("#epoch-table").focus()
     await pilot.pause()

@@ -13,7 +13,7 @@ from dftui.ui.app import DftuiApp
 from dftui.ui.widgets import hardware as hw
 from dftui.ui.widgets.hardware import HardwarePanel, sparkline
 from tests.ui.helpers import wait_for
-from tests.ui.test_snapshots_ui_a import _events
+from tests.ui.scenes import training_events
 
 
 class FakeSampler:
@@ -57,7 +57,7 @@ async def test_panel_shows_while_a_run_goes(fake: list[FakeSampler]) -> None:
         await pilot.pause(0.3)
         assert not panel.display and not fake  # no run: no sampling at all
         training.running = True
-        for event in _events(finished=False):
+        for event in training_events(finished=False):
             training.show_event(event)
         await wait_for(pilot, lambda: panel.samples >= 2, 5, "two samples")
         assert fake[0].pid == os.getpid()  # a run in the dashboard's own thread

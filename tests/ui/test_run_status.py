@@ -9,7 +9,7 @@ from dftui.ui.app import DftuiApp
 from dftui.ui.run_status import progress_fraction
 from dftui.ui.widgets.navbar import NavBar
 from tests.ui.helpers import wait_for
-from tests.ui.test_snapshots_ui_a import _events
+from tests.ui.scenes import training_events
 
 
 def _nav(app: DftuiApp) -> NavBar:
@@ -22,7 +22,7 @@ async def test_header_shows_epoch_eta_best_then_finished_then_goes() -> None:
         training = await app.open_screen("training")
         assert training is not None
         training.running = True  # as start_run sets it
-        for event in _events(finished=False):
+        for event in training_events(finished=False):
             training.show_event(event)
         assert _nav(app).status is None  # not on the Training screen itself
         await pilot.press("f2")
@@ -55,7 +55,7 @@ async def test_header_absent_without_a_run_and_no_repaint_when_unchanged() -> No
         assert nav.status is None
         training = await app.open_screen("training")
         training.running = True
-        for event in _events(finished=False):
+        for event in training_events(finished=False):
             training.show_event(event)
         await pilot.press("f2")
         await wait_for(pilot, lambda: _nav(app).status is not None, 5, "the header line")
@@ -82,7 +82,7 @@ async def test_full_screen_dialogs_carry_the_status_line(tmp_path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         training = await app.open_screen("training")
         training.running = True
-        for event in _events(finished=False):
+        for event in training_events(finished=False):
             training.show_event(event)
         run = RunSummary(tmp_path, "r1", "finished", "mobilenet_v2", "", "", "", None, None, 0,
                          None, None)

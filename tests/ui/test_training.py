@@ -11,10 +11,10 @@ import pytest
 from textual.widgets import Input, Static
 
 from dftui.core.events import BatchEnd, EpochEnd, RunFailed, RunFinished
+from dftui.core.events import format_duration as fmt_duration
 from dftui.ui.app import DftuiApp
 from dftui.ui.messages import BatchProgress, EngineEvent, wrap
 from dftui.ui.screens.setup import SetupScreen
-from dftui.core.events import format_duration as fmt_duration
 from dftui.ui.screens.training import TrainingScreen
 from dftui.ui.widgets.run_view import RunView, smooth
 from tests.ui.helpers import one_thread, run_config, wait_for

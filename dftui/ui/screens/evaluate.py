@@ -637,11 +637,11 @@ class EvaluateScreen(Screen[None]):
     def _evaluate(self, weights: Path, compare: Path | None, folders: list[Path],
                   stop: threading.Event) -> None:
         try:
+            import dftui.core.predict  # noqa: F401 - torch loads here, in the worker
             from dftui.core.backbones import WeightsError
             from dftui.core.data import DataError
             from dftui.core.devices import DeviceError
             from dftui.core.evaluate import EvaluationError, evaluate_folder, save_evaluation
-            import dftui.core.predict  # noqa: F401 - torch loads here, in the worker
         except Exception as exc:  # noqa: BLE001 - a broken torch install
             self.post_message(EvalEnded(f"cannot load the engine: {exc}"))
             return

@@ -25,10 +25,15 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, Progres
 from textual.worker import get_current_worker
 
 from dftui.core.advice import decode_all
-from dftui.core.demo import DEFAULT_DATA_ROOT, DEMO_N, DEMO_SIZE, DemoDataError, default_folders_empty, make_demo_data
+from dftui.core.demo import (
+    DEFAULT_DATA_ROOT,
+    DEMO_N,
+    DEMO_SIZE,
+    DemoDataError,
+    default_folders_empty,
+    make_demo_data,
+)
 from dftui.core.events import Event, LogMessage
-from dftui.core.prepare_folder import FolderConfig, FolderProgress, FolderStarted, _label_dirs, check_out
-from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.core.prepare import (
     FORMATS,
     OPENFORENSICS_TOOL,
@@ -45,6 +50,14 @@ from dftui.core.prepare import (
     output_folder_problem,
     suggest_output_folder,
 )
+from dftui.core.prepare_folder import (
+    FolderConfig,
+    FolderProgress,
+    FolderStarted,
+    _label_dirs,
+    check_out,
+)
+from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.ui.advice import with_advice
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
@@ -403,7 +416,8 @@ class PrepareScreen(Screen[None]):
             self._note("root-note", "error", f"✗ {exc}")
             return
         if not dirs:
-            self._note("root-note", "error", f"✗ no real/ or fake/ folder in {text}; put the photos and videos in those two")
+            self._note("root-note", "error",
+                       f"✗ no real/ or fake/ folder in {text}; put the photos and videos in those two")
         elif len(dirs) == 1:
             (label,) = dirs
             self._note("root-note", "warning", f"! only {label}/ found in {text}; training needs real/ and fake/")

@@ -18,8 +18,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
 from dftui.core.events import Event, RunFailed, RunFinished
-from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
 from dftui.core.run_manage import UserInfo, read_user
+from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
 from dftui.ui.screens.runs_manage import (
     RunsManageMixin,
     copy_path,

@@ -30,6 +30,11 @@ from dftui.core.config import (
     TrainConfig,
     weights_name_problem,
 )
+from dftui.core.data import DataError, DatasetScan, scan_folder
+from dftui.ui.messages import TorchReady
+from dftui.ui.widgets.folder_picker import FolderPicker
+from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.tickbox import TickBox
 
 # Off by default, as in the reference; "robust" mirrors the perturbations of Test-Challenge.
 AUGMENT_CHOICES = [
@@ -37,11 +42,6 @@ AUGMENT_CHOICES = [
     ("light: horizontal flip", "light"),
     ("robust: flip, JPEG, blur, noise, colour", "robust"),
 ]
-from dftui.core.data import DataError, DatasetScan, scan_folder
-from dftui.ui.messages import TorchReady
-from dftui.ui.widgets.folder_picker import FolderPicker
-from dftui.ui.widgets.navbar import NavBar
-from dftui.ui.widgets.tickbox import TickBox
 
 DEFAULTS = TrainConfig()
 PRETRAINED_FILE = "file"

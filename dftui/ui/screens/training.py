@@ -20,14 +20,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 from textual.message import Message
+from textual.screen import Screen
 from textual.timer import Timer
+from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from dftui.core.advice import decode_all
-from dftui.ui.advice import with_advice
 from dftui.core.eventlog import EVENTS_FILE, EventTail, LogGone
 from dftui.core.events import (
     BatchEnd,
@@ -42,7 +41,8 @@ from dftui.core.events import (
     StopFlag,
     format_duration,
 )
-from dftui.ui.messages import BatchProgress, EngineEvent, wrap
+from dftui.ui.advice import with_advice
+from dftui.ui.messages import BatchProgress, EngineEvent
 from dftui.ui.widgets.hardware import HardwarePanel
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.run_view import RunView
