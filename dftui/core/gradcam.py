@@ -130,7 +130,6 @@ def grad_cam(
 ) -> CamResult:
     """Grad-CAM of ``predictor``'s model on one image, for the predicted class unless
     ``target`` (0 real, 1 fake) is given. Runs in float32 on the predictor's device."""
-    import torch
 
     img = image.convert("RGB") if isinstance(image, Image.Image) else load_rgb(image)
     x = predictor.transform(img).unsqueeze(0).to(predictor.device)
