@@ -207,7 +207,7 @@ def _record_end(run_dir: Path, final: Event) -> None:
     if isinstance(final, RunFailed):
         info.update(status="failed", message=final.message)
     elif isinstance(final, RunFinished):
-        info.update(status=final.status)
+        info.update(status=final.status, early_stop_epoch=final.early_stop_epoch)
     info["ended"] = datetime.now(UTC).isoformat(timespec="seconds")
     try:
         save_json(info, path)

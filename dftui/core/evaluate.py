@@ -13,12 +13,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from dftui.core.calibration import (
 )
 from dftui.core.checkpoint import atomic_write, save_json
 from dftui.core.data import DatasetScan, load_rgb, load_tensor, scan_folder
-from dftui.core.events import Event
+from dftui.core.events import Emit, EvalFinished, EvalProgress, EvalStarted, Event
 from dftui.core.metrics import (
     DEFAULT_THRESHOLD,
     Metrics,
@@ -61,44 +61,6 @@ class EvaluationError(ValueError):
 # ----------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
-class EvalStarted(Event):
-    kind: ClassVar[str] = "eval_started"
-    weights: str
-    folder: str
-    total: int  # readable images to score
-    unreadable: int  # found unreadable by the scan
-    label: str  # "clean" or the corruption, e.g. "jpeg q50"
-    pass_index: int = 1  # this pass, of ``passes`` (robustness runs one per corruption level)
-    passes: int = 1
-
-
-@dataclass(frozen=True)
-class EvalProgress(Event):
-    kind: ClassVar[str] = "eval_progress"
-    folder: str
-    label: str
-    done: int
-    total: int
-    images_per_s: float
-    elapsed_s: float
-    pass_index: int = 1
-    passes: int = 1
-
-
-@dataclass(frozen=True)
-class EvalFinished(Event):
-    kind: ClassVar[str] = "eval_finished"
-    folder: str
-    label: str
-    n: int
-    accuracy: float
-    roc_auc: float | None
-    seconds: float
-    stopped: bool
-
-
-Emit = Callable[[Event], None]
 
 
 def _ignore(_event: Event) -> None:

@@ -23,15 +23,13 @@ import os
 import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
-from dftui.core.events import Event
+from dftui.core.events import Emit, FolderFinished, FolderProgress, FolderStarted, FolderSummary
 from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError, crop_face
 from dftui.core.prepare import (
     FOLDER_REPORT_JSON,
@@ -100,56 +98,6 @@ class Source:
 
 
 # --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class FolderStarted(Event):
-    kind: ClassVar[str] = "folder_started"
-    root: str
-    out: str
-    photos: int
-    videos: int
-    already_done: int
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FolderProgress(Event):
-    kind: ClassVar[str] = "folder_progress"
-    done: int
-    total: int
-    source: str
-    crops: int  # written for this source
-    status: str  # "ok" | "no_face" | "error"
-    detail: str = ""
-
-
-@dataclass
-class FolderSummary:
-    status: str = "finished"  # "finished" | "stopped" | "failed"
-    photos: int = 0
-    videos: int = 0
-    sources_done: int = 0
-    skipped_done_before: int = 0
-    crops: Counter[str] = field(default_factory=Counter)  # "train/real" -> n
-    no_face: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    report: str = ""
-    error: str = ""
-
-    def line(self) -> str:
-        made = ", ".join(f"{k} {v}" for k, v in sorted(self.crops.items())) or "none"
-        return (f"{self.status}: {self.sources_done} of {self.photos + self.videos} sources "
-                f"({self.photos} photos, {self.videos} videos; {self.skipped_done_before} done before), "
-                f"crops written: {made}; no face: {self.no_face}, unreadable: {self.errors} "
-                f"in {self.seconds:.1f} s")
-
-
-@dataclass(frozen=True)
-class FolderFinished(Event):
-    kind: ClassVar[str] = "folder_finished"
-    summary: FolderSummary
 
 
 # --------------------------------------------------------------------------- planning
@@ -255,7 +203,6 @@ def _read_done(out: Path) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- the job
 
 
-Emit = Callable[[Event], None]
 
 
 def _crop_source(

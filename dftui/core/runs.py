@@ -342,6 +342,7 @@ class RunRecorder:
                 best_epoch=event.best_epoch,
                 best_val_accuracy=event.best_val_accuracy,
                 epochs_completed=event.epochs_completed,
+                early_stop_epoch=event.early_stop_epoch,
                 temperature=event.temperature,
                 ece_before=event.ece_before,
                 ece_after=event.ece_after,
@@ -412,6 +413,7 @@ class RunSummary:
     host: str = ""  # the machine running it, when not this one (a shared home folder)
     detached: bool = False  # a background run (its own process), not inside a dashboard
     heartbeat_age: float | None = None  # seconds since its event log was last written
+    early_stop_epoch: int | None = None  # a run early stopping ended (status "finished")
 
     @property
     def live(self) -> bool:
@@ -420,8 +422,11 @@ class RunSummary:
 
     @property
     def status_text(self) -> str:
-        """The status as lists show it: 'running on host X' for another machine's run."""
-        return f"{self.status} on {self.host}" if self.host else self.status
+        """The status as lists show it: 'running on host X' for another machine's run,
+        'finished (early stop at epoch N)'."""
+        from dftui.core.early_stop import outcome_text
+
+        return f"{self.status} on {self.host}" if self.host else outcome_text(self.status, self.early_stop_epoch)
 
     @property
     def resumable(self) -> bool:
@@ -509,6 +514,7 @@ def read_run(run_dir: Path) -> RunSummary | None:
         epochs=f.int("epochs", minimum=0),
         weights_path=f.str("weights_path", None),
         message=f.str("message", ""),
+        early_stop_epoch=f.int("early_stop_epoch", None, minimum=1),
     )
     if f.problems:
         why = "; ".join(f.problems[:3]) + ("; ..." if len(f.problems) > 3 else "")

@@ -153,6 +153,8 @@ def weights_note(path_text: str, overwrite: bool) -> tuple[str, str]:
 def backbone_note(name: str) -> tuple[str, str]:
     spec = BACKBONES[name]
     base = f"{spec.params_2class:,} params · {spec.input_size}×{spec.input_size} px"
+    if not spec.weights_file:
+        return "warning", f"{base} · no ImageNet weights: set Pretrained to none or file…"
     if spec.cached_weights.is_file():
         return "ok", f"{base} · ImageNet weights cached ✓"
     where = f"put {spec.weights_file} in {spec.cached_weights.parent}"
