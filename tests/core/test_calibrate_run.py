@@ -74,3 +74,17 @@ def test_a_run_that_cannot_be_calibrated_says_why_and_stores_nothing(
     warnings = [e.text for e in events if isinstance(e, LogMessage) and e.level == "warning"]
     assert any("not calibrated: every validation image is classified correctly" in w for w in warnings)
     assert "calibration" not in read_metadata(final.weights_path)
+
+
+def test_with_ema_the_saved_averaged_weights_are_the_ones_calibrated(
+    dataset: dict[str, Path], tmp_path: Path, standin_weights: Path
+) -> None:
+    from dftui.core.calibration import calibrate_weights
+
+    data = noisy_validation(dataset, tmp_path)
+    config = tiny_config(data, standin_weights, tmp_path, calibrate=True, ema=True, ema_decay=0.9)
+    final = fit(config, lambda e: None, threading.Event())
+    assert isinstance(final, RunFinished) and final.temperature is not None, final
+    # Fitted again on the file as saved (the EMA weights): the temperature stored with it.
+    again = calibrate_weights(final.weights_path, data["val"], device="cpu", precision=config.precision)
+    assert again.temperature == pytest.approx(final.temperature, rel=0.02)
