@@ -117,3 +117,20 @@ def test_an_unusable_stored_temperature_is_ignored_with_a_warning(
     captured = capsys.readouterr()
     assert "not a finite number above 0" in captured.err
     assert json.loads(captured.out)["results"][0]["temperature"] is None
+
+
+def test_the_run_summary_line_and_record_carry_the_temperature() -> None:
+    from dftui.cli.printer import _finished_line
+    from dftui.core.events import RunFinished, event_from_dict
+
+    done = RunFinished(status="finished", epochs_completed=3, best_epoch=2, best_val_accuracy=0.9,
+                       weights_path="w.pth", metadata_path="w.json", run_dir="runs/x", seconds=1.0,
+                       temperature=1.8, ece_before=0.12, ece_after=0.03)
+    assert "calibrated (T=1.8, validation ECE 0.1200 → 0.0300)" in _finished_line(done)
+    assert event_from_dict(json.loads(json.dumps(done.to_dict()))) == done
+    plain = RunFinished(status="finished", epochs_completed=3, best_epoch=2, best_val_accuracy=0.9,
+                        weights_path="w.pth", metadata_path="w.json", run_dir="runs/x", seconds=1.0)
+    assert "calibrated" not in _finished_line(plain)
+    # A record written before calibration existed replays without it.
+    old = {k: v for k, v in plain.to_dict().items() if k not in ("temperature", "ece_before", "ece_after")}
+    assert event_from_dict(old) == plain
