@@ -170,6 +170,14 @@ class TrainConfig:
     ema_decay: float = option(
         0.9998, label="EMA decay", help="the moving average's decay (with timm's warm-up)",
         rule=_ema_decay_problem)
+    # Off by default: the reference recipe's p_fake values stay what the reference scripts
+    # give for the same weights; the weights themselves are the same either way.
+    calibrate: bool = option(
+        False, label="calibrate",
+        help="after training, fit a temperature on the validation set (with the best weights) "
+        "so that probabilities match accuracy; stored in the weights' metadata, used by "
+        "predict and evaluate, ECE reported before and after",
+        section="recipe", resume="free")
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
     # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises

@@ -35,6 +35,7 @@ from dftui.core.backbones import (
     count_parameters,
     get_backbone,
 )
+from dftui.core.calibration import CalibrationFit, calibrate_weights, store_calibration
 from dftui.core.checkpoint import build_metadata, remove_stale_temp
 from dftui.core.checkpointer import (
     RESUME_FILE,
@@ -971,9 +972,35 @@ class _Trainer:
             ckpt["rng_ranks"] = rng_ranks
         self.checkpointer.save_resume(self._run_dir(), ckpt, self.state.epoch)
 
+    def _calibrate(self) -> CalibrationFit | None:
+        """With ``calibrate`` set: fit a temperature on the validation set with the best
+        weights as saved (the file, so whatever model is saved as the result is the one
+        calibrated) and store it in their metadata. A failure only costs the calibration."""
+        ckpt = self.checkpointer
+        if not self.config.calibrate or not self.dist.is_main or ckpt.saved_best is None:
+            return None
+        assert self.spec is not None and self.scans is not None and self.precision is not None
+        self.emit(LogMessage("info", "calibrating the best weights on the validation set"))
+        try:
+            fit = calibrate_weights(ckpt.path, self.config.val_dir, device=str(self.device),
+                                    precision=self.precision.name, scan=self.scans.val,
+                                    stop=self.stop, batch_size=self.config.batch_size)
+            if fit.temperature is not None:
+                store_calibration(ckpt.path, self.spec.name,
+                                  fit.to_metadata(f"validation set {self.config.val_dir}"),
+                                  overwrite=True)
+        except Exception as exc:  # noqa: BLE001 - the trained weights stand without it
+            self.emit(LogMessage("warning", f"calibration failed ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]}); the weights are saved uncalibrated"))
+            return None
+        self.emit(LogMessage("info" if fit.ok else "warning", fit.summary()))
+        return fit if fit.ok else None
+
     def _finish(self, status: str) -> RunFinished:
         st = self.state
         ckpt = self.checkpointer
+        # Every way a run completes ("finished", an early stop) calibrates; a stop does not.
+        fit = self._calibrate() if status.startswith("finished") and not self.stop.is_set() else None
         has_best = st.best_epoch is not None and ckpt.saved_best is not None
         return RunFinished(
             early_stop_epoch=self._early_stop_epoch() if status == "finished" else None,
@@ -985,6 +1012,9 @@ class _Trainer:
             metadata_path=str(ckpt.path.with_suffix(".json")) if has_best else None,
             run_dir=str(self._run_dir()),
             seconds=time.monotonic() - self.started,
+            temperature=fit.temperature if fit else None,
+            ece_before=fit.ece_before if fit else None,
+            ece_after=fit.ece_after if fit else None,
         )
 
 
