@@ -99,14 +99,20 @@ BACKBONES: dict[str, BackboneSpec] = {}
 
 def register_backbone(**info: Any) -> Callable[[Factory], Factory]:
     """Register the decorated factory as a backbone named after it (or ``name=``), with the
-    other fields of :class:`BackboneSpec` given here. A name already taken is refused: two
-    entries under one name would make recorded runs and weights ambiguous."""
+    other fields of :class:`BackboneSpec` given here. A name or key marker already taken is
+    refused: recorded runs name their backbone, and weights without metadata are matched to
+    theirs by the marker, so either shared would make them ambiguous."""
 
     def register(factory: Factory) -> Factory:
-        name = info.pop("name", factory.__name__)
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is registered already")
-        BACKBONES[name] = BackboneSpec(name=name, factory=factory, **info)
+        spec = BackboneSpec(name=info.get("name", factory.__name__), factory=factory,
+                            **{k: v for k, v in info.items() if k != "name"})
+        if spec.name in BACKBONES:
+            raise ValueError(f"backbone {spec.name!r} is registered already")
+        shared = [s.name for s in BACKBONES.values() if s.key_marker == spec.key_marker]
+        if shared:
+            raise ValueError(f"backbone {spec.name!r}: key marker {spec.key_marker!r} is "
+                             f"{shared[0]}'s already")
+        BACKBONES[spec.name] = spec
         return factory
 
     return register

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dftui.core.balance import BALANCE_CHOICES
+from dftui.core.early_stop import EARLY_STOP_METRICS
 from dftui.core.options import option, problems
 
 PRETRAINED_CHOICES = ("imagenet", "none")
@@ -41,6 +43,12 @@ def _device_problem(dev: str) -> str | None:
     if dev in DEVICE_CHOICES or dev.startswith("cuda:"):
         return None
     return f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps"
+
+
+def _ema_decay_problem(decay: float) -> str | None:
+    if not 0.0 < decay < 1.0:
+        return f"EMA decay must be between 0 and 1, both excluded (got {decay:g}); 0.9998 is usual"
+    return None
 
 
 def absolute_path(path: str | Path) -> Path:
@@ -126,7 +134,7 @@ class TrainConfig:
     out_dir: Path = option(Path("weights"), label="weights folder", flag="--out",
                            help="weights folder", section="output")
     weights_name: str | None = option(
-        None, label="weights file name", flag="--name",
+        None, label="weights name", flag="--name",
         help="weights file name (default: {backbone}_deepfake.pth)", section="output",
         rule=lambda name: None if name is None else weights_name_problem(name))
     overwrite: bool = option(False, label="overwrite", help="replace existing weights of the same name",
@@ -169,6 +177,42 @@ class TrainConfig:
         help="share of each target spread over both classes (0: plain cross-entropy, the "
         "reference); the validation loss stays plain", minimum=0.0,
         rule=lambda s: "must be below 0.5 (at 0.5 both classes get the same target)" if s >= 0.5 else None)
+    # Recipe options beyond the reference (all off by default): early stopping, a frozen
+    # backbone for the first epochs, class balancing, weight averaging (EMA).
+    early_stop_patience: int = option(
+        0, label="early-stopping patience",
+        help="end the run after this many epochs without improvement of the early-stopping "
+        "metric (0: off, as the reference)", minimum=0)
+    early_stop_metric: str = option(
+        "val_loss", label="early-stopping metric",
+        help="the validation metric early stopping watches: val_loss (lower is better) or "
+        "val_acc (higher is better)", choices=tuple(EARLY_STOP_METRICS))
+    early_stop_min_delta: float = option(
+        0.0, label="early-stopping min delta",
+        help="the least change of the metric that counts as an improvement", minimum=0.0)
+    freeze_epochs: int = option(
+        0, label="frozen-backbone epochs",
+        help="train only the classifier head for the first N epochs, then the whole network "
+        "(0: full fine-tuning from the start, as the reference)", minimum=0)
+    balance: str = option(
+        "none", label="class balancing",
+        help="for imbalanced folders: none (as the reference), sampler (draw both classes "
+        "equally often) or loss (class-weighted cross-entropy)", choices=BALANCE_CHOICES)
+    ema: bool = option(
+        False, label="weight averaging (EMA)",
+        help="keep an exponential moving average of the weights, validate it every epoch and "
+        "save it as the run's weights")
+    ema_decay: float = option(
+        0.9998, label="EMA decay", help="the moving average's decay (with timm's warm-up)",
+        rule=_ema_decay_problem)
+    # Off by default: the reference recipe's p_fake values stay what the reference scripts
+    # give for the same weights; the weights themselves are the same either way.
+    calibrate: bool = option(
+        False, label="calibrate",
+        help="after training, fit a temperature on the validation set (with the best weights) "
+        "so that probabilities match accuracy; stored in the weights' metadata, used by "
+        "predict and evaluate, ECE reported before and after",
+        section="recipe", resume="free")
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
     # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises

@@ -153,11 +153,16 @@ def _schedule_state(scheduler: Any) -> dict[str, Any]:
 
 
 def build_optimisation(
-    model: nn.Module, config: TrainConfig, device: torch.device, precision: Precision
+    model: nn.Module, config: TrainConfig, device: torch.device, precision: Precision,
+    class_weights: torch.Tensor | None = None,
 ) -> Optimisation:
+    # Made with every parameter trainable (a frozen backbone is frozen per epoch, see
+    # Recipe.start_epoch), so the optimiser holds them all from the start.
     optimizer = build_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    # Class weights: balance "loss" (core/balance.py).
+    weight = class_weights.to(device) if class_weights is not None else None
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     return Optimisation(
         criterion, optimizer, scaler, precision.scaler,
         build_schedule(optimizer, config), config.accum_steps,

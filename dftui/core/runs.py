@@ -354,6 +354,9 @@ class RunRecorder:
                 best_val_accuracy=event.best_val_accuracy,
                 epochs_completed=event.epochs_completed,
                 early_stop_epoch=event.early_stop_epoch,
+                temperature=event.temperature,
+                ece_before=event.ece_before,
+                ece_after=event.ece_after,
             )
         elif isinstance(event, RunFailed):
             self._write_info(

@@ -1,6 +1,7 @@
-"""The bridge from engine events to Textual messages, for every screen that runs an engine
-job in a thread worker (Prepare, Evaluate; the Training screen follows the run's event log
-instead, see ``screens/training.py``).
+"""The bridge from engine events to Textual messages, and its one merging rule, for every
+screen that shows an engine job: Prepare and Evaluate run theirs in a thread worker; the
+Training screen follows the run's event log and applies the same rule to what it reads
+(``coalesce``).
 
 The worker's ``emit`` is ``engine_poster(screen)``: it only ever calls ``post_message``
 (thread-safe), each event wrapped in one ``EngineEvent``, and the screen handles them in
@@ -10,7 +11,8 @@ The one merging rule: a *progress* event says how far one stream of work has got
 or validation batches, one split, one evaluation pass, one download, the folder job); when
 the UI falls behind, a queued progress message is superseded by the message queued right
 after it if that one is progress of the same stream, and the newer message carries the
-older events along in ``events`` (in order). A listener that shows the latest state reads
+older events along in ``events`` (in order); ``coalesce`` groups a list of events read at
+once the same way. A listener that shows the latest state reads
 ``event``; one that must see every event (the loss chart, a log line per skipped source)
 reads ``events``. Every other event (a start, an end, a log line, an epoch's results) is
 never merged or dropped, and since Textual merges a message only with the one queued right
@@ -18,7 +20,7 @@ after it, no progress merges across one."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from textual.message import Message
@@ -48,6 +50,21 @@ def progress_stream(event: Event) -> Hashable | None:
     if isinstance(event, DownloadProgress):
         return ("download", event.file)
     return None
+
+
+def coalesce(events: Iterable[Event]) -> list[list[Event]]:
+    """``events`` in groups, in order: a run of progress events of one stream is one group,
+    every other event a group of its own (the rule ``EngineEvent`` merges messages by)."""
+    groups: list[list[Event]] = []
+    last: Hashable | None = None
+    for event in events:
+        stream = progress_stream(event)
+        if stream is not None and groups and stream == last:
+            groups[-1].append(event)
+        else:
+            groups.append([event])
+        last = stream
+    return groups
 
 
 class EngineEvent(Message):

@@ -3,6 +3,7 @@ option table, the engine, the weights' metadata and the predictor to use it."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from dftui.core.backbones import (
     BACKBONES,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    BackboneSpec,
     WeightsError,
     count_parameters,
     register_backbone,
@@ -94,8 +96,19 @@ def test_a_registered_backbone_trains_from_the_cli_and_predicts(
 
 def test_a_name_is_registered_once(tiny_backbone: str) -> None:
     with pytest.raises(ValueError, match="registered already"):
-        register_backbone(name=tiny_backbone, title="again")(_TinyNet)
+        register_backbone(**_fields(BACKBONES[tiny_backbone], title="again"))(_TinyNet)
     assert BACKBONES[tiny_backbone].title == "Tiny (test only)"
+    marker = BACKBONES["mobilenet_v2"].key_marker
+    with pytest.raises(ValueError, match="key marker 'features.0.0.weight' is mobilenet_v2's"):
+        register_backbone(**_fields(BACKBONES[tiny_backbone], name="tiny_two", key_marker=marker))(
+            _TinyNet)
+    assert "tiny_two" not in BACKBONES
+
+
+def _fields(spec: BackboneSpec, **changes: object) -> dict[str, object]:
+    """The registration arguments that would make ``spec`` again, with ``changes``."""
+    out = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "factory"}
+    return {**out, **changes}
 
 
 def test_imagenet_for_a_backbone_without_a_pretrained_source_is_refused(tiny_backbone: str) -> None:

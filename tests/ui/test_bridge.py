@@ -3,6 +3,7 @@ progress of one stream merges, carrying the superseded events along; nothing els
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from dftui.core.events import (
     LogMessage,
     SplitProgress,
 )
-from dftui.ui.messages import EngineEvent, engine_poster
+from dftui.ui.messages import EngineEvent, coalesce, engine_poster
 
 
 def batch(i: int, phase: str = "train") -> BatchEnd:
@@ -69,6 +70,20 @@ def test_progress_of_another_stream_and_other_events_never_merge() -> None:
         earlier = {SplitProgress: split_progress("Train", 1), FolderProgress: folder_progress(1),
                    DownloadProgress: DownloadProgress("a.pth", 1, 9)}[type(same)]
         assert EngineEvent(earlier).can_replace(EngineEvent(same))
+
+
+def test_events_read_at_once_group_by_the_same_rule() -> None:
+    """What the Training screen applies to a log read in one go (history, or a poll)."""
+    events: list[Event] = [batch(1), batch(2), batch(1, "val"), epoch_end(), epoch_end(),
+                           DownloadProgress("a.pth", 1, 9), DownloadProgress("a.pth", 9, 9),
+                           batch(1), LogMessage(level="info", text="t"), batch(2), batch(3)]
+    groups = coalesce(events)
+    assert [len(g) for g in groups] == [2, 1, 1, 1, 2, 1, 1, 2]
+    assert [e for g in groups for e in g] == events
+    # The same as the queue does to their messages.
+    for group in groups:
+        for older, newer in itertools.pairwise(group):
+            assert EngineEvent(older).can_replace(EngineEvent(newer))
 
 
 class _Recorder(App[None]):
@@ -123,3 +138,42 @@ async def test_prepare_screen_logs_a_skipped_source_even_when_its_progress_merge
         await pilot.pause()
         log = "\n".join(screen.query_one("#prepare-log", Log).lines)
         assert "s2.jpg: no face found" in log
+
+
+async def test_evaluate_screen_warns_through_the_bridge_when_its_record_cannot_be_saved(
+    dataset, standin_weights, tmp_path: Path, monkeypatch
+) -> None:
+    """A worker's warning is a core LogMessage through the bridge (the screen had a private
+    note class for it)."""
+    from dftui.core.config import TrainConfig
+    from dftui.core.events import RunFinished
+    from dftui.core.train import fit
+    from dftui.ui.app import DftuiApp
+    from dftui.ui.screens.evaluate import EvaluateScreen
+    from tests.ui.helpers import wait_for
+
+    final = fit(TrainConfig(
+        train_dir=dataset["train"], val_dir=dataset["val"], epochs=1, batch_size=8, img_size=32,
+        pretrained=str(standin_weights), workers=0, out_dir=tmp_path / "weights",
+        runs_dir=tmp_path / "runs", device="cpu"))
+    assert isinstance(final, RunFinished), final
+
+    def cannot_save(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("dftui.core.evaluate.save_evaluation", cannot_save)
+    monkeypatch.chdir(tmp_path)
+    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "settings.json")
+    async with app.run_test(size=(140, 48)) as pilot:
+        screen = await app.open_screen("evaluate")
+        assert isinstance(screen, EvaluateScreen)
+        warnings: list[tuple[str, str]] = []
+        monkeypatch.setattr(screen, "notify", lambda text, severity="information", **kw:
+                            warnings.append((text, severity)))
+        screen.folders = [dataset["val"]]
+        screen.choose_weights(Path(final.weights_path))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(screen.results) == 1, what="the evaluation")
+        await wait_for(pilot, lambda: warnings, what="the warning")
+        assert warnings[0] == ("record not saved: No space left on device", "warning")
+        screen._stop.set()

@@ -38,6 +38,7 @@ from dftui.core.video_eval import video_level
 from dftui.ui.messages import EngineEvent, engine_poster
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.reliability import ReliabilityChart
 from dftui.ui.widgets.roc import RocChart
 from dftui.ui.widgets.weights_picker import WeightsPicker
 
@@ -350,6 +351,7 @@ class EvaluateScreen(Screen[None]):
     EvaluateScreen #eval-middle { height: 14; }
     EvaluateScreen #eval-confusion { width: 36; height: 1fr; border: round $primary; padding: 0 1; }
     EvaluateScreen #eval-roc { width: 1fr; height: 1fr; }
+    EvaluateScreen #eval-reliability { width: 1fr; height: 1fr; }
     EvaluateScreen #eval-errors { height: 1fr; border-top: solid $primary; }
     EvaluateScreen #eval-notes { height: auto; color: $text-warning; padding: 0 1; }
     EvaluateScreen.-narrow #eval-body { layout: vertical; overflow: hidden auto; }
@@ -362,8 +364,10 @@ class EvaluateScreen(Screen[None]):
     EvaluateScreen.-narrow #eval-main { height: auto; }
     EvaluateScreen.-narrow #eval-cards { height: auto; layout: grid; grid-size: 3; grid-gutter: 0 1;
                                          padding: 0 1; }
-    EvaluateScreen.-narrow #eval-middle { height: 12; }
-    EvaluateScreen.-narrow #eval-confusion { width: 30; }
+    /* Narrow: the confusion matrix beside the ROC curve over the reliability diagram. */
+    EvaluateScreen.-narrow #eval-middle { height: 24; layout: grid; grid-size: 2 2;
+                                          grid-columns: 30 1fr; }
+    EvaluateScreen.-narrow #eval-confusion { width: 30; row-span: 2; }
     EvaluateScreen.-narrow #eval-errors { height: 12; }
     """
 
@@ -425,6 +429,7 @@ class EvaluateScreen(Screen[None]):
                 with Horizontal(id="eval-middle"):
                     yield Static("", id="eval-confusion")
                     yield RocChart(id="eval-roc")
+                    yield ReliabilityChart(id="eval-reliability")
                 yield Static("", id="eval-notes")
                 yield DataTable(id="eval-errors", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -631,6 +636,10 @@ class EvaluateScreen(Screen[None]):
             predictors = [self.predictor(weights)]
             if compare is not None:
                 predictors.append(self.predictor(compare))
+            for p in predictors:
+                if p.calibration_warning:
+                    self.post_message(EngineEvent(LogMessage(
+                        "warning", f"{p.weights.name}: {p.calibration_warning}")))
             jobs = [(folder, p) for folder in folders for p in predictors]
             for i, (folder, predictor) in enumerate(jobs, 1):
                 if stop.is_set():
@@ -782,6 +791,7 @@ class EvaluateScreen(Screen[None]):
     def _show_details(self) -> None:
         m = self.current_metrics()
         roc = self.query_one("#eval-roc", RocChart)
+        reliability = self.query_one("#eval-reliability", ReliabilityChart)
         confusion = self.query_one("#eval-confusion", Static)
         notes = self.query_one("#eval-notes", Static)
         errors = self.query_one("#eval-errors", DataTable)
@@ -792,6 +802,7 @@ class EvaluateScreen(Screen[None]):
                 self.query_one(f"#card-{key}", MetricCard).set_value("-")
             confusion.update(Text(f"threshold {self.threshold:.2f}", style="dim"))
             roc.clear_curve()
+            reliability.clear_bins()
             notes.update("")
             return
         result = self.results[self.current]
@@ -808,6 +819,9 @@ class EvaluateScreen(Screen[None]):
         table.append(f"{c.fn:>8}", style="red" if c.fn else "")
         table.append(f" {c.tp:>8}\n")
         table.append(f"\n{m.n} scored, {len(result.unreadable)} unreadable", style="dim")
+        # Calibration does not depend on the threshold (confidence of the chosen class).
+        ece = result.ece
+        table.append(f"\n{result.calibration_label}\nECE {ece:.3f}  Brier {result.brier:.3f}")
         # Crops named by `prepare folder` (<video>__<frame>-<face>): the verdict per video too.
         per_video = video_level(result.images, self.threshold)
         if per_video is not None:
@@ -825,6 +839,7 @@ class EvaluateScreen(Screen[None]):
                      f"ROC {Path(result.folder).name}  AUC {m.roc_auc:.3f}")
         else:
             roc.clear_curve("ROC undefined: one class only")
+        reliability.show(result.reliability(), f"Reliability  ECE {ece:.3f}")
         notes.update(Text("\n".join(m.notes)))
         wrong = result.misclassified(self.threshold)
         errors.border_title = (

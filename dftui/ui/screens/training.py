@@ -42,6 +42,7 @@ from dftui.core.events import (
     format_duration,
 )
 from dftui.ui.advice import with_advice
+from dftui.ui.messages import coalesce
 from dftui.ui.widgets.hardware import HardwarePanel
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.run_view import RunView
@@ -287,19 +288,17 @@ class TrainingScreen(Screen[None]):
 
     def _apply(self, events: list[Event]) -> None:
         view = self.query_one(RunView)
-        last_batch: BatchEnd | None = None
-        for event in events:
+        # The bridge's rule (ui/messages.py): a long history holds thousands of batches; the
+        # chart takes every one, the progress widgets only the last of a run of them.
+        for group in coalesce(events):
+            event = group[-1]
             if isinstance(event, BatchEnd):
-                # A long history holds thousands: the chart takes every one, the progress
-                # widgets only the last of a run of them.
-                view.feed(event)
-                self.events_seen += 1
+                for batch in group:
+                    view.feed(batch)
+                self.events_seen += len(group)
                 self._attempt_elapsed = event.elapsed_s
-                last_batch = event
+                self._show_batch(event)
                 continue
-            if last_batch is not None:
-                self._show_batch(last_batch)
-                last_batch = None
             if isinstance(event, (RunFinished, RunFailed)) and self.tail is not None:
                 if event is not self.tail.ended:
                     self._attempt_over(event)  # a resume followed it in the log
@@ -310,8 +309,6 @@ class TrainingScreen(Screen[None]):
                     self._pending_end = event
                     continue
             self.show_event(event)
-        if last_batch is not None:
-            self._show_batch(last_batch)
         self._settle_pending()
 
     def _settle_pending(self) -> None:
