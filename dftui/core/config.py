@@ -27,9 +27,9 @@ PATH_FIELDS = ("train_dir", "val_dir", "out_dir", "runs_dir")
 
 
 def _backbone_names() -> tuple[str, ...]:
-    from dftui.core.backbones import BACKBONES
+    from dftui.core.backbones import backbone_names
 
-    return tuple(BACKBONES)
+    return backbone_names()
 
 
 def _img_size_problem(size: int) -> str | None:
@@ -37,6 +37,17 @@ def _img_size_problem(size: int) -> str | None:
         return (f"image size {size} is too large; use at most {MAX_IMG_SIZE} pixels "
                 "(the backbones were pretrained at 224 or 299)")
     return None
+
+
+def img_size_problem(size: int | None, backbone: str) -> str | None:
+    """The rule tying the image size to the backbone (too small for its layers); the Setup
+    form checks it as the size is typed."""
+    from dftui.core.backbones import BACKBONES
+
+    spec = BACKBONES.get(backbone)
+    if size is None or spec is None or size >= spec.min_size:
+        return None
+    return f"image size {size} is too small for {backbone}; use at least {spec.min_size} pixels"
 
 
 def _device_problem(dev: str) -> str | None:
@@ -106,7 +117,8 @@ class TrainConfig:
         Path("processed_data/val_cropped"), label="validation folder", flag="--val",
         help="validation folder holding real/ and fake/", section="data")
     epochs: int = option(
-        15, label="epochs", help="epochs to train (with a resume: the run's own, or more)",
+        15, label="epochs",
+        help="epochs to train; a resumed run keeps its own unless given (not below those done)",
         minimum=1, resume="extend")
     batch_size: int = option(32, label="batch size", help="images per step", minimum=1)
     lr: float = option(
@@ -143,8 +155,11 @@ class TrainConfig:
     compile: bool = option(False, label="compile", help="torch.compile the model",
                            section="hardware", resume="free")
     augment: str = option(
-        "none", label="augmentation", help="training augmentation (none, as the reference)",
-        choices=AUGMENT_CHOICES, section="data")
+        "none", label="augmentation", help="training augmentation (none: as the reference)",
+        choices=AUGMENT_CHOICES, section="data",
+        # "robust" mirrors the perturbations of Test-Challenge.
+        choice_labels=(("none", "none (as the reference)"), ("light", "light: horizontal flip"),
+                       ("robust", "robust: flip, JPEG, blur, noise, colour")))
     # The recipe beyond the reference's fixed Adam (core/optim.py builds these by name
     # through timm's factories). The defaults are the reference recipe.
     optimizer: str = option(
@@ -225,20 +240,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting that cannot work, before any heavy work starts."""
-        from dftui.core.backbones import BACKBONES
-
         # The declared rules first (choices, bounds, each option's own rule), then the
         # rules that tie two options together.
         found = problems(self)
         if found:
             raise ConfigError(found[0][1])
-        if self.img_size is not None:
-            minimum = BACKBONES[self.backbone].min_size
-            if self.img_size < minimum:
-                raise ConfigError(
-                    f"image size {self.img_size} is too small for {self.backbone}; "
-                    f"use at least {minimum} pixels"
-                )
+        small = img_size_problem(self.img_size, self.backbone)
+        if small:
+            raise ConfigError(small)
         if self.sync_bn and self.freeze_bn:
             raise ConfigError("choose either synchronised or frozen batch norm, not both")
         if self.warmup_epochs and self.lr_schedule == "none":
