@@ -254,3 +254,18 @@ def test_a_metrics_file_from_before_the_rate_column_keeps_its_rows_on_resume(tmp
     with open(run_dir / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["epoch"], r["train_loss"], r["lr"]) for r in rows] == [("1", "0.5", "")]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--warmup-epochs", "2"], "warm-up epochs need a learning-rate schedule"),
+    (["--optimizer", "adam", "--momentum", "0.5"], "momentum applies to the sgd optimiser"),
+    (["--label-smoothing", "0.5"], "label smoothing: must be below 0.5"),
+])
+def test_the_cli_refuses_a_recipe_that_cannot_work_in_one_line(tmp_path, capsys, flags, message):
+    from dftui.cli import main
+
+    data = tmp_path / "none"
+    code = main(["train", "--train", str(data), "--val", str(data), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
