@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from textual.widgets import Checkbox, Input, Select, Static
@@ -160,6 +159,22 @@ async def test_remembered_options_are_untrusted(monkeypatch, saved: dict) -> Non
         assert screen.query_one("#curve", Select).value == "flat"
         assert screen.query_one("#averaged", Checkbox).value is False
         assert screen.query_one("#decay", Input).value == "0.5"
+
+
+async def test_a_remembered_bad_value_is_shown_at_once(monkeypatch) -> None:
+    """Kept as typed (nothing the user made is lost) and marked before any edit."""
+    path = config_home() / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"setup": {"warm_steps": "many", "decay": "2"}}))
+    monkeypatch.setattr(setup_screen, "TrainConfig", WithMore)
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one("#warm_steps", Input).value == "many"
+        shown = errors(screen)
+        assert "warm steps: 'many' is not a whole number" in shown
+        assert "decay must be between 0 and 1 (got 2)" in shown
 
 
 def test_form_rows_fit_80_columns() -> None:
