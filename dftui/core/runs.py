@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.checkpoint import save_json
+from dftui.core.errors import describe_error
 from dftui.core.eventlog import (
     EVENTS_FILE,
     NON_EVENT_KINDS,
@@ -36,6 +37,7 @@ from dftui.core.events import (
     RunStarted,
     event_from_dict,
 )
+from dftui.core.files import atomic_write
 from dftui.core.untrusted import Fields, UntrustedError, check_int, parse_json, read_json
 
 METRIC_COLUMNS = (
@@ -199,7 +201,7 @@ class RunRecorder:
         try:
             self._log.write_header()
         except OSError as exc:
-            self.write_error = f"{exc.strerror or exc}"
+            self.write_error = f"{describe_error(exc)}"
 
         def on_stop() -> None:
             if stop is not None:
@@ -207,7 +209,7 @@ class RunRecorder:
                 request("stopped") if request is not None else stop.set()
 
         def on_error(exc: OSError) -> None:
-            self.write_error = self.write_error or f"{exc.strerror or exc}"
+            self.write_error = self.write_error or f"{describe_error(exc)}"
 
         self._log.start_heartbeat(self.run_dir / STOP_FILE, on_stop, on_error)
 
@@ -279,7 +281,7 @@ class RunRecorder:
             with atomic_write(self.run_dir / name, "w") as fh:
                 fh.write("".join(line + "\n" for line in lines))
         except OSError as exc:
-            self.write_error = self.write_error or f"{name}: {exc.strerror or exc}"
+            self.write_error = self.write_error or f"{name}: {describe_error(exc)}"
         self._write_info(skipped_images=len(lines), skipped_list=name if lines else None)
 
     def _write_info(self, **changes: Any) -> None:
@@ -287,14 +289,14 @@ class RunRecorder:
         try:
             save_json(self.info, self.run_dir / "run.json")
         except OSError as exc:
-            self.write_error = self.write_error or f"run.json: {exc.strerror or exc}"
+            self.write_error = self.write_error or f"run.json: {describe_error(exc)}"
 
     def __call__(self, event: Event) -> None:
         try:
             self._ensure_folder()
             self._record(event)
         except OSError as exc:
-            self.write_error = self.write_error or f"{exc.strerror or exc}"
+            self.write_error = self.write_error or f"{describe_error(exc)}"
 
     def _record(self, event: Event) -> None:
         if isinstance(event, BatchEnd):
@@ -311,7 +313,7 @@ class RunRecorder:
             try:
                 save_json(event.config, self.run_dir / "config.json")
             except OSError as exc:
-                self.write_error = self.write_error or f"config.json: {exc.strerror or exc}"
+                self.write_error = self.write_error or f"config.json: {describe_error(exc)}"
 
             cfg = event.config
             if "world_size" not in cfg:  # resumed on one process: the record says so

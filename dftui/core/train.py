@@ -36,7 +36,7 @@ from dftui.core.backbones import (
     get_backbone,
 )
 from dftui.core.calibration import CalibrationFit, calibrate_weights, store_calibration
-from dftui.core.checkpoint import build_metadata, remove_stale_temp
+from dftui.core.checkpoint import build_metadata
 from dftui.core.checkpointer import (
     RESUME_FILE,
     Checkpointer,
@@ -53,6 +53,7 @@ from dftui.core.devices import (
     resolve_device,
     resolve_precision,
 )
+from dftui.core.errors import describe_error, unexpected_error
 from dftui.core.events import (
     Emit,
     EpochEnd,
@@ -63,6 +64,7 @@ from dftui.core.events import (
     RunStarted,
     StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
 )
+from dftui.core.files import check_writable, remove_stale_temp
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
 from dftui.core.optim import Optimisation, build_optimisation
@@ -160,13 +162,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def _check_writable(folder: Path) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".dftui-write-test-{threading.get_ident()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(folder)
     except OSError as exc:
         raise RunAborted(
-            f"output folder {folder} is not writable ({exc.strerror or exc})",
+            f"output folder {folder} is not writable ({describe_error(exc)})",
             fixes=(Fix("out_dir"),),
         ) from None
 
@@ -340,7 +339,7 @@ class _Trainer:
         except StoppedBeforeStart:
             error = "stopped before the run started"
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = unexpected_error(exc)
         for rank, message in enumerate(distributed.all_gather(error)):
             if message is not None:
                 raise RunAborted(f"rank {rank}: {message}")
@@ -450,7 +449,7 @@ class _Trainer:
                     self.run_dir = new_run_dir(root, cfg.backbone)
                 except OSError as exc:
                     raise RunAborted(
-                        f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                        f"cannot create the run record folder in {root} ({describe_error(exc)}); "
                         "set DFTUI_HOME to a writable folder"
                     ) from None
             self.run_lock = lock_run(self.run_dir)
@@ -531,7 +530,7 @@ class _Trainer:
             recorder = RunRecorder(run_dir, resumed=resumed, stop=self.stop)
         except OSError as exc:
             raise RunAborted(
-                f"cannot write the run record in {run_dir} ({exc.strerror or exc})"
+                f"cannot write the run record in {run_dir} ({describe_error(exc)})"
             ) from None
         self.recorder = recorder
         self._record_warned = False
@@ -1108,7 +1107,7 @@ def fit(
             # killed by the same Ctrl+C): the stop is what happened.
             final = _interrupted(trainer, getattr(stop, "reason", "stopped"))
         else:
-            final = _failed(trainer, f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
+            final = _failed(trainer, unexpected_error(exc), details=traceback.format_exc())
     try:
         trainer.emit(final)
     except Exception:

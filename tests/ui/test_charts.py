@@ -116,7 +116,21 @@ async def test_charts_redraw_only_when_something_changed() -> None:
         assert (loss.draws, acc.draws) == before
         from dftui.core.events import BatchEnd
 
-        view.feed(BatchEnd("train", 3, 3, 3, 3, 0.25, 100.0, 0.1, 20.0, 1.0, 800.0))
+        view.feed(
+            BatchEnd(
+                phase="train",
+                epoch=3,
+                epochs=3,
+                batch=3,
+                batches=3,
+                loss=0.25,
+                images_per_s=100.0,
+                data_wait=0.1,
+                elapsed_s=20.0,
+                eta_s=1.0,
+                rss_mb=800.0,
+            )
+        )
         view.flush()
         # A batch changes the loss chart only.
         assert loss.draws == before[0] + 1 and acc.draws == before[1]
