@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Protocol, TextIO
 
 from dftui.core.balance import Imbalance
 from dftui.core.early_stop import outcome_text, recipe_notes
@@ -114,8 +115,9 @@ def _finished_line(e: RunFinished) -> str:
 class PlainPrinter:
     """Lines for logs and pipes: nothing per batch."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self.out, self.err = out, err
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        # The streams of the moment, not those of import time (a test's capture, a redirect).
+        self.out, self.err = out or sys.stdout, err or sys.stderr
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -209,8 +211,25 @@ class RichPrinter:
 
 
 
+def wants_rich(force_plain: bool = False) -> bool:
+    """Rich output (colour, live progress bars) only on a terminal: a pipe or a log file gets
+    plain lines, as does anyone who asked for --plain."""
+    return not force_plain and sys.stdout.isatty()
 
-def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
-    if force_plain or not sys.stdout.isatty():
-        return PlainPrinter()
-    return RichPrinter()
+
+class Printer(Protocol):
+    """What every command's event listener offers: take an event, close at the end."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_printer(
+    force_plain: bool = False,
+    plain: Callable[[], Printer] = PlainPrinter,
+    rich: Callable[[], Printer] = RichPrinter,
+) -> Printer:
+    """The listener for a command's events: ``rich`` on a terminal, else ``plain``. The
+    defaults print training; ``dftui prepare`` passes its own pair."""
+    return rich() if wants_rich(force_plain) else plain()

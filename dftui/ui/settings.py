@@ -7,10 +7,11 @@ Unknown or malformed content never stops the app: a broken file is set aside as
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from dftui.core.errors import describe_error
+from dftui.core.files import write_text_atomic
 from dftui.core.runs import config_home
 from dftui.core.untrusted import UntrustedError, json_type, read_json
 
@@ -45,7 +46,7 @@ class Settings:
                 pass
             return settings
         except OSError as exc:
-            settings.error = f"cannot read {target}: {exc.strerror or exc}"
+            settings.error = f"cannot read {target}: {describe_error(exc)}"
             return settings
         problems = sanitize(data)
         if problems:
@@ -63,12 +64,9 @@ class Settings:
     def save(self) -> None:
         """Write atomically; a failure to save is not worth interrupting the user for."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True))
         except OSError as exc:
-            self.error = f"cannot save settings to {self.path}: {exc.strerror or exc}"
+            self.error = f"cannot save settings to {self.path}: {describe_error(exc)}"
 
 
 # What each known entry may hold. The screens read these values straight into widgets

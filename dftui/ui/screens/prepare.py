@@ -33,6 +33,7 @@ from dftui.core.demo import (
     default_folders_empty,
     make_demo_data,
 )
+from dftui.core.errors import unexpected_error
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare import (
     FORMATS,
@@ -555,7 +556,7 @@ class PrepareScreen(Screen[None]):
             prepare_folder(config, emit, stop)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
             emit(FolderJobFinished(FolderSummary(
-                status="failed", error=f"unexpected error: {type(exc).__name__}: {exc}")))
+                status="failed", error=f"unexpected error: {unexpected_error(exc)}")))
 
     def on_engine_event(self, message: EngineEvent) -> None:
         """Both jobs' events (the bridge's rule: ``ui/messages.py``)."""
@@ -645,7 +646,7 @@ class PrepareScreen(Screen[None]):
         try:
             prepare_openforensics(config, emit, stop)
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
-            emit(PrepareFailed(f"unexpected error: {type(exc).__name__}: {exc}"))
+            emit(PrepareFailed(f"unexpected error: {unexpected_error(exc)}"))
 
     # -- events ----------------------------------------------------------------------------
     def _split_progress(self, e: SplitProgress) -> None:
@@ -758,7 +759,7 @@ class PrepareScreen(Screen[None]):
                                           refused=any(f.setting == "force" for f in exc.fixes)))
             return
         except Exception as exc:  # noqa: BLE001
-            self.post_message(DemoWritten(error=f"unexpected error: {type(exc).__name__}: {exc}"))
+            self.post_message(DemoWritten(error=f"unexpected error: {unexpected_error(exc)}"))
             return
         self.post_message(DemoWritten(result))
 
