@@ -52,7 +52,26 @@ METRIC_COLUMNS = (
     "images_per_s",
     "data_wait",
     "is_best",
+    "lr",  # added later: older files end at is_best
 )
+
+
+def metric_row(e: EpochEnd) -> list[str]:
+    """``e`` as a metrics.csv row (METRIC_COLUMNS)."""
+    return [str(v) for v in (
+        e.epoch,
+        f"{e.train_loss:.6f}",
+        f"{e.val_loss:.6f}",
+        f"{e.val_accuracy:.6f}",
+        f"{e.val_precision:.6f}",
+        f"{e.val_recall:.6f}",
+        f"{e.val_f1:.6f}",
+        f"{e.seconds:.2f}",
+        f"{e.images_per_s:.2f}",
+        f"{e.data_wait:.4f}",
+        int(e.is_best),
+        "" if e.lr is None else f"{e.lr:.6g}",
+    )]
 if TYPE_CHECKING:
     from dftui.core.config import TrainConfig
 
@@ -205,10 +224,15 @@ class RunRecorder:
         except (OSError, csv.Error):
             rows = []
         header = list(METRIC_COLUMNS)
+        # A file written by an older version has fewer columns (its header says which):
+        # its rows are kept, the new columns left empty.
+        width = len(header)
+        if rows and 0 < len(rows[0]) < width and rows[0] == header[: len(rows[0])]:
+            width = len(rows[0])
         kept = [
-            r
+            r + [""] * (len(header) - width)
             for r in rows[1:]
-            if len(r) == len(header) and r[0].isdigit() and int(r[0]) <= epoch
+            if len(r) == width and r[0].isdigit() and int(r[0]) <= epoch
         ]
         with atomic_write(path, "w") as fh:
             csv.writer(fh).writerows([header] + kept)
@@ -313,20 +337,7 @@ class RunRecorder:
                 **_world_info(cfg),
             )
         elif isinstance(event, EpochEnd):
-            row = [
-                    event.epoch,
-                    f"{event.train_loss:.6f}",
-                    f"{event.val_loss:.6f}",
-                    f"{event.val_accuracy:.6f}",
-                    f"{event.val_precision:.6f}",
-                    f"{event.val_recall:.6f}",
-                    f"{event.val_f1:.6f}",
-                    f"{event.seconds:.2f}",
-                    f"{event.images_per_s:.2f}",
-                    f"{event.data_wait:.4f}",
-                    int(event.is_best),
-                ]
-            row = [str(v) for v in row]
+            row = metric_row(event)
             self._metric_rows.append(row)
             self._writer.writerow(row)
             self._metrics.flush()

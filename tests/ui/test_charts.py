@@ -179,3 +179,34 @@ async def test_help_lists_the_chart_keys() -> None:
         text = str(app.screen.query_one("#help-keys").render())
         assert "charts and panels" in text
         assert "Full chart" in text and "Log loss" in text and "More smoothing" in text
+
+
+async def test_learning_rate_marks_where_warm_up_ends_and_the_rate_is_cut() -> None:
+    """A 3-epoch run with one warm-up epoch whose rate is cut by ten after epoch 2: a mark at
+    1 (warm-up over) and at 2 (the cut), on both charts, and "lr" in the loss legend; a run
+    without a schedule (the other tests' events, no lr) has none."""
+    import dataclasses
+
+    from dftui.core.events import EpochEnd, RunStarted
+
+    rates = {1: 1e-4, 2: 1e-3, 3: 1e-4}
+    events = []
+    for event in training_events(True):
+        if isinstance(event, RunStarted):
+            event = dataclasses.replace(event, config={**event.config, "warmup_epochs": 1})
+        elif isinstance(event, EpochEnd):
+            event = dataclasses.replace(event, lr=rates[event.epoch])
+        events.append(event)
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_training(pilot, events, running=False)
+        view = pilot.app.screen.query_one(RunView)
+        for panel in ("#loss-chart", "#acc-chart"):
+            marks = view.query_one(panel, ChartPanel).chart.data.marks
+            assert (1.0, "magenta") in marks and (2.0, "magenta") in marks, marks
+        assert "│ lr" in view.query_one("#loss-chart", ChartPanel).title_text.plain
+    async with DftuiApp(load_torch=False).run_test(size=(120, 40)) as pilot:
+        await show_training(pilot, training_events(True), running=False)
+        view = pilot.app.screen.query_one(RunView)
+        assert view._lr_marks() == []
+        assert "lr" not in view.query_one("#loss-chart", ChartPanel).title_text.plain
