@@ -186,3 +186,17 @@ def test_form_rows_fit_80_columns() -> None:
     order = ["warm_steps", "curve", "decay", "averaged", "train_dir"]
     shapes = [[o.name for o in row] for row in groups(named[n] for n in order)]
     assert shapes == [["warm_steps"], ["curve"], ["decay", "averaged"], ["train_dir"]]
+
+
+def test_remembered_settings_are_typed_by_the_declarations() -> None:
+    """settings.json is untrusted: each option's entry must be of its declared kind (a
+    yes/no for a yes/no option), new options included; keys of newer versions are kept."""
+    from dftui.ui.settings import sanitize
+
+    data = {"setup": {"compile": "yes", "augment": 3, "epochs": True, "lr": "3e-4", "seed": 7,
+                      "overwrite": False, "from_a_newer_version": "x"}}
+    problems = sanitize(data)
+    assert sorted(p.split(" ")[0] for p in problems) == ["setup.augment", "setup.compile",
+                                                        "setup.epochs"]
+    assert data["setup"] == {"lr": "3e-4", "seed": 7, "overwrite": False,
+                             "from_a_newer_version": "x"}
