@@ -208,3 +208,22 @@ async def test_training_title_names_the_class_balancing() -> None:
         await pilot.pause()
         title = str(training.query_one("#run-title", Static).render())
         assert "(4 real / 20 fake) · balance loss · val" in title
+
+
+async def test_run_detail_says_where_early_stopping_ended_the_run(tmp_path) -> None:
+    from dataclasses import replace
+
+    from textual.widgets import Static
+
+    from dftui.core.runs import RunSummary
+    from dftui.ui.screens.runs import RunDetailScreen
+
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        run = RunSummary(tmp_path, "r1", "finished", "mobilenet_v2", "", "", "", 0.9, 2, 4,
+                         10, None)
+        await app.open_screen("runs")
+        app.push_screen(RunDetailScreen(replace(run, early_stop_epoch=4)))
+        await pilot.pause()
+        head = str(app.screen.query_one("#run-head", Static).render())
+        assert "finished (early stop at epoch 4) · " in head and "epochs 4/10" in head
