@@ -92,8 +92,9 @@ def atomic_write(
     fd, tmp = temp_beside(path, suffix)
     try:
         # Text goes out as written: UTF-8 whatever the locale, line endings not translated.
-        text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, mode, **text) as fh:
+        opened = (os.fdopen(fd, mode) if "b" in mode
+                  else os.fdopen(fd, mode, encoding="utf-8", newline=""))
+        with opened as fh:
             yield fh
             if durable:
                 fh.flush()

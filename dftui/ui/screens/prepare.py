@@ -715,8 +715,8 @@ class PrepareScreen(Screen[None]):
 
     # -- Setup -----------------------------------------------------------------------------
     @on(Button.Pressed, "#use")
-    def _use_pressed(self) -> None:
-        self.action_use()
+    async def _use_pressed(self) -> None:
+        await self.action_use()  # not awaited, the coroutine was dropped: the button did nothing
 
     async def action_use(self) -> None:
         if self.ready is None:
