@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dftui.core.errors import describe_error
+
 # Options of the launcher itself, not passed on to the training processes.
 LAUNCH_DESTS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_timeout")
 DEFAULT_RDZV_TIMEOUT_S = 300
@@ -78,6 +80,8 @@ def worker_argv(args: argparse.Namespace, parser: argparse.ArgumentParser, resum
         flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else action.option_strings[0]
         if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
             out.append(flag)
+        elif isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+            out.append(action.option_strings[0] if value else action.option_strings[1])
         else:
             out += [flag, str(value)]
     if resume is not None:
@@ -105,7 +109,7 @@ def check_port_free(port: int) -> None:
             s.bind(("", port))
         except OSError as exc:
             raise LaunchError(
-                f"port {port} is in use on this machine ({exc.strerror or exc}; another run?); "
+                f"port {port} is in use on this machine ({describe_error(exc)}; another run?); "
                 "choose another port in --rdzv-endpoint"
             ) from None
 
@@ -175,7 +179,7 @@ def launch(
             try:
                 run_dir = new_run_dir(root, config.backbone).resolve()
             except OSError as exc:
-                return fail(f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                return fail(f"cannot create the run record folder in {root} ({describe_error(exc)}); "
                             "set DFTUI_HOME to a writable folder")
     argv = worker_argv(args, parser, run_dir if resume_dir is not None else None)
     if resume_dir is not None and args.node_rank != 0:
@@ -203,7 +207,7 @@ def _plan(args: argparse.Namespace, config: Any) -> dict[str, Any]:
         raise LaunchError(f"--node-rank must be 0 to {nnodes - 1} (got {node_rank})")
     if args.rdzv_timeout <= 0:
         raise LaunchError(f"--rdzv-timeout must be more than 0 seconds (got {args.rdzv_timeout})")
-    device = config.device if args.node_rank == 0 else args.device
+    device = config.device  # on other machines: from their own command line (args)
     backend = check_devices(device, nproc)
     world = nproc * nnodes
     if config.batch_size % world:
@@ -231,7 +235,9 @@ def _plan(args: argparse.Namespace, config: Any) -> dict[str, Any]:
             "host": host, "port": port, "backend": backend, "timeout": args.rdzv_timeout}
 
 
-def _run_torchrun(plan: dict[str, Any], argv: list[str], env: dict[str, str | None]) -> tuple[dict[int, Any], str | None]:
+def _run_torchrun(
+    plan: dict[str, Any], argv: list[str], env: dict[str, str | None]
+) -> tuple[dict[int, Any], str | None]:
     """Run the processes; (failed ranks, launcher error)."""
     import logging
 
@@ -282,17 +288,19 @@ def _set_env(values: dict[str, str | None]) -> None:
 
 
 def _rendezvous_message(exc: BaseException, plan: dict[str, Any]) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    from dftui.core.errors import first_line
+
+    text = first_line(exc)
     where = f"{plan['host']}:{plan['port']}"
     if plan["node_rank"] == 0:
         return (
-            f"the rendezvous at {where} did not complete within {plan['timeout']} s ({text[:160]}); "
+            f"the rendezvous at {where} did not complete within {plan['timeout']} s ({text}); "
             f"start the other machine(s) with --nnodes {plan['nnodes']}, --node-rank "
             f"{'1' if plan['nnodes'] == 2 else '1 to ' + str(plan['nnodes'] - 1)} and "
             f"--rdzv-endpoint {where}"
         )
     return (
-        f"could not join the rendezvous at {where} within {plan['timeout']} s ({text[:160]}); "
+        f"could not join the rendezvous at {where} within {plan['timeout']} s ({text}); "
         "start the machine with --node-rank 0 first, and check that the address and port are "
         "reachable from here"
     )
@@ -364,7 +372,6 @@ def _end_unstarted(run_dir: Path, cause: str | None) -> None:
     launcher's): the run never began; record why, with an end record for watchers."""
     from dftui.core.background import _record_end
     from dftui.core.events import RunFailed
-
     from dftui.core.untrusted import read_json
 
     try:

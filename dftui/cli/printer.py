@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
 
+from dftui.core.balance import Imbalance
+from dftui.core.early_stop import outcome_text, recipe_notes
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -41,13 +44,16 @@ def _epoch_line(e: EpochEnd) -> str:
         f"epoch {e.epoch}/{e.epochs}  train_loss {e.train_loss:.4f}  val_loss {e.val_loss:.4f}  "
         f"val_acc {e.val_accuracy:.4f}  P {e.val_precision:.3f}  R {e.val_recall:.3f}  "
         f"F1 {e.val_f1:.3f}  {e.seconds:.1f}s  {e.images_per_s:.1f} img/s{best}"
+        + (f"  (EMA; trained model: val_loss {e.raw_val_loss:.4f} val_acc {e.raw_val_accuracy:.4f})"
+           if e.raw_val_loss is not None and e.raw_val_accuracy is not None else "")
     )
 
 
 def _started_line(e: RunStarted) -> str:
     line = (
         f"run {e.run_id}: {e.config['backbone']} on {e.device} ({e.device_name}, {e.precision}), "
-        f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake), "
+        f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake, "
+        f"{_ratio(e.train_counts)}, class balancing: {e.config.get('balance', 'none')}), "
         f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader worker{'' if e.workers == 1 else 's'}; "
         f"best weights go to {e.config.get('weights_path')}"
     )
@@ -57,7 +63,38 @@ def _started_line(e: RunStarted) -> str:
             f"; {world} processes ({e.config.get('backend')}), batch "
             f"{e.config.get('batch_per_process')} per process, {e.config.get('batch_size')} global"
         )
+    notes = _optimisation_notes(e.config) + recipe_notes(e.config)
+    if notes:
+        line += "; " + ", ".join(notes)
     return line
+
+
+def _optimisation_notes(config: dict[str, Any]) -> list[str]:
+    """The optimiser, schedule, accumulation and label smoothing where they differ from
+    the reference, read from the recorded config (untrusted: odd values shown as they are)."""
+    notes = []
+    name, decay = config.get("optimizer", "adam"), config.get("weight_decay") or 0
+    if name != "adam" or decay:
+        extra = [f"momentum {config.get('momentum')}"] if name == "sgd" else []
+        if decay:
+            extra.append(f"weight decay {decay}")
+        notes.append(f"{name}" + (f" ({', '.join(extra)})" if extra else ""))
+    schedule, warmup = config.get("lr_schedule", "none"), config.get("warmup_epochs") or 0
+    if schedule != "none":
+        notes.append(f"{schedule} learning-rate schedule"
+                     + (f" after {warmup} warm-up epoch(s)" if warmup else ""))
+    steps, batch = config.get("accum_steps", 1), config.get("batch_size")
+    if isinstance(steps, int) and steps > 1 and isinstance(batch, int):
+        notes.append(f"batch {batch} × {steps} accumulated steps = effective batch {batch * steps}")
+    smoothing = config.get("label_smoothing")
+    if smoothing:
+        notes.append(f"label smoothing {smoothing}")
+    return notes
+
+
+def _ratio(counts: dict[str, int]) -> str:
+    text = Imbalance(counts).describe()
+    return text[text.rfind("(") + 1:-1]  # "ratio 4.00:1" or "one class is empty"
 
 
 def escape(text: str) -> str:
@@ -84,19 +121,26 @@ def shown_path(path: str | None) -> str:
 def _finished_line(e: RunFinished) -> str:
     if not e.run_dir:
         return f"run {e.status} before it started; nothing was trained or recorded"
+    status = outcome_text(e.status, e.early_stop_epoch)
     if e.best_epoch is None:
-        return f"run {e.status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
+        return f"run {status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
+    calibrated = ""
+    if e.temperature is not None:
+        ece = (f", validation ECE {e.ece_before:.4f} → {e.ece_after:.4f}"
+               if e.ece_before is not None and e.ece_after is not None else "")
+        calibrated = f", calibrated (T={e.temperature:.3g}{ece})"
     return (
-        f"run {e.status}: best epoch {e.best_epoch} (val_acc {e.best_val_accuracy:.4f}) "
-        f"saved to {shown_path(e.weights_path)}; record: {e.run_dir}"
+        f"run {status}: best epoch {e.best_epoch} (val_acc {e.best_val_accuracy:.4f}) "
+        f"saved to {shown_path(e.weights_path)}{calibrated}; record: {e.run_dir}"
     )
 
 
 class PlainPrinter:
     """Lines for logs and pipes: nothing per batch."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self.out, self.err = out, err
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        # The streams of the moment, not those of import time (a test's capture, a redirect).
+        self.out, self.err = out or sys.stdout, err or sys.stderr
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -190,8 +234,25 @@ class RichPrinter:
 
 
 
+def wants_rich(force_plain: bool = False) -> bool:
+    """Rich output (colour, live progress bars) only on a terminal: a pipe or a log file gets
+    plain lines, as does anyone who asked for --plain."""
+    return not force_plain and sys.stdout.isatty()
 
-def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
-    if force_plain or not sys.stdout.isatty():
-        return PlainPrinter()
-    return RichPrinter()
+
+class Printer(Protocol):
+    """What every command's event listener offers: take an event, close at the end."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_printer(
+    force_plain: bool = False,
+    plain: Callable[[], Printer] = PlainPrinter,
+    rich: Callable[[], Printer] = RichPrinter,
+) -> Printer:
+    """The listener for a command's events: ``rich`` on a terminal, else ``plain``. The
+    defaults print training; ``dftui prepare`` passes its own pair."""
+    return rich() if wants_rich(force_plain) else plain()

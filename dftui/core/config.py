@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dftui.core.balance import BALANCE_CHOICES
+from dftui.core.early_stop import EARLY_STOP_METRICS
 from dftui.core.options import option, problems
 
 PRETRAINED_CHOICES = ("imagenet", "none")
@@ -19,13 +20,16 @@ MAX_IMG_SIZE = 1024  # 4.5x Xception's 299 px: beyond it a batch of 32 needs ten
 
 
 AUGMENT_CHOICES = ("none", "light", "robust")
+OPTIMIZER_CHOICES = ("adam", "adamw", "sgd")
+LR_SCHEDULE_CHOICES = ("none", "cosine", "step", "plateau")
+DEFAULT_MOMENTUM = 0.9
 PATH_FIELDS = ("train_dir", "val_dir", "out_dir", "runs_dir")
 
 
 def _backbone_names() -> tuple[str, ...]:
-    from dftui.core.backbones import BACKBONES
+    from dftui.core.backbones import backbone_names
 
-    return tuple(BACKBONES)
+    return backbone_names()
 
 
 def _img_size_problem(size: int) -> str | None:
@@ -35,10 +39,27 @@ def _img_size_problem(size: int) -> str | None:
     return None
 
 
+def img_size_problem(size: int | None, backbone: str) -> str | None:
+    """The rule tying the image size to the backbone (too small for its layers); the Setup
+    form checks it as the size is typed."""
+    from dftui.core.backbones import BACKBONES
+
+    spec = BACKBONES.get(backbone)
+    if size is None or spec is None or size >= spec.min_size:
+        return None
+    return f"image size {size} is too small for {backbone}; use at least {spec.min_size} pixels"
+
+
 def _device_problem(dev: str) -> str | None:
     if dev in DEVICE_CHOICES or dev.startswith("cuda:"):
         return None
     return f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps"
+
+
+def _ema_decay_problem(decay: float) -> str | None:
+    if not 0.0 < decay < 1.0:
+        return f"EMA decay must be between 0 and 1, both excluded (got {decay:g}); 0.9998 is usual"
+    return None
 
 
 def absolute_path(path: str | Path) -> Path:
@@ -96,7 +117,8 @@ class TrainConfig:
         Path("processed_data/val_cropped"), label="validation folder", flag="--val",
         help="validation folder holding real/ and fake/", section="data")
     epochs: int = option(
-        15, label="epochs", help="epochs to train (with a resume: the run's own, or more)",
+        15, label="epochs",
+        help="epochs to train; a resumed run keeps its own unless given (not below those done)",
         minimum=1, resume="extend")
     batch_size: int = option(32, label="batch size", help="images per step", minimum=1)
     lr: float = option(
@@ -124,7 +146,7 @@ class TrainConfig:
     out_dir: Path = option(Path("weights"), label="weights folder", flag="--out",
                            help="weights folder", section="output")
     weights_name: str | None = option(
-        None, label="weights file name", flag="--name",
+        None, label="weights name", flag="--name",
         help="weights file name (default: {backbone}_deepfake.pth)", section="output",
         rule=lambda name: None if name is None else weights_name_problem(name))
     overwrite: bool = option(False, label="overwrite", help="replace existing weights of the same name",
@@ -133,8 +155,79 @@ class TrainConfig:
     compile: bool = option(False, label="compile", help="torch.compile the model",
                            section="hardware", resume="free")
     augment: str = option(
-        "none", label="augmentation", help="training augmentation (none, as the reference)",
-        choices=AUGMENT_CHOICES, section="data")
+        "none", label="augmentation", help="training augmentation (none: as the reference)",
+        choices=AUGMENT_CHOICES, section="data",
+        # "robust" mirrors the perturbations of Test-Challenge.
+        choice_labels=(("none", "none (as the reference)"), ("light", "light: horizontal flip"),
+                       ("robust", "robust: flip, JPEG, blur, noise, colour")))
+    # The recipe beyond the reference's fixed Adam (core/optim.py builds these by name
+    # through timm's factories). The defaults are the reference recipe.
+    optimizer: str = option(
+        "adam", label="optimiser",
+        help="adam (the reference), adamw (decoupled weight decay) or sgd (with momentum)",
+        choices=OPTIMIZER_CHOICES)
+    weight_decay: float = option(
+        0.0, label="weight decay",
+        help="weight decay (0: none, the reference); biases and batch norm are not decayed",
+        minimum=0.0, maximum=1.0)
+    momentum: float = option(
+        DEFAULT_MOMENTUM, label="momentum", help="SGD's momentum (optimiser sgd only)",
+        minimum=0.0, rule=lambda m: "must be below 1" if m >= 1 else None)
+    lr_schedule: str = option(
+        "none", label="learning-rate schedule",
+        help="none (constant, the reference); cosine (from the full rate towards 0 by the last "
+        "epoch); step (x0.1 every 5 epochs); plateau (x0.1 after 2 epochs without a lower "
+        "validation loss); any of them after the warm-up",
+        choices=LR_SCHEDULE_CHOICES)
+    warmup_epochs: int = option(
+        0, label="warm-up epochs",
+        help="epochs rising linearly from a tenth of the learning rate to all of it, before "
+        "the schedule (needs a schedule other than none)", minimum=0)
+    accum_steps: int = option(
+        1, label="accumulation steps",
+        help="batches whose gradients add up to one optimiser step: an effective batch of "
+        "batch size x steps with the memory of one batch", minimum=1, maximum=1024)
+    label_smoothing: float = option(
+        0.0, label="label smoothing",
+        help="share of each target spread over both classes (0: plain cross-entropy, the "
+        "reference); the validation loss stays plain", minimum=0.0,
+        rule=lambda s: "must be below 0.5 (at 0.5 both classes get the same target)" if s >= 0.5 else None)
+    # Recipe options beyond the reference (all off by default): early stopping, a frozen
+    # backbone for the first epochs, class balancing, weight averaging (EMA).
+    early_stop_patience: int = option(
+        0, label="early-stopping patience",
+        help="end the run after this many epochs without improvement of the early-stopping "
+        "metric (0: off, as the reference)", minimum=0)
+    early_stop_metric: str = option(
+        "val_loss", label="early-stopping metric",
+        help="the validation metric early stopping watches: val_loss (lower is better) or "
+        "val_acc (higher is better)", choices=tuple(EARLY_STOP_METRICS))
+    early_stop_min_delta: float = option(
+        0.0, label="early-stopping min delta",
+        help="the least change of the metric that counts as an improvement", minimum=0.0)
+    freeze_epochs: int = option(
+        0, label="frozen-backbone epochs",
+        help="train only the classifier head for the first N epochs, then the whole network "
+        "(0: full fine-tuning from the start, as the reference)", minimum=0)
+    balance: str = option(
+        "none", label="class balancing",
+        help="for imbalanced folders: none (as the reference), sampler (draw both classes "
+        "equally often) or loss (class-weighted cross-entropy)", choices=BALANCE_CHOICES)
+    ema: bool = option(
+        False, label="weight averaging (EMA)",
+        help="keep an exponential moving average of the weights, validate it every epoch and "
+        "save it as the run's weights")
+    ema_decay: float = option(
+        0.9998, label="EMA decay", help="the moving average's decay (with timm's warm-up)",
+        rule=_ema_decay_problem)
+    # Off by default: the reference recipe's p_fake values stay what the reference scripts
+    # give for the same weights; the weights themselves are the same either way.
+    calibrate: bool = option(
+        False, label="calibrate",
+        help="after training, fit a temperature on the validation set (with the best weights) "
+        "so that probabilities match accuracy; stored in the weights' metadata, used by "
+        "predict and evaluate, ECE reported before and after",
+        section="recipe", resume="free")
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
     # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises
@@ -147,22 +240,28 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting that cannot work, before any heavy work starts."""
-        from dftui.core.backbones import BACKBONES
-
         # The declared rules first (choices, bounds, each option's own rule), then the
         # rules that tie two options together.
         found = problems(self)
         if found:
             raise ConfigError(found[0][1])
-        if self.img_size is not None:
-            minimum = BACKBONES[self.backbone].min_size
-            if self.img_size < minimum:
-                raise ConfigError(
-                    f"image size {self.img_size} is too small for {self.backbone}; "
-                    f"use at least {minimum} pixels"
-                )
+        small = img_size_problem(self.img_size, self.backbone)
+        if small:
+            raise ConfigError(small)
         if self.sync_bn and self.freeze_bn:
             raise ConfigError("choose either synchronised or frozen batch norm, not both")
+        if self.warmup_epochs and self.lr_schedule == "none":
+            raise ConfigError(
+                "warm-up epochs need a learning-rate schedule: choose cosine, step or plateau, "
+                "or set warm-up epochs to 0")
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                f"warm-up epochs ({self.warmup_epochs}) must be fewer than the {self.epochs} "
+                "epochs of the run")
+        if self.momentum != DEFAULT_MOMENTUM and self.optimizer != "sgd":
+            raise ConfigError(
+                f"momentum applies to the sgd optimiser, not {self.optimizer}: choose sgd, or "
+                f"leave momentum at {DEFAULT_MOMENTUM}")
 
     @property
     def weights_path(self) -> Path:

@@ -154,6 +154,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def wait_for_peers() -> None:
+    """A barrier at the end of a run every rank ended together; a peer lost on the way
+    out is not an error any more (the run's outcome is already decided and recorded)."""
+    try:
+        barrier()
+    except Exception:  # noqa: BLE001 - gloo and NCCL report a lost peer in many types
+        pass
+
+
 def average_bn_stats(model: torch.nn.Module) -> None:
     """Average batch-norm running statistics over the ranks (timm's ``--dist-bn reduce``).
 

@@ -13,19 +13,29 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dftui.core.augment import CORRUPTIONS, Corruption
-from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.calibration import (
+    ECE_BINS,
+    ReliabilityBin,
+    binary_confidence,
+    brier_score,
+    expected_calibration_error,
+    reliability_bins,
+)
+from dftui.core.checkpoint import save_json
 from dftui.core.data import DatasetScan, load_rgb, load_tensor, scan_folder
-from dftui.core.events import Event
+from dftui.core.errors import describe_error, unexpected_error
+from dftui.core.events import Emit, EvalFinished, EvalProgress, EvalStarted, Event
+from dftui.core.files import atomic_write
 from dftui.core.metrics import (
     DEFAULT_THRESHOLD,
     Metrics,
@@ -53,44 +63,6 @@ class EvaluationError(ValueError):
 # ----------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
-class EvalStarted(Event):
-    kind: ClassVar[str] = "eval_started"
-    weights: str
-    folder: str
-    total: int  # readable images to score
-    unreadable: int  # found unreadable by the scan
-    label: str  # "clean" or the corruption, e.g. "jpeg q50"
-    pass_index: int = 1  # this pass, of ``passes`` (robustness runs one per corruption level)
-    passes: int = 1
-
-
-@dataclass(frozen=True)
-class EvalProgress(Event):
-    kind: ClassVar[str] = "eval_progress"
-    folder: str
-    label: str
-    done: int
-    total: int
-    images_per_s: float
-    elapsed_s: float
-    pass_index: int = 1
-    passes: int = 1
-
-
-@dataclass(frozen=True)
-class EvalFinished(Event):
-    kind: ClassVar[str] = "eval_finished"
-    folder: str
-    label: str
-    n: int
-    accuracy: float
-    roc_auc: float | None
-    seconds: float
-    stopped: bool
-
-
-Emit = Callable[[Event], None]
 
 
 def _ignore(_event: Event) -> None:
@@ -131,9 +103,11 @@ class EvaluationResult:
     severity: float | None = None
     stopped: bool = False  # cut short by the stop flag: metrics cover ``images`` only
     created: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
     record_dir: str | None = None  # where save_evaluation wrote it
+    # The temperature the scores were divided by (the weights' calibration), None: none.
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         self._labels = np.array([im.label for im in self.images], dtype=np.int64)
@@ -168,6 +142,34 @@ class EvaluationResult:
     def roc(self) -> RocCurve:
         return roc_curve(self._labels, self._scores)
 
+    @property
+    def calibration_label(self) -> str:
+        return f"calibrated (T={self.temperature:.3g})" if self.temperature else "uncalibrated"
+
+    def reliability(self) -> list[ReliabilityBin]:
+        """The reliability diagram's bins (confidence of the chosen class, 15 bins)."""
+        return reliability_bins(*binary_confidence(self._scores, self._labels))
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error of the scores as given (15 equal-width bins)."""
+        return expected_calibration_error(*binary_confidence(self._scores, self._labels))
+
+    @property
+    def brier(self) -> float:
+        return brier_score(self._scores, self._labels)
+
+    def calibration(self) -> dict[str, Any]:
+        """How well the probabilities match the outcomes, JSON-ready."""
+        return {
+            "applied": self.calibration_label,
+            "temperature": self.temperature,
+            "ece": round(self.ece, 6),
+            "ece_bins": ECE_BINS,
+            "brier": round(self.brier, 6),
+            "reliability": [b.to_dict() for b in self.reliability()],
+        }
+
     def misclassified(self, threshold: float | None = None) -> list[ScoredImage]:
         """Wrong calls at ``threshold``, the most confidently wrong first."""
         t = self.threshold if threshold is None else threshold
@@ -185,6 +187,7 @@ class EvaluationResult:
             "batch_size": self.batch_size,
             "corruption": self.corruption,
             "severity": self.severity,
+            "temperature": self.temperature,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +202,7 @@ class EvaluationResult:
             "stopped": self.stopped,
             "seconds": round(self.seconds, 3),
             "metrics": self.metrics.to_dict(),
+            "calibration": self.calibration(),
             "record_dir": self.record_dir,
         }
 
@@ -311,10 +315,10 @@ def evaluate_folder(
                     tensors.append(fut.result())
                     kept.append(index)
                 except Exception as exc:  # noqa: BLE001 - a broken file is counted, not fatal
-                    unreadable.append((samples[index][0], _why(exc)))
+                    unreadable.append((samples[index][0], describe_error(exc)))
             if tensors:
                 probs = predictor.probabilities(torch.stack(tensors)).tolist()
-                for index, p in zip(kept, probs):
+                for index, p in zip(kept, probs, strict=True):
                     path, label = samples[index]
                     if not math.isfinite(p):
                         # NaN would be counted as "real" by every threshold: not a score.
@@ -354,6 +358,7 @@ def evaluate_folder(
         corruption=corruption,
         severity=severity,
         stopped=stopped,
+        temperature=predictor.temperature,
     )
     emit(EvalFinished(folder_s, label_text, len(scored), metrics.accuracy, metrics.roc_auc,
                       seconds, stopped))
@@ -395,12 +400,6 @@ def _run_dir_of(metadata: dict[str, Any], weights: str | Path) -> str | None:
             continue
     return None
 
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image (or an unsupported format)"
-    return text[:160]
 
 
 # ----------------------------------------------------------------------------- compare
@@ -708,7 +707,7 @@ def load_evaluation(record_dir: str | Path) -> EvaluationResult:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # evaluation.json is untrusted: a missing or mistyped field is one readable error.
         raise EvaluationError(
-            f"{record_dir / 'evaluation.json'} is damaged ({type(exc).__name__}: {exc})"
+            f"{record_dir / 'evaluation.json'} is damaged ({unexpected_error(exc)})"
         ) from None
 
 
@@ -730,7 +729,14 @@ def _result_from(record_dir: Path, data: dict[str, Any], images: list[ScoredImag
         stopped=bool(data.get("stopped", False)),
         created=data.get("created", ""),
         record_dir=str(record_dir),
+        temperature=_temperature_of(data),
     )
+
+
+def _temperature_of(data: dict[str, Any]) -> float | None:
+    """The record's temperature when it is a usable one (the record is untrusted)."""
+    value = data.get("temperature")
+    return float(value) if type(value) in (int, float) and math.isfinite(value) and value > 0 else None
 
 
 __all__ = [

@@ -24,18 +24,38 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from PIL import Image, ImageFile
 
 from dftui.core.advice import Fix, encode_all
 from dftui.core.backbones import CLASS_NAMES
-from dftui.core.events import Event, LogMessage
+from dftui.core.errors import describe_error
+from dftui.core.events import (
+    Emit,
+    LogMessage,
+    PrepareFailed,
+    PrepareFinished,
+    PrepareStarted,
+    SplitFinished,
+    SplitProgress,
+    SplitStarted,
+    SplitSummary,
+)
+from dftui.core.files import atomic_write, check_writable, write_text_atomic
+from dftui.core.machine import default_workers
 
 # Split name as distributed -> output folder name used by the reference project.
 SPLITS: dict[str, str] = {
@@ -142,119 +162,6 @@ def _canonical_split(name: str) -> str | None:
     return None
 
 
-@dataclass
-class SplitSummary:
-    split: str
-    output_dir: str
-    annotations_path: str = ""
-    status: str = "pending"  # "finished" | "stopped" | "failed" | "pending"
-    error: str | None = None
-    images: int = 0  # images listed in the annotation file
-    images_done: int = 0
-    images_missing: int = 0
-    images_unreadable: int = 0
-    faces: int = 0  # annotations in the file
-    written: int = 0  # crops written by this run
-    existing: int = 0  # crops already there from an earlier run (kept, not rewritten)
-    real: int = 0  # crops in place after this run, per label
-    fake: int = 0
-    clamped: int = 0  # boxes cut to the image border (not skipped)
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> faces
-    size_mismatch: int = 0  # images whose stored size differs from the file's width/height
-    exif_rotated: int = 0  # images carrying an EXIF orientation (cropped as stored)
-    seconds: float = 0.0
-
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
-    @property
-    def faces_per_s(self) -> float:
-        return self.written / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "skipped_total": self.skipped_total, "faces_per_s": round(self.faces_per_s, 2)}
-
-    def line(self) -> str:
-        """The closing one-line summary the CLI and the screen show."""
-        if self.status == "failed":
-            return f"{self.split}: failed: {self.error}"
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
-        state = "" if self.status == "finished" else f" [{self.status}]"
-        return (
-            f"{self.split}{state}: {self.images_done}/{self.images} images, {self.faces} faces -> "
-            f"{self.real} real + {self.fake} fake in {self.output_dir} "
-            f"({self.written} new, {self.existing} already there); skipped {self.skipped_total} ({skipped}); "
-            f"{self.faces_per_s:.1f} faces/s, {self.seconds:.1f} s"
-        )
-
-
-@dataclass(frozen=True)
-class PrepareStarted(Event):
-    kind: ClassVar[str] = "prepare_started"
-    root: str
-    out: str
-    splits: list[str]
-    settings: dict[str, Any]
-    workers: int
-    executor: str
-
-
-@dataclass(frozen=True)
-class SplitStarted(Event):
-    kind: ClassVar[str] = "split_started"
-    split: str
-    annotations_path: str
-    images_dir: str  # where the first images were found ("" when none were)
-    output_dir: str
-    images: int
-    faces: int
-
-
-@dataclass(frozen=True)
-class SplitProgress(Event):
-    kind: ClassVar[str] = "split_progress"
-    split: str
-    images_done: int
-    images: int
-    written: int
-    existing: int
-    skipped: int
-    elapsed_s: float
-    faces_per_s: float
-    eta_s: float | None
-
-
-@dataclass(frozen=True)
-class SplitFinished(Event):
-    kind: ClassVar[str] = "split_finished"
-    summary: SplitSummary
-
-
-@dataclass(frozen=True)
-class PrepareFinished(Event):
-    kind: ClassVar[str] = "prepare_finished"
-    status: str  # "finished" | "stopped" | "partial" (a split failed)
-    summaries: list[SplitSummary]
-    report_path: str
-    skipped_csv: str
-    seconds: float
-
-    @property
-    def output_dirs(self) -> dict[str, str]:
-        """Split -> crop folder, for the splits that produced crops."""
-        return {s.split: s.output_dir for s in self.summaries if s.real + s.fake > 0}
-
-
-@dataclass(frozen=True)
-class PrepareFailed(Event):
-    kind: ClassVar[str] = "prepare_failed"
-    message: str
-    report_path: str | None = None
-    fixes: tuple[str, ...] = ()  # ways out, as dftui.core.advice.Fix.encode() strings
-
-
-Emit = Callable[[Event], None]
 
 # --------------------------------------------------------------------------- finding files
 
@@ -402,27 +309,13 @@ def crop_box(box: tuple[float, float, float, float], margin: float, width: int, 
     return crop, face, face_clamped or crop_clamped
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image (or an unsupported format)"
-    return text[:160]
-
-
 def _save_atomic(img: Image.Image, path: str, fmt: str) -> None:
     pil_format, options = FORMATS[fmt]
-    folder, name = os.path.split(path)
-    # Hidden, so the data scanner never lists it; the pid keeps two runs from sharing one.
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}{PART_SUFFIX}")
-    try:
-        img.save(tmp, format=pil_format, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+    # The temporary file is hidden, so the data scanner never lists it, and ends in
+    # PART_SUFFIX, so a rerun sweeps up what a killed run left. No fsync: a rerun after a
+    # crash rewrites crops anyway, and one per crop would cost more than the encoding.
+    with atomic_write(path, durable=False, suffix=PART_SUFFIX) as fh:
+        img.save(fh, format=pil_format, **options)
 
 
 def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings) -> ImageResult:
@@ -447,7 +340,7 @@ def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings
         opened = Image.open(path)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         result.unreadable = True
-        result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {_reason(exc)}") for f in pending]
+        result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {describe_error(exc)}") for f in pending]
         return result
     try:  # closed at the end: Pillow drops the pixels of a closed image, so crop first
         width, height = opened.size
@@ -460,7 +353,7 @@ def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings
             img = opened if opened.mode == "RGB" else opened.convert("RGB")
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             result.unreadable = True
-            result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {_reason(exc)}") for f in pending]
+            result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {describe_error(exc)}") for f in pending]
             return result
         if job.width and job.height and (job.width, job.height) != (width, height):
             result.size_mismatch = True
@@ -478,7 +371,7 @@ def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings
             try:
                 _save_atomic(img.crop(crop), target, settings.fmt)
             except OSError as exc:
-                raise _WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+                raise _WriteError(f"cannot write {target}: {describe_error(exc)}") from exc
             result.written.append(face.label)
     finally:
         opened.close()
@@ -615,13 +508,17 @@ def load_coco(path: Path) -> ParsedSplit:
         with open(path, "rb") as fh:
             data = json.load(fh, object_hook=_drop_polygons)
     except json.JSONDecodeError as exc:
-        raise PrepareError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive") from None
+        raise PrepareError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive"
+        ) from None
     except RecursionError:
-        raise PrepareError(f"{path} is nested too deeply to be an annotation file; re-extract it from the archive") from None
+        raise PrepareError(
+            f"{path} is nested too deeply to be an annotation file; re-extract it from the archive"
+        ) from None
     except UnicodeDecodeError:
         raise PrepareError(f"{path} is not a text JSON file; re-extract it from the archive") from None
     except OSError as exc:
-        raise PrepareError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise PrepareError(f"cannot read {path}: {describe_error(exc)}") from None
     return parse_coco(data, path)
 
 
@@ -648,12 +545,6 @@ def _read_report(path: Path) -> dict[str, Any]:
     return data
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-
-
 def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, Any]]) -> tuple[Path, Path]:
     """Merge this run's splits into the report (other splits' entries are kept), then rewrite
     the skipped-faces CSV from it."""
@@ -661,7 +552,7 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
     report = _read_report(path)
     report.update({
         "tool": "dftui prepare openforensics",
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "root": str(config.root),
         "out": str(out),
         "reasons": {
@@ -677,7 +568,7 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
         },
     })
     report["splits"].update(entries)
-    _write_text_atomic(path, json.dumps(report, indent=1))
+    write_text_atomic(path, json.dumps(report, indent=1))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["split", "image", "annotation_id", "reason", "detail"])
@@ -685,15 +576,11 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
         for row in entry.get("skipped", []):
             writer.writerow([split, row.get("image", ""), row.get("annotation_id", ""),
                              row.get("reason", ""), row.get("detail", "")])
-    _write_text_atomic(csv_path, buf.getvalue())
+    write_text_atomic(csv_path, buf.getvalue())
     return path, csv_path
 
 
 # --------------------------------------------------------------------------- the job
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 class _SplitRun:
@@ -739,7 +626,7 @@ class _SplitRun:
                 (out_dir / label).mkdir(parents=True, exist_ok=True)
                 _remove_stale_parts(out_dir / label)
         except OSError as exc:
-            raise _WriteError(f"cannot create {out_dir}/{{real,fake}}: {exc.strerror or exc}") from exc
+            raise _WriteError(f"cannot create {out_dir}/{{real,fake}}: {describe_error(exc)}") from exc
         resolver = ImageResolver(self.config.root, self.ann_path.parent, self.split)
         images_dir = ""
         for job in parsed.jobs[:20]:  # learn the layout once, so workers start with the right rule
@@ -871,7 +758,7 @@ def output_folder_problem(out: Path, tool: str, allow_existing: bool = False) ->
     try:
         entries = sorted(e for e in out.iterdir() if not e.name.startswith("."))
     except OSError as exc:
-        return f"{out} cannot be read ({exc.strerror or exc})"
+        return f"{out} cannot be read ({describe_error(exc)})"
     demo = [e for e in [out, *entries] if e.is_dir() and (e / DEMO_MARKER).is_file()]
     if demo:
         names = ", ".join(f"{e.name}/{DEMO_MARKER}" for e in demo[:3])
@@ -902,18 +789,15 @@ def mark_output_folder(out: Path, tool: str) -> None:
     or a crash is recognised as its own."""
     marker = Path(out) / OUTPUT_MARKER
     if written_by(out) != tool:
-        _write_text_atomic(marker, json.dumps({
-            "tool": tool, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        write_text_atomic(marker, json.dumps({
+            "tool": tool, "created": datetime.now(UTC).isoformat(timespec="seconds")}))
 
 
 def _check_out(out: Path) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".dftui-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(out)
     except OSError as exc:
-        raise PrepareError(f"cannot write to the output folder {out}: {exc.strerror or exc}",
+        raise PrepareError(f"cannot write to the output folder {out}: {describe_error(exc)}",
                            (Fix("data_out"),)) from None
 
 
@@ -921,7 +805,9 @@ def plan_splits(config: PrepareConfig) -> dict[str, Path]:
     """Split -> annotation file for this run, or PrepareError saying what is missing where."""
     root = config.root
     if not root.exists():
-        raise PrepareError(f"dataset root {root} does not exist; give the folder the OpenForensics archive was extracted to")
+        raise PrepareError(
+            f"dataset root {root} does not exist; give the folder the OpenForensics archive was extracted to"
+        )
     if not root.is_dir():
         raise PrepareError(f"dataset root {root} is a file; give the folder the OpenForensics archive was extracted to")
     if config.splits is None:
@@ -944,7 +830,9 @@ def plan_splits(config: PrepareConfig) -> dict[str, Path]:
     return planned
 
 
-def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | None = None) -> PrepareFinished | PrepareFailed:
+def prepare_openforensics(
+    config: PrepareConfig, emit: Emit, stop: Stoppable | None = None
+) -> PrepareFinished | PrepareFailed:
     """Crop every split; returns the final event (also emitted). Never raises for bad input."""
     stop = stop if stop is not None else threading.Event()
     start = time.perf_counter()
@@ -960,14 +848,14 @@ def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | N
         _check_out(config.out)
         mark_output_folder(config.out, OPENFORENSICS_TOOL)
     except OSError as exc:
-        failed = PrepareFailed(f"cannot write to the output folder {config.out}: {exc.strerror or exc}")
+        failed = PrepareFailed(f"cannot write to the output folder {config.out}: {describe_error(exc)}")
         emit(failed)
         return failed
     except PrepareError as exc:
         failed = PrepareFailed(str(exc), fixes=encode_all(exc.fixes))
         emit(failed)
         return failed
-    workers = config.workers or default_workers()
+    workers = config.workers or default_workers(spare=0)
     previous = _read_report(config.out / REPORT_JSON)["splits"]
     emit(PrepareStarted(str(config.root), str(config.out), list(planned), config.settings(), workers, config.executor))
     summaries: list[SplitSummary] = []
@@ -1003,7 +891,7 @@ def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | N
     try:
         report, skipped_csv = write_report(config.out, config, entries)
     except OSError as exc:
-        failure = failure or f"cannot write the report in {config.out}: {exc.strerror or exc}"
+        failure = failure or f"cannot write the report in {config.out}: {describe_error(exc)}"
         report, skipped_csv = config.out / REPORT_JSON, config.out / REPORT_CSV
     if failure:
         failed = PrepareFailed(failure, str(report))

@@ -8,12 +8,25 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.checkpoint import save_json
+from dftui.core.errors import describe_error
+from dftui.core.eventlog import (
+    EVENTS_FILE,
+    NON_EVENT_KINDS,
+    STALE_AFTER_S,
+    STOP_FILE,
+    EventLogWriter,
+    EventTail,
+    LogGone,
+    clear_stop_request,
+    hostname,
+)
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -24,17 +37,7 @@ from dftui.core.events import (
     RunStarted,
     event_from_dict,
 )
-from dftui.core.eventlog import (
-    EVENTS_FILE,
-    STALE_AFTER_S,
-    STOP_FILE,
-    EventLogWriter,
-    EventTail,
-    LogGone,
-    clear_stop_request,
-    NON_EVENT_KINDS,
-    hostname,
-)
+from dftui.core.files import atomic_write
 from dftui.core.untrusted import Fields, UntrustedError, check_int, parse_json, read_json
 
 METRIC_COLUMNS = (
@@ -49,7 +52,26 @@ METRIC_COLUMNS = (
     "images_per_s",
     "data_wait",
     "is_best",
+    "lr",  # added later: older files end at is_best
 )
+
+
+def metric_row(e: EpochEnd) -> list[str]:
+    """``e`` as a metrics.csv row (METRIC_COLUMNS)."""
+    return [str(v) for v in (
+        e.epoch,
+        f"{e.train_loss:.6f}",
+        f"{e.val_loss:.6f}",
+        f"{e.val_accuracy:.6f}",
+        f"{e.val_precision:.6f}",
+        f"{e.val_recall:.6f}",
+        f"{e.val_f1:.6f}",
+        f"{e.seconds:.2f}",
+        f"{e.images_per_s:.2f}",
+        f"{e.data_wait:.4f}",
+        int(e.is_best),
+        "" if e.lr is None else f"{e.lr:.6g}",
+    )]
 if TYPE_CHECKING:
     from dftui.core.config import TrainConfig
 
@@ -179,7 +201,7 @@ class RunRecorder:
         try:
             self._log.write_header()
         except OSError as exc:
-            self.write_error = f"{exc.strerror or exc}"
+            self.write_error = f"{describe_error(exc)}"
 
         def on_stop() -> None:
             if stop is not None:
@@ -187,7 +209,7 @@ class RunRecorder:
                 request("stopped") if request is not None else stop.set()
 
         def on_error(exc: OSError) -> None:
-            self.write_error = self.write_error or f"{exc.strerror or exc}"
+            self.write_error = self.write_error or f"{describe_error(exc)}"
 
         self._log.start_heartbeat(self.run_dir / STOP_FILE, on_stop, on_error)
 
@@ -202,10 +224,15 @@ class RunRecorder:
         except (OSError, csv.Error):
             rows = []
         header = list(METRIC_COLUMNS)
+        # A file written by an older version has fewer columns (its header says which):
+        # its rows are kept, the new columns left empty.
+        width = len(header)
+        if rows and 0 < len(rows[0]) < width and rows[0] == header[: len(rows[0])]:
+            width = len(rows[0])
         kept = [
-            r
+            r + [""] * (len(header) - width)
             for r in rows[1:]
-            if len(r) == len(header) and r[0].isdigit() and int(r[0]) <= epoch
+            if len(r) == width and r[0].isdigit() and int(r[0]) <= epoch
         ]
         with atomic_write(path, "w") as fh:
             csv.writer(fh).writerows([header] + kept)
@@ -254,7 +281,7 @@ class RunRecorder:
             with atomic_write(self.run_dir / name, "w") as fh:
                 fh.write("".join(line + "\n" for line in lines))
         except OSError as exc:
-            self.write_error = self.write_error or f"{name}: {exc.strerror or exc}"
+            self.write_error = self.write_error or f"{name}: {describe_error(exc)}"
         self._write_info(skipped_images=len(lines), skipped_list=name if lines else None)
 
     def _write_info(self, **changes: Any) -> None:
@@ -262,14 +289,14 @@ class RunRecorder:
         try:
             save_json(self.info, self.run_dir / "run.json")
         except OSError as exc:
-            self.write_error = self.write_error or f"run.json: {exc.strerror or exc}"
+            self.write_error = self.write_error or f"run.json: {describe_error(exc)}"
 
     def __call__(self, event: Event) -> None:
         try:
             self._ensure_folder()
             self._record(event)
         except OSError as exc:
-            self.write_error = self.write_error or f"{exc.strerror or exc}"
+            self.write_error = self.write_error or f"{describe_error(exc)}"
 
     def _record(self, event: Event) -> None:
         if isinstance(event, BatchEnd):
@@ -286,7 +313,7 @@ class RunRecorder:
             try:
                 save_json(event.config, self.run_dir / "config.json")
             except OSError as exc:
-                self.write_error = self.write_error or f"config.json: {exc.strerror or exc}"
+                self.write_error = self.write_error or f"config.json: {describe_error(exc)}"
 
             cfg = event.config
             if "world_size" not in cfg:  # resumed on one process: the record says so
@@ -303,27 +330,14 @@ class RunRecorder:
                 device=event.device,
                 precision=event.precision,
                 started=self.info.get("started")
-                or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                or datetime.now(UTC).isoformat(timespec="seconds"),
                 train_size=event.train_size,
                 val_size=event.val_size,
                 epochs=cfg.get("epochs"),
                 **_world_info(cfg),
             )
         elif isinstance(event, EpochEnd):
-            row = [
-                    event.epoch,
-                    f"{event.train_loss:.6f}",
-                    f"{event.val_loss:.6f}",
-                    f"{event.val_accuracy:.6f}",
-                    f"{event.val_precision:.6f}",
-                    f"{event.val_recall:.6f}",
-                    f"{event.val_f1:.6f}",
-                    f"{event.seconds:.2f}",
-                    f"{event.images_per_s:.2f}",
-                    f"{event.data_wait:.4f}",
-                    int(event.is_best),
-                ]
-            row = [str(v) for v in row]
+            row = metric_row(event)
             self._metric_rows.append(row)
             self._writer.writerow(row)
             self._metrics.flush()
@@ -337,16 +351,20 @@ class RunRecorder:
         elif isinstance(event, RunFinished):
             self._write_info(
                 status=event.status,
-                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 weights_path=event.weights_path,
                 best_epoch=event.best_epoch,
                 best_val_accuracy=event.best_val_accuracy,
                 epochs_completed=event.epochs_completed,
+                early_stop_epoch=event.early_stop_epoch,
+                temperature=event.temperature,
+                ece_before=event.ece_before,
+                ece_after=event.ece_after,
             )
         elif isinstance(event, RunFailed):
             self._write_info(
                 status="failed",
-                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 message=event.message,
                 weights_path=event.weights_path,
             )
@@ -409,6 +427,7 @@ class RunSummary:
     host: str = ""  # the machine running it, when not this one (a shared home folder)
     detached: bool = False  # a background run (its own process), not inside a dashboard
     heartbeat_age: float | None = None  # seconds since its event log was last written
+    early_stop_epoch: int | None = None  # a run early stopping ended (status "finished")
 
     @property
     def live(self) -> bool:
@@ -417,8 +436,11 @@ class RunSummary:
 
     @property
     def status_text(self) -> str:
-        """The status as lists show it: 'running on host X' for another machine's run."""
-        return f"{self.status} on {self.host}" if self.host else self.status
+        """The status as lists show it: 'running on host X' for another machine's run,
+        'finished (early stop at epoch N)'."""
+        from dftui.core.early_stop import outcome_text
+
+        return f"{self.status} on {self.host}" if self.host else outcome_text(self.status, self.early_stop_epoch)
 
     @property
     def resumable(self) -> bool:
@@ -506,6 +528,7 @@ def read_run(run_dir: Path) -> RunSummary | None:
         epochs=f.int("epochs", minimum=0),
         weights_path=f.str("weights_path", None),
         message=f.str("message", ""),
+        early_stop_epoch=f.int("early_stop_epoch", None, minimum=1),
     )
     if f.problems:
         why = "; ".join(f.problems[:3]) + ("; ..." if len(f.problems) > 3 else "")
@@ -561,11 +584,16 @@ def find_run(ref: str, root: Path | None = None) -> Path | None:
     return None
 
 
-def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
+def resume_config(
+    run_dir: Path, epochs: int | None = None, given: Mapping[str, Any] | None = None
+) -> TrainConfig:
     """The settings a run was started with (its config.json), for ``fit(config, ...,
-    resume=run_dir)``; ``epochs`` may raise the epoch count to train longer. Raises
-    ValueError with a readable message when the file is missing or damaged."""
+    resume=run_dir)``, with the options ``given`` anew (and ``epochs``) applied by each
+    option's resume rule (core/options.py ``resumed``: epochs may change but not below what
+    is done, device/workers/... may change, the recipe must not). Raises ValueError with a
+    readable message when the file is missing or damaged, or a given value cannot apply."""
     from dftui.core.config import TrainConfig
+    from dftui.core.options import resumed
 
     path = Path(run_dir) / "config.json"
     try:
@@ -574,7 +602,14 @@ def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
         raise ValueError(f"{run_dir} has no config.json; it cannot be resumed") from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"the settings of run {run_dir} cannot be read ({path.name}: {exc})") from None
-    return config.with_(epochs=epochs) if epochs is not None else config
+    changes = dict(given or {})
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if not changes:
+        return config
+    summary = read_run(run_dir)
+    done = {"epochs": summary.epochs_completed} if summary is not None else {}
+    return resumed(config, changes, done)
 
 
 LONG_LOG_BYTES = 4 << 20  # beyond this a replay samples the batch events (see EventTail)
@@ -647,7 +682,7 @@ def note_outcome(run_dir: Path, cause: str | None) -> str | None:
     pid = info.get("pid")
     if status == "running" and not (isinstance(pid, int) and pid_alive(pid)):
         status = "interrupted"
-        changes.update(status=status, ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        changes.update(status=status, ended=datetime.now(UTC).isoformat(timespec="seconds"))
     if cause and cause not in str(info.get("message", "")):
         changes["message"] = cause if not info.get("message") else f"{info['message']} ({cause})"
     if changes:

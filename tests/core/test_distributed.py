@@ -201,3 +201,60 @@ def test_a_setup_failure_on_one_rank_stops_every_rank_with_its_rank(dataset, tmp
     # No record, not even an empty folder: it failed while scanning the data, as one
     # process would.
     assert not (tmp_path / "out" / "runs").exists() or not list((tmp_path / "out" / "runs").iterdir())
+
+
+def _stop_rank_main(rank: int, port: int, train: str, val: str, out: str, results: str) -> None:
+    """One rank of a 2-process run asked to stop (rank 0, as `dftui stop` does) after its
+    first epoch; rank 0's end of run is slow (a slow disk), and each rank notes when it
+    was done."""
+    import os
+    import time
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    from dftui.core import distributed
+    from dftui.core import train as train_mod
+    from dftui.core.config import TrainConfig
+    from dftui.core.events import EpochEnd
+    from dftui.core.train import StopFlag, fit
+
+    done: dict[str, float] = {}
+    release = train_mod._release
+
+    def slow_release(trainer) -> None:
+        time.sleep(1.5)
+        release(trainer)
+        done["rank0_written"] = time.time()
+
+    train_mod._release = slow_release
+    stop = StopFlag()
+
+    def emit(event) -> None:
+        if rank == 0 and isinstance(event, EpochEnd):
+            stop.request("stopped")
+
+    distributed.init_from_env("cpu")
+    config = TrainConfig(train_dir=Path(train), val_dir=Path(val), epochs=5, batch_size=8,
+                         img_size=32, workers=0, pretrained="none", device="cpu",
+                         out_dir=Path(out), runs_dir=Path(out) / "runs")
+    final = fit(config, emit, stop)
+    done["returned"] = time.time()
+    distributed.shutdown()
+    Path(results, f"rank{rank}.json").write_text(json.dumps({**done, "status": final.status}))
+
+
+@pytest.mark.slow
+def test_an_agreed_stop_ends_every_rank_after_rank_0_has_written_the_run(dataset, tmp_path):
+    """A rank that left as soon as the stop was agreed made torchrun's agent end the
+    others (any exit but 0 is a failure to it: SIGTERM to the survivors) while rank 0 was
+    still writing the record, and its closed connections could abort rank 0's gloo
+    (SIGABRT, seen in CI). Every rank now waits for rank 0 at the end of an agreed run."""
+    import torch.multiprocessing as mp
+
+    from dftui.cli.launch import free_port
+
+    mp.spawn(_stop_rank_main, args=(free_port(), str(dataset["train"]), str(dataset["val"]),
+                                    str(tmp_path / "out"), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["status"] == rank1["status"] == "stopped"
+    assert rank1["returned"] >= rank0["rank0_written"] - 0.05

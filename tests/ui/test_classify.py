@@ -5,7 +5,6 @@ CSV, reference-format weights, and bad weights / images that must leave the app 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -22,12 +21,6 @@ from dftui.ui.screens.classify import ClassifyScreen, ExportScreen, images_in
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.prob_bars import ProbBars
 from tests.ui.helpers import pin_cell_size, wait_for
-
-SIZES = [(80, 24), (120, 40)]
-
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +311,7 @@ def test_screen_modules_do_not_import_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
 
 
-# -- snapshots --------------------------------------------------------------------------
+# -- weights with a fixed answer (the snapshot tests use them too) ---------------------
 def make_constant_weights(path: Path, p_fake: float) -> None:
     """A real MobileNet-v2 file whose head ignores the image (zero weights, bias set), so it
     says p(fake) ≈ ``p_fake`` for every input: the snapshot does not hang on float noise.
@@ -336,76 +329,3 @@ def make_constant_weights(path: Path, p_fake: float) -> None:
         head.weight.zero_()
         head.bias.copy_(torch.stack([torch.tensor(0.0), logit]))
     torch.save(model.state_dict(), path)
-
-
-@pytest.fixture(scope="module")
-def snapshot_home(tmp_path_factory: pytest.TempPathFactory, dataset) -> Path:
-    """Weights with fixed metadata (no dates of today), a reference-format file and images,
-    all under relative paths, so nothing in the picture depends on the machine."""
-    home = tmp_path_factory.mktemp("snap")
-    (home / "weights").mkdir()
-    model = home / "weights" / "mobilenet_v2_deepfake.pth"
-    make_constant_weights(model, 0.8)
-    meta = {
-        "format": 1, "backbone": "mobilenet_v2", "classes": {"real": 0, "fake": 1},
-        "preprocessing": {"input_size": 32, "mean": [0.485, 0.456, 0.406],
-                          "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"},
-        "created": "2026-01-02T03:04:05+00:00", "best_val_accuracy": 0.975,
-    }
-    model.with_suffix(".json").write_text(json.dumps(meta))
-    shutil.copy(model, home / "weights" / "reference.pth")
-    # No metadata: the list dates it by the file's time; pin it (noon UTC, 2 January 2026).
-    os.utime(home / "weights" / "reference.pth", (1767355200, 1767355200))
-    shutil.copytree(dataset["val"], home / "processed_data" / "val_cropped")
-    return home
-
-
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_classify_start(snap_compare, snapshot_home, monkeypatch, tmp_path, size) -> None:
-    monkeypatch.chdir(snapshot_home)
-    pin_cell_size()
-    app = DftuiApp(initial="classify", load_torch=False, settings_path=tmp_path / "s.json")
-
-    async def run_before(pilot) -> None:
-        await pilot.pause()
-        tree = app.screen.query_one("#image-tree")
-        await wait_for(pilot, lambda: len(tree.root.children) == 2, what="the tree")
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=size, run_before=run_before)
-
-
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_classify_verdict(snap_compare, snapshot_home, monkeypatch, tmp_path, size) -> None:
-    import dataclasses
-
-    from dftui.core.predict import Predictor
-
-    monkeypatch.chdir(snapshot_home)
-    pin_cell_size()
-    original = Predictor.predict_image
-
-    def pinned(self, image):
-        # The model really runs, but what it says is pinned for the picture: latency is a
-        # timing, and even a constant head's p(fake) differs in the last digit between fp32
-        # and bf16 (the automatic precision depends on the CPU).
-        made = original(self, image)
-        assert made.label == "fake" and abs(made.p_fake - 0.8) < 0.01, made
-        return dataclasses.replace(made, p_real=0.2, p_fake=0.8, latency_ms=4.2)
-
-    monkeypatch.setattr(Predictor, "predict_image", pinned)
-    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "s.json")
-    image = Path("processed_data/val_cropped/fake") / images_in(
-        snapshot_home / "processed_data/val_cropped/fake")[0].name
-
-    async def run_before(pilot) -> None:
-        screen = await open_classify(app, pilot, weights=Path("weights/mobilenet_v2_deepfake.pth"),
-                                     device="cpu")
-        await wait_model(pilot, screen)
-        tree = screen.query_one("#image-tree")
-        await wait_for(pilot, lambda: len(tree.root.children) == 2, what="the tree")
-        screen.show_image(image)
-        await wait_for(pilot, lambda: verdict_for(screen, image), what="the verdict")
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -5,7 +5,6 @@ bad files), driven through the real app."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -29,8 +28,8 @@ def media_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_media_home(home: Path) -> Path:
-    """Fill ``home`` as ``media_home`` describes (other test modules build their own: the
-    tree in this module's snapshots shows the home's name)."""
+    """Fill ``home`` as ``media_home`` describes (other test modules build their own:
+    the tree in the Classify snapshots shows the home's name)."""
     (home / "weights").mkdir()
     model = home / "weights" / "faces.pth"
     make_constant_weights(model, 0.8)
@@ -152,28 +151,3 @@ async def test_video_timeline_frames_rule_and_bad_video(at_home: Path, tmp_path:
         await wait_for(pilot, lambda: bars.message.startswith("empty.mp4: empty file"), what="the message")
         assert bars.has_class("-error")
         await _judged(pilot, screen, Path("media/group.png"))  # still usable
-
-
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_photo_with_boxes(snap_compare, at_home: Path, tmp_path: Path, size) -> None:
-    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "s.json")
-
-    async def run_before(pilot) -> None:
-        screen = await _open(app, pilot)
-        tree = screen.query_one("#image-tree")
-        await wait_for(pilot, lambda: len(tree.root.children) == 2, what="the tree")
-        await _judged(pilot, screen, Path("media/group.png"))
-
-    assert snap_compare(app, terminal_size=size, run_before=run_before)
-
-
-def test_snapshot_video(snap_compare, at_home: Path, tmp_path: Path) -> None:
-    app = DftuiApp(initial="runs", load_torch=False, settings_path=tmp_path / "s.json")
-
-    async def run_before(pilot) -> None:
-        screen = await _open(app, pilot)
-        tree = screen.query_one("#image-tree")
-        await wait_for(pilot, lambda: len(tree.root.children) == 2, what="the tree")
-        await _judged(pilot, screen, Path("media/clip.mp4"))
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -13,7 +13,7 @@ from dftui.ui.app import DftuiApp
 from dftui.ui.widgets import hardware as hw
 from dftui.ui.widgets.hardware import HardwarePanel, sparkline
 from tests.ui.helpers import wait_for
-from tests.ui.test_snapshots_ui_a import _events
+from tests.ui.scenes import training_events
 
 
 class FakeSampler:
@@ -57,7 +57,7 @@ async def test_panel_shows_while_a_run_goes(fake: list[FakeSampler]) -> None:
         await pilot.pause(0.3)
         assert not panel.display and not fake  # no run: no sampling at all
         training.running = True
-        for event in _events(finished=False):
+        for event in training_events(finished=False):
             training.show_event(event)
         await wait_for(pilot, lambda: panel.samples >= 2, 5, "two samples")
         assert fake[0].pid == os.getpid()  # a run in the dashboard's own thread
@@ -74,7 +74,18 @@ async def test_panel_shows_while_a_run_goes(fake: list[FakeSampler]) -> None:
         panel.update = lambda *a, **k: (updates.append(a), original(*a, **k))  # type: ignore
         await wait_for(pilot, lambda: panel.samples >= 22, 5, "more samples")
         assert updates == [] and panel.shown == shown
-        training.show_event(RunFinished("finished", 3, 3, 0.9, "w.pth", "w.json", "r", 9.0))
+        training.show_event(
+            RunFinished(
+                status="finished",
+                epochs_completed=3,
+                best_epoch=3,
+                best_val_accuracy=0.9,
+                weights_path="w.pth",
+                metadata_path="w.json",
+                run_dir="r",
+                seconds=9.0,
+            )
+        )
         await pilot.pause(0.3)
         assert not panel.display and panel.sampler is None
 

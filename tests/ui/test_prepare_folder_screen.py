@@ -131,22 +131,3 @@ async def test_folder_source_stop_then_resume(tmp_path: Path, labelled: Path, mo
         resumed = screen.final.summary
         assert resumed.status == "finished" and resumed.sources_done == 6, resumed.line()
         assert resumed.skipped_done_before == s.sources_done  # what the stopped job finished is not redone
-
-
-@pytest.mark.parametrize("size", [SMALL], ids=["80x24"])
-def test_snapshot_prepare_folder_source(snap_compare, tmp_path, monkeypatch, size) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "lab" / "real").mkdir(parents=True)
-    (tmp_path / "lab" / "fake").mkdir()
-    app = make_app(tmp_path)
-
-    async def run_before(pilot) -> None:
-        await pilot.pause()  # run_before starts before the screen is mounted
-        screen = app.screen
-        screen.query_one("#source", Select).value = "folder"
-        await pilot.pause()
-        screen.query_one("#root", Input).value = "lab"
-        screen._discover()
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -70,6 +70,8 @@ async def test_prepare_job_runs_and_hands_folders_to_setup(tmp_path: Path, archi
         assert Path(setup["val_dir"]) == out / "val_cropped"
         # the form is remembered
         assert app.settings.data["prepare"]["root"] == str(root)
+        await pilot.click("#use")  # the button, as a mouse user would: Setup opens
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SetupScreen", what="Setup")
     saved = json.loads((tmp_path / "settings.json").read_text())
     assert Path(saved["setup"]["val_dir"]) == out / "val_cropped"
 

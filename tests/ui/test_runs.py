@@ -24,10 +24,6 @@ from dftui.ui.screens.runs import RunDetailScreen, RunsScreen
 from dftui.ui.widgets.run_view import RunView
 from tests.ui.helpers import wait_for
 
-SIZES = [(80, 24), (120, 40)]
-
-
-
 
 @pytest.fixture(scope="module")
 def run_home(tmp_path_factory: pytest.TempPathFactory, dataset, standin_weights) -> Path:
@@ -167,7 +163,7 @@ async def test_resume_continues_a_stopped_run(with_runs: Path, tmp_path: Path) -
     assert after.status == "finished" and after.epochs_completed == 2
 
 
-# -- snapshots: hand-written records with fixed dates and relative paths ------------------
+# -- hand-written records with fixed dates and relative paths (snapshots, run management) --
 def write_record(runs: Path, name: str, info: dict, epochs: list[tuple[float, float, float]],
                  resumable: bool = False) -> None:
     run_dir = runs / name
@@ -182,69 +178,42 @@ def write_record(runs: Path, name: str, info: dict, epochs: list[tuple[float, fl
     best = 0
     for i, (train_loss, val_loss, acc) in enumerate(epochs, start=1):
         for b in range(1, 6):
-            events.append(BatchEnd("train", i, total, b, 5, train_loss + 0.1 * (5 - b), 100.0, 0.1,
-                                   float(i * 5 + b), None, 500.0))
+            events.append(
+                BatchEnd(
+                    phase="train",
+                    epoch=i,
+                    epochs=total,
+                    batch=b,
+                    batches=5,
+                    loss=train_loss + 0.1 * (5 - b),
+                    images_per_s=100.0,
+                    data_wait=0.1,
+                    elapsed_s=float(i * 5 + b),
+                    eta_s=None,
+                    rss_mb=500.0,
+                )
+            )
         if not best or acc > epochs[best - 1][2]:
             best = i
-        events.append(EpochEnd(i, total, train_loss, val_loss, acc, acc, acc, acc, 2.0, 100.0,
-                               0.1, best == i, best))
+        events.append(
+            EpochEnd(
+                epoch=i,
+                epochs=total,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                val_accuracy=acc,
+                val_precision=acc,
+                val_recall=acc,
+                val_f1=acc,
+                seconds=2.0,
+                images_per_s=100.0,
+                data_wait=0.1,
+                is_best=best == i,
+                best_epoch=best,
+            )
+        )
     with open(run_dir / "events.jsonl", "w") as fh:
         for event in events:
             fh.write(json.dumps(event.to_dict()) + "\n")
     if resumable:
         (run_dir / "resume.pt").write_bytes(b"")
-
-
-@pytest.fixture
-def fixed_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    home = tmp_path / "home"
-    runs = home / "runs"
-    common = {"train_dir": "processed_data/train_cropped", "val_dir": "processed_data/val_cropped"}
-    write_record(runs, "20260102-030405-mobilenet_v2", {
-        **common, "status": "finished", "backbone": "mobilenet_v2",
-        "started": "2026-01-02T03:04:05+00:00", "epochs": 3, "epochs_completed": 3,
-        "best_epoch": 3, "best_val_accuracy": 0.95,
-        "weights_path": "weights/mobilenet_v2_deepfake.pth"},
-        [(0.62, 0.55, 0.80), (0.41, 0.38, 0.90), (0.30, 0.29, 0.95)])
-    write_record(runs, "20260103-101500-xception", {
-        **common, "status": "stopped", "backbone": "xception",
-        "started": "2026-01-03T10:15:00+00:00", "epochs": 15, "epochs_completed": 2,
-        "best_epoch": 2, "best_val_accuracy": 0.875,
-        "weights_path": "weights/xception_deepfake.pth"},
-        [(0.66, 0.60, 0.70), (0.50, 0.45, 0.875)], resumable=True)
-    write_record(runs, "20260104-080000-mobilenet_v2", {
-        **common, "status": "failed", "backbone": "mobilenet_v2",
-        "started": "2026-01-04T08:00:00+00:00", "epochs": 15, "epochs_completed": 0,
-        "message": "processed_data/train_cropped has no fake/ folder"}, [])
-    monkeypatch.setenv("DFTUI_HOME", str(home))
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield home
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_runs(snap_compare, fixed_runs, tmp_path, size) -> None:
-    app = make_app(tmp_path)
-
-    async def run_before(pilot) -> None:
-        await pilot.pause()
-        assert app.screen.query_one("#runs-table").row_count == 3
-        await pilot.press("down")  # the stopped (resumable) run: its hints show
-
-    assert snap_compare(app, terminal_size=size, run_before=run_before)
-
-
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_run_detail(snap_compare, fixed_runs, tmp_path, size) -> None:
-    app = make_app(tmp_path)
-
-    async def run_before(pilot) -> None:
-        await pilot.pause()
-        await pilot.press("down", "down", "enter")  # the finished run, oldest
-        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
-                       and app.screen.events_fed > 0, what="the run detail")
-        await pilot.pause(0.5)  # the charts redraw on a timer
-
-    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -41,6 +41,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # temporary folder's name.
     monkeypatch.chdir(tmp_path)
     home = Path("home")
+    write_runs(home)
+    monkeypatch.setenv("DFTUI_HOME", str(home))
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield tmp_path / home
+    monkeypatch.undo()
+    time.tzset()
+
+
+def write_runs(home: Path) -> None:
+    """The records of RUNS under ``home``/runs, with their weights (the snapshot tests
+    use them too)."""
     runs = home / "runs"
     for name, backbone, status, epochs, config in RUNS:
         best = max(range(len(epochs)), key=lambda i: epochs[i][2]) + 1
@@ -56,12 +68,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         weights.parent.mkdir(parents=True, exist_ok=True)
         weights.write_bytes(b"w")
         weights.with_suffix(".json").write_text("{}")
-    monkeypatch.setenv("DFTUI_HOME", str(home))
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield tmp_path / home
-    monkeypatch.undo()
-    time.tzset()
 
 
 def make_app(tmp: Path) -> DftuiApp:

@@ -32,8 +32,12 @@ def _meta(created: str, acc: float, size: int = 32) -> dict:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, dataset) -> Path:
-    """Three weights whose names sort opposite to their age, and test / val folders."""
-    home = tmp_path_factory.mktemp("small")
+    return make_weights_home(tmp_path_factory.mktemp("small"), dataset["val"])
+
+
+def make_weights_home(home: Path, images: Path) -> Path:
+    """Three weights whose names sort opposite to their age, and test / val folders of
+    ``images`` (the snapshot tests build theirs with it too)."""
     weights = home / "weights"
     weights.mkdir()
     make_constant_weights(weights / "a_old.pth", 0.8)
@@ -42,8 +46,8 @@ def home(tmp_path_factory: pytest.TempPathFactory, dataset) -> Path:
     (weights / "z_new.json").write_text(json.dumps(_meta("2026-03-01T10:00:00+00:00", 0.9)))
     shutil.copy(weights / "a_old.pth", weights / "m_mid.pth")
     (weights / "m_mid.json").write_text(json.dumps(_meta("2026-02-01T10:00:00+00:00", 0.7)))
-    shutil.copytree(dataset["val"], home / "processed_data" / "test_dev_cropped")
-    shutil.copytree(dataset["val"], home / "processed_data" / "val_cropped")
+    shutil.copytree(images, home / "processed_data" / "test_dev_cropped")
+    shutil.copytree(images, home / "processed_data" / "val_cropped")
     return home
 
 
@@ -127,7 +131,7 @@ async def test_evaluate_80x24_shows_results_and_reaches_the_errors(in_home: Path
         text = "\n".join(screen_lines(app))
         m = screen.current_metrics()
         # All nine cards at once, one line each, and the ROC plot with room to draw.
-        for key, title in CARDS:
+        for _key, title in CARDS:
             assert title in text, (title, text)
         assert f"Accuracy {m.accuracy:.1%}" in text
         assert screen.query_one("#eval-roc").size.width >= 40

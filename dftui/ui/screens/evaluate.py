@@ -31,13 +31,17 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from dftui.core.evaluate import EvalFinished, EvalProgress, EvalStarted, EvaluationResult
+from dftui.core.errors import unexpected_error
+from dftui.core.evaluate import EvaluationResult
+from dftui.core.events import EvalFinished, EvalProgress, EvalStarted, LogMessage
 from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
 from dftui.core.video_eval import video_level
+from dftui.ui.messages import EngineEvent, engine_poster
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.reliability import ReliabilityChart
 from dftui.ui.widgets.roc import RocChart
-from dftui.ui.widgets.weights_picker import WeightsPicker
+from dftui.ui.widgets.weights_picker import WeightsPicker, read_typed
 
 if TYPE_CHECKING:
     from dftui.core.gradcam import CamResult
@@ -78,21 +82,6 @@ def _delta(value: float, pct: bool) -> Text:
 
 
 # -- messages from the workers ----------------------------------------------------------------
-class EvalEvent(Message):
-    """An evaluation event from the worker; progress messages merge when the UI lags."""
-
-    def __init__(self, event: Any) -> None:
-        super().__init__()
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        return (
-            isinstance(message, EvalEvent)
-            and isinstance(message.event, EvalProgress)
-            and isinstance(self.event, EvalProgress)
-        )
-
-
 class EvalResultReady(Message):
     def __init__(self, result: EvaluationResult) -> None:
         super().__init__()
@@ -277,7 +266,7 @@ class CamScreen(ModalScreen[None]):
                 result = grad_cam(predictor, self.path, target=self.target)
             self.post_message(CamReady(self.path, result))
         except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
-            self.post_message(CamReady(self.path, None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(CamReady(self.path, None, unexpected_error(exc)))
 
     def on_cam_ready(self, message: CamReady) -> None:
         self.error = message.error
@@ -363,6 +352,7 @@ class EvaluateScreen(Screen[None]):
     EvaluateScreen #eval-middle { height: 14; }
     EvaluateScreen #eval-confusion { width: 36; height: 1fr; border: round $primary; padding: 0 1; }
     EvaluateScreen #eval-roc { width: 1fr; height: 1fr; }
+    EvaluateScreen #eval-reliability { width: 1fr; height: 1fr; }
     EvaluateScreen #eval-errors { height: 1fr; border-top: solid $primary; }
     EvaluateScreen #eval-notes { height: auto; color: $text-warning; padding: 0 1; }
     EvaluateScreen.-narrow #eval-body { layout: vertical; overflow: hidden auto; }
@@ -375,8 +365,10 @@ class EvaluateScreen(Screen[None]):
     EvaluateScreen.-narrow #eval-main { height: auto; }
     EvaluateScreen.-narrow #eval-cards { height: auto; layout: grid; grid-size: 3; grid-gutter: 0 1;
                                          padding: 0 1; }
-    EvaluateScreen.-narrow #eval-middle { height: 12; }
-    EvaluateScreen.-narrow #eval-confusion { width: 30; }
+    /* Narrow: the confusion matrix beside the ROC curve over the reliability diagram. */
+    EvaluateScreen.-narrow #eval-middle { height: 24; layout: grid; grid-size: 2 2;
+                                          grid-columns: 30 1fr; }
+    EvaluateScreen.-narrow #eval-confusion { width: 30; row-span: 2; }
     EvaluateScreen.-narrow #eval-errors { height: 12; }
     """
 
@@ -438,6 +430,7 @@ class EvaluateScreen(Screen[None]):
                 with Horizontal(id="eval-middle"):
                     yield Static("", id="eval-confusion")
                     yield RocChart(id="eval-roc")
+                    yield ReliabilityChart(id="eval-reliability")
                 yield Static("", id="eval-notes")
                 yield DataTable(id="eval-errors", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -501,11 +494,13 @@ class EvaluateScreen(Screen[None]):
 
     @on(Input.Submitted, "#eval-weights-path")
     def _weights_typed(self, event: Input.Submitted) -> None:
-        path = Path(event.value.strip()).expanduser()
-        if not path.is_file():
-            self._set_status(f"weights file {path} does not exist", error=True)
-            return
-        self.choose_weights(path)
+        typed = self.query_one("#eval-weights", WeightsPicker).take_typed(event.value)
+        if typed.error:
+            self._set_status(typed.error, error=True)
+        elif typed.folder:
+            self._set_status(f"Listing the .pth files in {typed.folder}")
+        elif typed.file:
+            self.choose_weights(typed.file)
 
     def choose_weights(self, path: Path) -> None:
         if self.weights_path != path:
@@ -515,15 +510,14 @@ class EvaluateScreen(Screen[None]):
 
     @on(Input.Submitted, "#eval-compare-path")
     def _compare_typed(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
-            self.set_compare(None)
-            return
-        path = Path(text).expanduser()
-        if not path.is_file():
-            self._set_status(f"weights file {path} does not exist", error=True)
-            return
-        self.set_compare(path)
+        typed = read_typed(event.value)
+        if typed.folder:  # B is one file: a folder is listed on the left, to pick from (b)
+            self.query_one("#eval-weights", WeightsPicker).take_typed(event.value)
+            self._set_status(f"Listing the .pth files in {typed.folder}; b compares the highlighted one")
+        elif typed.error:
+            self._set_status(typed.error, error=True)
+        else:
+            self.set_compare(typed.file)  # None (an empty field): no comparison
 
     def action_compare_highlighted(self) -> None:
         path = self.query_one("#eval-weights", WeightsPicker).highlighted_path
@@ -632,11 +626,11 @@ class EvaluateScreen(Screen[None]):
     def _evaluate(self, weights: Path, compare: Path | None, folders: list[Path],
                   stop: threading.Event) -> None:
         try:
+            import dftui.core.predict  # noqa: F401 - torch loads here, in the worker
             from dftui.core.backbones import WeightsError
             from dftui.core.data import DataError
             from dftui.core.devices import DeviceError
             from dftui.core.evaluate import EvaluationError, evaluate_folder, save_evaluation
-            import dftui.core.predict  # noqa: F401 - torch loads here, in the worker
         except Exception as exc:  # noqa: BLE001 - a broken torch install
             self.post_message(EvalEnded(f"cannot load the engine: {exc}"))
             return
@@ -644,6 +638,10 @@ class EvaluateScreen(Screen[None]):
             predictors = [self.predictor(weights)]
             if compare is not None:
                 predictors.append(self.predictor(compare))
+            for p in predictors:
+                if p.calibration_warning:
+                    self.post_message(EngineEvent(LogMessage(
+                        "warning", f"{p.weights.name}: {p.calibration_warning}")))
             jobs = [(folder, p) for folder in folders for p in predictors]
             for i, (folder, predictor) in enumerate(jobs, 1):
                 if stop.is_set():
@@ -652,13 +650,13 @@ class EvaluateScreen(Screen[None]):
                 with self.model_lock:
                     result = evaluate_folder(
                         predictor, folder, batch_size=self.batch_size, stop=stop,
-                        emit=lambda e: self.post_message(EvalEvent(e)),
+                        emit=engine_poster(self),
                         pass_index=i, passes=len(jobs),
                     )
                 try:
                     save_evaluation(result)
                 except OSError as exc:
-                    self.post_message(EvalEvent(_Note(f"record not saved: {exc}")))
+                    self.post_message(EngineEvent(LogMessage("warning", f"record not saved: {exc}")))
                 self.post_message(EvalResultReady(result))
                 if result.stopped:
                     self.post_message(EvalEnded(stopped=True))
@@ -671,12 +669,12 @@ class EvaluateScreen(Screen[None]):
             self.post_message(EvalEnded(message, stopped=stop.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
-            self.post_message(EvalEnded(f"{type(exc).__name__}: {exc}"))
+            self.post_message(EvalEnded(unexpected_error(exc)))
             return
         self.post_message(EvalEnded())
 
-    def on_eval_event(self, message: EvalEvent) -> None:
-        event = message.event
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event  # merged progress: the latest is all the bar needs
         bar = self.query_one("#eval-progress", ProgressBar)
         bar.add_class("-shown")
         if isinstance(event, (EvalStarted, EvalProgress)):
@@ -688,8 +686,8 @@ class EvaluateScreen(Screen[None]):
                              f"{done}/{event.total}{speed}")
         elif isinstance(event, EvalFinished):
             bar.update(total=max(1, event.n), progress=event.n)
-        elif isinstance(event, _Note):
-            self.notify(event.text, severity="warning")
+        elif isinstance(event, LogMessage):
+            self.notify(event.text, severity="error" if event.level == "error" else "warning")
 
     def on_eval_result_ready(self, message: EvalResultReady) -> None:
         self.results.append(message.result)
@@ -736,14 +734,14 @@ class EvaluateScreen(Screen[None]):
             with self.model_lock:
                 robust = robustness(predictor, clean.folder, list(CORRUPTIONS), clean=clean,
                                     threshold=clean.threshold, batch_size=self.batch_size,
-                                    stop=stop, emit=lambda e: self.post_message(EvalEvent(e)))
+                                    stop=stop, emit=engine_poster(self))
             try:
                 save_evaluation(clean, robust)
             except OSError as exc:
-                self.post_message(EvalEvent(_Note(f"record not saved: {exc}")))
+                self.post_message(EngineEvent(LogMessage("warning", f"record not saved: {exc}")))
             self.post_message(RobustnessReady(robust))
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
-            self.post_message(RobustnessReady(None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(RobustnessReady(None, unexpected_error(exc)))
 
     def on_robustness_ready(self, message: RobustnessReady) -> None:
         self.running = False
@@ -795,6 +793,7 @@ class EvaluateScreen(Screen[None]):
     def _show_details(self) -> None:
         m = self.current_metrics()
         roc = self.query_one("#eval-roc", RocChart)
+        reliability = self.query_one("#eval-reliability", ReliabilityChart)
         confusion = self.query_one("#eval-confusion", Static)
         notes = self.query_one("#eval-notes", Static)
         errors = self.query_one("#eval-errors", DataTable)
@@ -805,6 +804,7 @@ class EvaluateScreen(Screen[None]):
                 self.query_one(f"#card-{key}", MetricCard).set_value("-")
             confusion.update(Text(f"threshold {self.threshold:.2f}", style="dim"))
             roc.clear_curve()
+            reliability.clear_bins()
             notes.update("")
             return
         result = self.results[self.current]
@@ -821,6 +821,9 @@ class EvaluateScreen(Screen[None]):
         table.append(f"{c.fn:>8}", style="red" if c.fn else "")
         table.append(f" {c.tp:>8}\n")
         table.append(f"\n{m.n} scored, {len(result.unreadable)} unreadable", style="dim")
+        # Calibration does not depend on the threshold (confidence of the chosen class).
+        ece = result.ece
+        table.append(f"\n{result.calibration_label}\nECE {ece:.3f}  Brier {result.brier:.3f}")
         # Crops named by `prepare folder` (<video>__<frame>-<face>): the verdict per video too.
         per_video = video_level(result.images, self.threshold)
         if per_video is not None:
@@ -838,6 +841,7 @@ class EvaluateScreen(Screen[None]):
                      f"ROC {Path(result.folder).name}  AUC {m.roc_auc:.3f}")
         else:
             roc.clear_curve("ROC undefined: one class only")
+        reliability.show(result.reliability(), f"Reliability  ECE {ece:.3f}")
         notes.update(Text("\n".join(m.notes)))
         wrong = result.misclassified(self.threshold)
         errors.border_title = (
@@ -914,10 +918,3 @@ class EvaluateScreen(Screen[None]):
         status = self.query_one("#eval-status", Static)
         status.update(Text(text))
         status.set_class(error, "-error")
-
-
-class _Note:
-    """A warning from the worker (not a core event)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text

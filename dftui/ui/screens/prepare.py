@@ -25,10 +25,16 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, Progres
 from textual.worker import get_current_worker
 
 from dftui.core.advice import decode_all
-from dftui.core.demo import DEFAULT_DATA_ROOT, DEMO_N, DEMO_SIZE, DemoDataError, default_folders_empty, make_demo_data
+from dftui.core.demo import (
+    DEFAULT_DATA_ROOT,
+    DEMO_N,
+    DEMO_SIZE,
+    DemoDataError,
+    default_folders_empty,
+    make_demo_data,
+)
+from dftui.core.errors import unexpected_error
 from dftui.core.events import Event, LogMessage
-from dftui.core.prepare_folder import FolderConfig, FolderProgress, FolderStarted, _label_dirs, check_out
-from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.core.prepare import (
     FORMATS,
     OPENFORENSICS_TOOL,
@@ -45,7 +51,16 @@ from dftui.core.prepare import (
     output_folder_problem,
     suggest_output_folder,
 )
+from dftui.core.prepare_folder import (
+    FolderConfig,
+    FolderProgress,
+    FolderStarted,
+    _label_dirs,
+    check_out,
+)
+from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.ui.advice import with_advice
+from dftui.ui.messages import EngineEvent, engine_poster
 from dftui.ui.widgets.folder_picker import FolderPicker
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.tickbox import TickBox
@@ -69,37 +84,6 @@ def _shown(path: Path) -> str:
 
 
 # -- messages from the worker thread ---------------------------------------------------------
-class PrepareEvent(Message):
-    """Any prepare event except progress."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-
-
-class PrepareProgress(Message):
-    """A SplitProgress event; a newer one for the same split supersedes a queued one."""
-
-    def __init__(self, event: SplitProgress) -> None:
-        super().__init__()
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, PrepareProgress) and message.event.split == self.event.split
-
-
-class FolderJobEvent(Message):
-    """An event of ``prepare_folder``; a newer progress event supersedes a queued one."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        return (isinstance(message, FolderJobEvent) and isinstance(message.event, FolderProgress)
-                and isinstance(self.event, FolderProgress))
-
-
 class DemoWritten(Message):
     def __init__(self, result: Any = None, error: str | None = None, refused: bool = False) -> None:
         super().__init__()
@@ -403,7 +387,8 @@ class PrepareScreen(Screen[None]):
             self._note("root-note", "error", f"✗ {exc}")
             return
         if not dirs:
-            self._note("root-note", "error", f"✗ no real/ or fake/ folder in {text}; put the photos and videos in those two")
+            self._note("root-note", "error",
+                       f"✗ no real/ or fake/ folder in {text}; put the photos and videos in those two")
         elif len(dirs) == 1:
             (label,) = dirs
             self._note("root-note", "warning", f"! only {label}/ found in {text}; training needs real/ and fake/")
@@ -566,14 +551,29 @@ class PrepareScreen(Screen[None]):
         from dftui.core.prepare_folder import FolderSummary, prepare_folder
 
         stop = _JobStop(flag, get_current_worker())
+        emit = engine_poster(self)
         try:
-            prepare_folder(config, lambda e: self.post_message(FolderJobEvent(e)), stop)  # type: ignore[arg-type]
+            prepare_folder(config, emit, stop)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
-            self.post_message(FolderJobEvent(FolderJobFinished(FolderSummary(
-                status="failed", error=f"unexpected error: {type(exc).__name__}: {exc}"))))
+            emit(FolderJobFinished(FolderSummary(
+                status="failed", error=f"unexpected error: {unexpected_error(exc)}")))
 
-    def on_folder_job_event(self, message: FolderJobEvent) -> None:
+    def on_engine_event(self, message: EngineEvent) -> None:
+        """Both jobs' events (the bridge's rule: ``ui/messages.py``)."""
         e = message.event
+        if isinstance(e, FolderProgress):
+            # Merged progress: the bar shows the latest, the log every source skipped.
+            for each in message.events:
+                if isinstance(each, FolderProgress) and each.status != "ok":
+                    self._log(f"{each.source}: {each.detail or each.status}")
+        if isinstance(e, (FolderStarted, FolderProgress, FolderJobFinished)):
+            self._folder_event(e)  # (either job's LogMessage: _prepare_event)
+        elif isinstance(e, SplitProgress):
+            self._split_progress(e)
+        else:
+            self._prepare_event(e)
+
+    def _folder_event(self, e: Event) -> None:
         if isinstance(e, FolderStarted):
             todo = e.photos + e.videos - e.already_done
             self.query_one("#bar-folder", ProgressBar).update(total=max(1, todo), progress=0)
@@ -584,11 +584,7 @@ class PrepareScreen(Screen[None]):
         elif isinstance(e, FolderProgress):
             self.query_one("#bar-folder", ProgressBar).update(total=max(1, e.total), progress=e.done)
             self.query_one("#info-folder", Static).update(f"{e.done}/{e.total} · {e.source}: {e.crops} crops")
-            if e.status != "ok":
-                self._log(f"{e.source}: {e.detail or e.status}")
             self._status(f"{e.done}/{e.total} photos and videos")
-        elif isinstance(e, LogMessage):
-            self._log(f"{e.level}: {with_advice(e.text, decode_all(e.fixes))}")
         elif isinstance(e, FolderJobFinished):
             self._folder_finished(e)
 
@@ -646,17 +642,14 @@ class PrepareScreen(Screen[None]):
 
         stop = _JobStop(flag, get_current_worker())
 
-        def emit(event: Event) -> None:
-            self.post_message(PrepareProgress(event) if isinstance(event, SplitProgress) else PrepareEvent(event))
-
+        emit = engine_poster(self)
         try:
             prepare_openforensics(config, emit, stop)
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
-            emit(PrepareFailed(f"unexpected error: {type(exc).__name__}: {exc}"))
+            emit(PrepareFailed(f"unexpected error: {unexpected_error(exc)}"))
 
     # -- events ----------------------------------------------------------------------------
-    def on_prepare_progress(self, message: PrepareProgress) -> None:
-        e = message.event
+    def _split_progress(self, e: SplitProgress) -> None:
         try:
             self.query_one(f"#bar-{e.split}", ProgressBar).update(total=max(1, e.images), progress=e.images_done)
         except NoMatches:
@@ -666,8 +659,7 @@ class PrepareScreen(Screen[None]):
             f"{e.skipped} skipped · {e.faces_per_s:.1f} faces/s")
         self._status(f"{e.split}: {e.images_done}/{e.images} images")
 
-    def on_prepare_event(self, message: PrepareEvent) -> None:
-        e = message.event
+    def _prepare_event(self, e: Event) -> None:
         if isinstance(e, PrepareStarted):
             self._log(f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
                       f"({e.workers} worker{'' if e.workers == 1 else 's'}, {e.settings})")
@@ -723,8 +715,8 @@ class PrepareScreen(Screen[None]):
 
     # -- Setup -----------------------------------------------------------------------------
     @on(Button.Pressed, "#use")
-    def _use_pressed(self) -> None:
-        self.action_use()
+    async def _use_pressed(self) -> None:
+        await self.action_use()  # not awaited, the coroutine was dropped: the button did nothing
 
     async def action_use(self) -> None:
         if self.ready is None:
@@ -767,7 +759,7 @@ class PrepareScreen(Screen[None]):
                                           refused=any(f.setting == "force" for f in exc.fixes)))
             return
         except Exception as exc:  # noqa: BLE001
-            self.post_message(DemoWritten(error=f"unexpected error: {type(exc).__name__}: {exc}"))
+            self.post_message(DemoWritten(error=f"unexpected error: {unexpected_error(exc)}"))
             return
         self.post_message(DemoWritten(result))
 

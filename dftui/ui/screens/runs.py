@@ -17,9 +17,10 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
+from dftui.core.early_stop import outcome_text
 from dftui.core.events import Event, RunFailed, RunFinished
-from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
 from dftui.core.run_manage import UserInfo, read_user
+from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
 from dftui.ui.screens.runs_manage import (
     RunsManageMixin,
     copy_path,
@@ -296,7 +297,7 @@ def _final_message(events: list[Event]) -> str:
         if isinstance(event, RunFailed):
             return event.message
         if isinstance(event, RunFinished):
-            return event.status
+            return outcome_text(event.status, event.early_stop_epoch)
     return ""
 
 

@@ -10,15 +10,16 @@ for a background run."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual import work
 from textual.message import Message
 from textual.widgets import Static
 
+from dftui.core.errors import unexpected_error
 from dftui.core.hardware import HardwareSample, HardwareSampler
 
 SAMPLE_EVERY_S = 2.0
@@ -97,7 +98,8 @@ def run_pid(training: Any) -> int | None:
         run_dir = getattr(training, "run_dir", None)
         if run_dir is None:
             return None
-        from dftui.core.runs import read_run_info, run_pid as record_pid
+        from dftui.core.runs import read_run_info
+        from dftui.core.runs import run_pid as record_pid
 
         try:
             pid = record_pid(read_run_info(Path(run_dir)))
@@ -155,7 +157,7 @@ class HardwarePanel(Static):
             history = {k: list(v) for k, v in sampler.history.items()}
             self.post_message(HardwareSampled(generation, sample, history, sampler.gpu_note))
         except Exception as exc:  # noqa: BLE001 - a broken sensor must not stop the run's view
-            self.post_message(HardwareSampled(generation, None, {}, "", f"{type(exc).__name__}: {exc}"))
+            self.post_message(HardwareSampled(generation, None, {}, "", unexpected_error(exc)))
 
     def on_hardware_sampled(self, message: HardwareSampled) -> None:
         message.stop()
