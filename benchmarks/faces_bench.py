@@ -150,7 +150,7 @@ def _clip10(judges, tmp: Path, repeat: int) -> None:  # noqa: ANN001
 
     clip = _clip(tmp / "clip10s.mp4", 10.0)
     walls: dict[str, list[float]] = {n: [] for n in judges}
-    for name, judge in judges.items():
+    for judge in judges.values():
         judge_video(judge, clip, Sampling(count=4))  # warm
     for _ in range(repeat):
         for name, judge in judges.items():

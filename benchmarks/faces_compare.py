@@ -219,9 +219,10 @@ def compare_settings(specs: list[str], repeat: int) -> None:
             wall, cpu = sorted(walls)[repeat // 2] * 1000, sorted(cpus)[repeat // 2] * 1000
             hits = [any(iou(t, b) >= 0.3 for b in boxes) for t in truth]
             false = sum(not any(iou(t, b) >= 0.3 for t in truth) for b in boxes)
-            missed = [t[2] - t[0] for t, h in zip(truth, hits) if not h]
+            missed = [t[2] - t[0] for t, h in zip(truth, hits, strict=True) if not h]
             extra = f" missed {missed}" if img_name.startswith("small") and missed else ""
-            line.append(f"{spec}: {sum(hits)}/{len(truth)}, {false} false, {wall:.0f} ms wall / {cpu:.0f} ms CPU{extra}")
+            line.append(f"{spec}: {sum(hits)}/{len(truth)}, {false} false, "
+                        f"{wall:.0f} ms wall / {cpu:.0f} ms CPU{extra}")
             tot = totals[spec]
             tot[0] += sum(hits)
             tot[1] += len(truth)
