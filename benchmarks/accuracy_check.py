@@ -113,8 +113,8 @@ def main() -> int:
     bf16 = Predictor(weights, device="cpu", precision="bf16")
     bf16.forward.plan(GRAPH_MIN_IMAGES)  # the fused graph, as a folder of 1,000+ images gets
     pbf = list(bf16.predict_paths(images))
-    same = sum(a.label == b.label for a, b in zip(p32, pbf))
-    worst = max(abs(a.p_fake - b.p_fake) for a, b in zip(p32, pbf))
+    same = sum(a.label == b.label for a, b in zip(p32, pbf, strict=True))
+    worst = max(abs(a.p_fake - b.p_fake) for a, b in zip(p32, pbf, strict=True))
     print(f"Predictor bf16 ({bf16.forward.mode}) vs fp32 (eager) on the fp32 weights: "
           f"{same}/{len(images)} labels the same, largest p_fake difference {worst:.4f}")
     return 0 if ok and same == len(images) else 1

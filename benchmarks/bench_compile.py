@@ -45,7 +45,9 @@ def child(args: dict[str, Any]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "xception"])
+    from dftui.core.backbones import backbone_names
+
+    ap.add_argument("--backbone", default="mobilenet_v2", choices=backbone_names())
     ap.add_argument("--steps", type=int, default=6, help="training batches per epoch")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=16)

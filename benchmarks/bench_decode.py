@@ -112,7 +112,7 @@ def main() -> None:
         print(f"\n{size}px ({CASES[size][0]}):  ms/image (best of {args.rounds})   |diff| vs reference: mean / max")
         base = min(times["reference (PIL+ToTensor)"])
         for name, fn in fns.items():
-            diffs = [(fn(p) - r).abs() for p, r in zip(paths, refs)]
+            diffs = [(fn(p) - r).abs() for p, r in zip(paths, refs, strict=True)]
             mean_d = statistics.fmean(float(d.mean()) for d in diffs)
             max_d = max(float(d.max()) for d in diffs)
             best = min(times[name])

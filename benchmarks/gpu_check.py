@@ -100,10 +100,10 @@ def predictor_check(weights: str, images: list[Path]) -> dict[str, float]:
     cpu = Predictor(weights, device="cpu", precision="fp32")
     pg = [p.p_fake for p in gpu.predict_paths(images)]
     pc = [p.p_fake for p in cpu.predict_paths(images)]
-    diff = max(abs(a - b) for a, b in zip(pg, pc))
+    diff = max(abs(a - b) for a, b in zip(pg, pc, strict=True))
     # Labels are compared where the fp32 probability is not within the tolerance of 0.5
     # (a briefly trained model puts some images there; a rounding may flip them).
-    clear = [(a, b) for a, b in zip(pg, pc) if abs(b - 0.5) > PROB_TOLERANCE]
+    clear = [(a, b) for a, b in zip(pg, pc, strict=True) if abs(b - 0.5) > PROB_TOLERANCE]
     agree = sum((a >= 0.5) == (b >= 0.5) for a, b in clear) / len(clear) if clear else 1.0
     return {"max_prob_diff": diff, "label_agreement": agree, "gpu_precision": gpu.precision.name}
 

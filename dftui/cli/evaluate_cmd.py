@@ -318,7 +318,7 @@ def _print(entry: dict[str, Any], results: list[Any], rich: bool, per_video: Any
 def _table_lines(columns: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
     fmt = lambda r: "  ".join(  # noqa: E731
-        (cell.ljust(w) if i == 0 else cell.rjust(w)) for i, (cell, w) in enumerate(zip(r, widths))
+        (cell.ljust(w) if i == 0 else cell.rjust(w)) for i, (cell, w) in enumerate(zip(r, widths, strict=True))
     ).rstrip()
     return [fmt(columns)] + [fmt(r) for r in rows]
 

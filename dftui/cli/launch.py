@@ -231,7 +231,9 @@ def _plan(args: argparse.Namespace, config: Any) -> dict[str, Any]:
             "host": host, "port": port, "backend": backend, "timeout": args.rdzv_timeout}
 
 
-def _run_torchrun(plan: dict[str, Any], argv: list[str], env: dict[str, str | None]) -> tuple[dict[int, Any], str | None]:
+def _run_torchrun(
+    plan: dict[str, Any], argv: list[str], env: dict[str, str | None]
+) -> tuple[dict[int, Any], str | None]:
     """Run the processes; (failed ranks, launcher error)."""
     import logging
 
@@ -364,7 +366,6 @@ def _end_unstarted(run_dir: Path, cause: str | None) -> None:
     launcher's): the run never began; record why, with an end record for watchers."""
     from dftui.core.background import _record_end
     from dftui.core.events import RunFailed
-
     from dftui.core.untrusted import read_json
 
     try:

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     margin = PrepareConfig.margin if args.margin is None else args.margin
     if not 0.0 <= margin <= 10.0:
         return fail(f"--margin must be a fraction from 0 to 10 (got {args.margin})")
-    sampling = Sampling(count=None, every=args.every) if args.every is not None else Sampling(count=32 if args.frames is None else args.frames)
+    if args.every is not None:
+        sampling = Sampling(count=None, every=args.every)
+    else:
+        sampling = Sampling(count=32 if args.frames is None else args.frames)
     try:
         sampling.validate()
         config = DetectorConfig(min_size=args.min_face)

@@ -97,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _started_line(e: PrepareStarted) -> str:
     s = e.settings
     return (f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
-            f"(margin {s['margin']}, min size {s['min_size']}, {s['format']}, {e.workers} {e.executor} worker{'' if e.workers == 1 else 's'})")
+            f"(margin {s['margin']}, min size {s['min_size']}, {s['format']}, "
+            f"{e.workers} {e.executor} worker{'' if e.workers == 1 else 's'})")
 
 
 def _split_line(e: SplitStarted) -> str:
@@ -158,7 +159,13 @@ class RichPrinter:
 
     def __init__(self, console: Any = None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = console or Console()
         self.progress = Progress(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from dftui.core.balance import Imbalance
+from dftui.core.early_stop import outcome_text, recipe_notes
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -41,13 +43,16 @@ def _epoch_line(e: EpochEnd) -> str:
         f"epoch {e.epoch}/{e.epochs}  train_loss {e.train_loss:.4f}  val_loss {e.val_loss:.4f}  "
         f"val_acc {e.val_accuracy:.4f}  P {e.val_precision:.3f}  R {e.val_recall:.3f}  "
         f"F1 {e.val_f1:.3f}  {e.seconds:.1f}s  {e.images_per_s:.1f} img/s{best}"
+        + (f"  (EMA; trained model: val_loss {e.raw_val_loss:.4f} val_acc {e.raw_val_accuracy:.4f})"
+           if e.raw_val_loss is not None and e.raw_val_accuracy is not None else "")
     )
 
 
 def _started_line(e: RunStarted) -> str:
     line = (
         f"run {e.run_id}: {e.config['backbone']} on {e.device} ({e.device_name}, {e.precision}), "
-        f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake), "
+        f"train {e.train_size} ({e.train_counts['real']} real / {e.train_counts['fake']} fake, "
+        f"{_ratio(e.train_counts)}, class balancing: {e.config.get('balance', 'none')}), "
         f"val {e.val_size}, {e.steps_per_epoch} steps/epoch, {e.workers} loader worker{'' if e.workers == 1 else 's'}; "
         f"best weights go to {e.config.get('weights_path')}"
     )
@@ -57,7 +62,15 @@ def _started_line(e: RunStarted) -> str:
             f"; {world} processes ({e.config.get('backend')}), batch "
             f"{e.config.get('batch_per_process')} per process, {e.config.get('batch_size')} global"
         )
+    notes = recipe_notes(e.config)
+    if notes:
+        line += "; " + ", ".join(notes)
     return line
+
+
+def _ratio(counts: dict[str, int]) -> str:
+    text = Imbalance(counts).describe()
+    return text[text.rfind("(") + 1:-1]  # "ratio 4.00:1" or "one class is empty"
 
 
 def escape(text: str) -> str:
@@ -84,10 +97,11 @@ def shown_path(path: str | None) -> str:
 def _finished_line(e: RunFinished) -> str:
     if not e.run_dir:
         return f"run {e.status} before it started; nothing was trained or recorded"
+    status = outcome_text(e.status, e.early_stop_epoch)
     if e.best_epoch is None:
-        return f"run {e.status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
+        return f"run {status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
     return (
-        f"run {e.status}: best epoch {e.best_epoch} (val_acc {e.best_val_accuracy:.4f}) "
+        f"run {status}: best epoch {e.best_epoch} (val_acc {e.best_val_accuracy:.4f}) "
         f"saved to {shown_path(e.weights_path)}; record: {e.run_dir}"
     )
 

@@ -97,7 +97,7 @@ def list_cmd(args: argparse.Namespace) -> int:
         rows.append((r.run_id, r.backbone, epochs, acc, status, pid, r.started[:19]))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        sys.stdout.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        sys.stdout.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
     return 0
 
 

@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "reference project's: batch 32, 15 epochs, Adam, lr 1e-4, cross-entropy."
         ),
     )
-    p.add_argument("--backbone", choices=["mobilenet_v2", "xception"], default="mobilenet_v2")
+    from dftui.core.backbones import backbone_names
+
+    p.add_argument("--backbone", choices=backbone_names(), default="mobilenet_v2")
     p.add_argument("--train", type=Path, default=Path("processed_data/train_cropped"),
                    help="training folder holding real/ and fake/ (default: %(default)s)")
     p.add_argument("--val", type=Path, default=Path("processed_data/val_cropped"),
@@ -217,8 +219,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, Path | None, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dftui.cli import fail
-    from dftui.cli import launch
+    from dftui.cli import fail, launch
 
     if launch.wanted(args):
         import os

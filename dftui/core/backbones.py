@@ -1,15 +1,23 @@
 """Backbone registry: how to build each detector, its preprocessing and its ImageNet weights.
 
+A backbone is one registry entry: a factory function that builds the network with its
+ImageNet head, registered with ``@register_backbone(...)`` and the facts the rest of dftui
+needs (input size, mean/std, the head to replace, where its ImageNet weights come from), as
+timm registers its models with ``@register_model``. Everything that lists or looks up
+backbones (the option table, the CLI's choices, the Setup form, loading weights) reads
+``BACKBONES``, so a new backbone is one decorated function here.
+
 State-dict keys are exactly those of the reference scripts' models (torchvision
 ``mobilenet_v2`` with ``classifier[1]`` replaced, timm ``xception`` -> ``legacy_xception``
-with ``fc`` replaced), and the model is built in the same order, so a given seed gives the
-same initial head as the reference scripts."""
+with ``fc`` replaced), and the model is built in the same order (network first, then the
+new head), so a given seed gives the same initial head as the reference scripts."""
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,23 +42,30 @@ class WeightsError(RuntimeError):
         super().__init__(message)
         self.fixes = fixes
 
+# A factory builds the network as pretrained, with its ImageNet (1000-class) head: the
+# ImageNet state_dict then fits it key for key, and the 2-class head is put in by build().
+Factory = Callable[[], "nn.Module"]
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
     title: str
-    library: str  # "torchvision" | "timm"
+    factory: Factory = field(repr=False, compare=False)
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str  # "bilinear" | "bicubic"
-    weights_file: str  # file name in $TORCH_HOME/hub/checkpoints/
-    weights_url: str
-    head: str  # dotted path of the replaced classifier layer
-    feature_dim: int
+    head: str  # dotted path of the classifier layer replaced by a 2-class one
+    feature_dim: int  # the head's input features
     min_size: int
     cam_layer: str  # last convolutional block, for Grad-CAM
     key_marker: str  # a state_dict key only this backbone has
     params_2class: int  # parameter count with the 2-class head
+    # The pretrained source: the file's name in $TORCH_HOME/hub/checkpoints/ and where to
+    # download it; "" where the backbone has no ImageNet weights (pretrained none or a file).
+    weights_file: str = ""
+    weights_url: str = ""
     # The start of the download's SHA-256, as torch.hub checks it (torchvision names its
     # files after it); "" where the file name's suffix is not known to be one.
     weights_sha256_prefix: str = ""
@@ -59,16 +74,12 @@ class BackboneSpec:
         """A randomly initialised model with the 2-class head."""
         from torch import nn
 
-        if self.library == "torchvision":
-            import torchvision
-
-            model = torchvision.models.mobilenet_v2(weights=None)
-            model.classifier[1] = nn.Linear(model.classifier[1].in_features, NUM_CLASSES)
-        else:
-            import timm
-
-            model = timm.create_model("legacy_xception", pretrained=False)
-            model.fc = nn.Linear(model.fc.in_features, NUM_CLASSES)
+        model = self.factory()
+        old = model.get_submodule(self.head)
+        if not isinstance(old, nn.Linear) or old.in_features != self.feature_dim:
+            raise TypeError(f"backbone {self.name}: {self.head} is not a Linear layer of "
+                            f"{self.feature_dim} features")
+        model.set_submodule(self.head, nn.Linear(old.in_features, NUM_CLASSES))
         return model
 
     @property
@@ -83,46 +94,79 @@ class BackboneSpec:
             "interpolation": self.interpolation,
         }
 
-BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenet_v2": BackboneSpec(
-        name="mobilenet_v2",
-        title="MobileNet-v2 (torchvision)",
-        library="torchvision",
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        interpolation="bilinear",
-        weights_file="mobilenet_v2-b0353104.pth",
-        weights_url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
-        head="classifier.1",
-        feature_dim=1280,
-        min_size=32,
-        cam_layer="features.18",
-        key_marker="features.0.0.weight",
-        params_2class=2_226_434,
-        weights_sha256_prefix="b0353104",
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(**info: Any) -> Callable[[Factory], Factory]:
+    """Register the decorated factory as a backbone named after it (or ``name=``), with the
+    other fields of :class:`BackboneSpec` given here. A name or key marker already taken is
+    refused: recorded runs name their backbone, and weights without metadata are matched to
+    theirs by the marker, so either shared would make them ambiguous."""
+
+    def register(factory: Factory) -> Factory:
+        spec = BackboneSpec(name=info.get("name", factory.__name__), factory=factory,
+                            **{k: v for k, v in info.items() if k != "name"})
+        if spec.name in BACKBONES:
+            raise ValueError(f"backbone {spec.name!r} is registered already")
+        shared = [s.name for s in BACKBONES.values() if s.key_marker == spec.key_marker]
+        if shared:
+            raise ValueError(f"backbone {spec.name!r}: key marker {spec.key_marker!r} is "
+                             f"{shared[0]}'s already")
+        BACKBONES[spec.name] = spec
+        return factory
+
+    return register
+
+
+def backbone_names() -> tuple[str, ...]:
+    return tuple(BACKBONES)
+
+
+@register_backbone(
+    title="MobileNet-v2 (torchvision)",
+    input_size=224,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    interpolation="bilinear",
+    weights_file="mobilenet_v2-b0353104.pth",
+    weights_url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+    weights_sha256_prefix="b0353104",
+    head="classifier.1",
+    feature_dim=1280,
+    min_size=32,
+    cam_layer="features.18",
+    key_marker="features.0.0.weight",
+    params_2class=2_226_434,
+)
+def mobilenet_v2() -> nn.Module:
+    import torchvision
+
+    return torchvision.models.mobilenet_v2(weights=None)
+
+
+@register_backbone(
+    title="Xception (timm legacy_xception)",
+    input_size=299,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    interpolation="bicubic",
+    weights_file="xception-43020ad28.pth",
+    weights_url=(
+        "https://github.com/rwightman/pytorch-image-models/releases/download/"
+        "v0.1-cadene/xception-43020ad28.pth"
     ),
-    "xception": BackboneSpec(
-        name="xception",
-        title="Xception (timm legacy_xception)",
-        library="timm",
-        input_size=299,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        interpolation="bicubic",
-        weights_file="xception-43020ad28.pth",
-        weights_url=(
-            "https://github.com/rwightman/pytorch-image-models/releases/download/"
-            "v0.1-cadene/xception-43020ad28.pth"
-        ),
-        head="fc",
-        feature_dim=2048,
-        min_size=32,
-        cam_layer="act4",
-        key_marker="block1.skip.weight",
-        params_2class=20_811_050,
-    ),
-}
+    head="fc",
+    feature_dim=2048,
+    min_size=32,
+    cam_layer="act4",
+    key_marker="block1.skip.weight",
+    params_2class=20_811_050,
+)
+def xception() -> nn.Module:
+    import timm
+
+    return timm.create_model("legacy_xception", pretrained=False)
+
 
 def get_backbone(name: str) -> BackboneSpec:
     try:
@@ -201,6 +245,12 @@ def resolve_pretrained_file(spec: BackboneSpec, source: str, emit: Emit) -> Path
                 (Fix("pretrained", "imagenet"), Fix("pretrained", "none")),
             )
         return path
+    if not spec.weights_file or not spec.weights_url:
+        raise WeightsError(
+            f"no ImageNet weights are known for {spec.name}; start from random weights or "
+            "give a weights file",
+            (Fix("pretrained", "none"), Fix("pretrained")),
+        )
     cached = spec.cached_weights
     if cached.is_file():
         return cached

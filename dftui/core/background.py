@@ -10,13 +10,12 @@ starts ``dftui _run RUN_DIR`` as a process of its own that outlives the terminal
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +84,7 @@ def prepare_run(
             val_dir=info.get("val_dir") or str(config.val_dir),
             epochs=config.epochs,
             started=info.get("started")
-            or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            or datetime.now(UTC).isoformat(timespec="seconds"),
         )
         save_json(info, run_dir / "run.json")
     except OSError as exc:
@@ -208,8 +207,8 @@ def _record_end(run_dir: Path, final: Event) -> None:
     if isinstance(final, RunFailed):
         info.update(status="failed", message=final.message)
     elif isinstance(final, RunFinished):
-        info.update(status=final.status)
-    info["ended"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        info.update(status=final.status, early_stop_epoch=final.early_stop_epoch)
+    info["ended"] = datetime.now(UTC).isoformat(timespec="seconds")
     try:
         save_json(info, path)
     except OSError:

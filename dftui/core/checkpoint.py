@@ -11,7 +11,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -191,7 +191,7 @@ def reserve_weights_name(path: Path, run_id: str) -> bool:
                 "format": METADATA_FORMAT,
                 "reserved_by": run_id,
                 "run_id": run_id,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "note": "reserved for the best weights of this run; none saved yet",
             },
             fh,
@@ -281,7 +281,7 @@ def build_metadata(backbone: str, preprocessing: Preprocessing, **extra: Any) ->
         "backbone": backbone,
         "classes": {name: i for i, name in enumerate(CLASS_NAMES)},
         "preprocessing": preprocessing.to_dict(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "dftui_version": __version__,
         "torch_version": torch.__version__,
         **extra,

@@ -10,11 +10,11 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageFile, ImageOps
 
@@ -273,7 +273,7 @@ def scan_folder(
         else:
             reasons = [None] * len(files)
         good = 0
-        for path, reason in zip(files, reasons):
+        for path, reason in zip(files, reasons, strict=True):
             if reason is None:
                 samples.append((path, label))
                 good += 1

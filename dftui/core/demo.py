@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from dftui.core.advice import Fix
@@ -82,7 +81,7 @@ def has_images(folder: Path) -> bool:
     """True when any image file lies under ``folder`` (recursively, hidden entries ignored)."""
     if not folder.is_dir():
         return False
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for _dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         if any(not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in filenames):
             return True
@@ -270,7 +269,8 @@ def make_openforensics_sample(
             if defect and i == 2:
                 continue  # listed in the annotations, absent on disk
             if defect and i == 3:
-                target.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(rng.integers(0, 256, 200, dtype=np.uint8)))
+                noise = bytes(rng.integers(0, 256, 200, dtype=np.uint8))
+                target.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + noise)
                 continue
             scene.save(target, quality=92)
         if defects and s_index == 0:

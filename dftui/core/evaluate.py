@@ -13,19 +13,19 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dftui.core.augment import CORRUPTIONS, Corruption
 from dftui.core.checkpoint import atomic_write, save_json
 from dftui.core.data import DatasetScan, load_rgb, load_tensor, scan_folder
-from dftui.core.events import Event
+from dftui.core.events import Emit, EvalFinished, EvalProgress, EvalStarted, Event
 from dftui.core.metrics import (
     DEFAULT_THRESHOLD,
     Metrics,
@@ -53,44 +53,6 @@ class EvaluationError(ValueError):
 # ----------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
-class EvalStarted(Event):
-    kind: ClassVar[str] = "eval_started"
-    weights: str
-    folder: str
-    total: int  # readable images to score
-    unreadable: int  # found unreadable by the scan
-    label: str  # "clean" or the corruption, e.g. "jpeg q50"
-    pass_index: int = 1  # this pass, of ``passes`` (robustness runs one per corruption level)
-    passes: int = 1
-
-
-@dataclass(frozen=True)
-class EvalProgress(Event):
-    kind: ClassVar[str] = "eval_progress"
-    folder: str
-    label: str
-    done: int
-    total: int
-    images_per_s: float
-    elapsed_s: float
-    pass_index: int = 1
-    passes: int = 1
-
-
-@dataclass(frozen=True)
-class EvalFinished(Event):
-    kind: ClassVar[str] = "eval_finished"
-    folder: str
-    label: str
-    n: int
-    accuracy: float
-    roc_auc: float | None
-    seconds: float
-    stopped: bool
-
-
-Emit = Callable[[Event], None]
 
 
 def _ignore(_event: Event) -> None:
@@ -131,7 +93,7 @@ class EvaluationResult:
     severity: float | None = None
     stopped: bool = False  # cut short by the stop flag: metrics cover ``images`` only
     created: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
     record_dir: str | None = None  # where save_evaluation wrote it
 
@@ -314,7 +276,7 @@ def evaluate_folder(
                     unreadable.append((samples[index][0], _why(exc)))
             if tensors:
                 probs = predictor.probabilities(torch.stack(tensors)).tolist()
-                for index, p in zip(kept, probs):
+                for index, p in zip(kept, probs, strict=True):
                     path, label = samples[index]
                     if not math.isfinite(p):
                         # NaN would be counted as "real" by every threshold: not a score.

@@ -106,13 +106,14 @@ class FaceDetector:
 
             cascade = cv2.CascadeClassifier(self._path)
             if cascade.empty():
-                raise FaceDetectorError(f"the face model {self._path} could not be read; reinstall opencv-python-headless")
+                raise FaceDetectorError(
+                    f"the face model {self._path} could not be read; reinstall opencv-python-headless"
+                )
             self._local.cascade = cascade
         return cascade
 
     def detect(self, image: Image.Image) -> Detection:
         """Faces in an RGB picture, largest first."""
-        import cv2
         import numpy as np
 
         w, h = image.size
@@ -135,7 +136,8 @@ class FaceDetector:
         )
         faces: list[Face] = []
         too_small = 0
-        for (x, y, bw, bh), weight in zip(np.asarray(found).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+        boxes = np.asarray(found).reshape(-1, 4)
+        for (x, y, bw, bh), weight in zip(boxes, np.asarray(weights).reshape(-1), strict=True):
             box = (
                 max(0, math.floor(x / scale)),
                 max(0, math.floor(y / scale)),
@@ -223,7 +225,7 @@ def draw_boxes(
         font: Any = ImageFont.load_default(size=font_size)
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
         font = ImageFont.load_default()
-    for i, (box, colour) in enumerate(zip(boxes, colours), start=1):
+    for i, (box, colour) in enumerate(zip(boxes, colours, strict=True), start=1):
         width = line * 2 if selected == i - 1 else line
         draw.rectangle(box, outline=colour, width=width)
         label = str(i)

@@ -59,7 +59,12 @@ def describe() -> list[tuple[str, str]]:
     CPU (after DFTUI_PRECISION), accelerators, torch, Python, OS."""
     import torch
 
-    from dftui.core.devices import PRECISION_ENV, DeviceError, cpu_has_native_bf16, resolve_precision
+    from dftui.core.devices import (
+        PRECISION_ENV,
+        DeviceError,
+        cpu_has_native_bf16,
+        resolve_precision,
+    )
 
     try:
         auto = resolve_precision("auto", torch.device("cpu")).name

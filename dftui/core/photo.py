@@ -134,7 +134,7 @@ def face_verdicts(faces: list[Face], probs: list[float], label: Any) -> tuple[li
     "real": it compares false with every threshold), and how many had none."""
     out = []
     bad = 0
-    for f, p in zip(faces, probs):
+    for f, p in zip(faces, probs, strict=True):
         if math.isfinite(p):
             out.append(FaceVerdict(len(out) + 1, f.box, label(p), p))
         else:

@@ -24,18 +24,35 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from PIL import Image, ImageFile
 
 from dftui.core.advice import Fix, encode_all
 from dftui.core.backbones import CLASS_NAMES
-from dftui.core.events import Event, LogMessage
+from dftui.core.events import (
+    Emit,
+    LogMessage,
+    PrepareFailed,
+    PrepareFinished,
+    PrepareStarted,
+    SplitFinished,
+    SplitProgress,
+    SplitStarted,
+    SplitSummary,
+)
 
 # Split name as distributed -> output folder name used by the reference project.
 SPLITS: dict[str, str] = {
@@ -142,119 +159,6 @@ def _canonical_split(name: str) -> str | None:
     return None
 
 
-@dataclass
-class SplitSummary:
-    split: str
-    output_dir: str
-    annotations_path: str = ""
-    status: str = "pending"  # "finished" | "stopped" | "failed" | "pending"
-    error: str | None = None
-    images: int = 0  # images listed in the annotation file
-    images_done: int = 0
-    images_missing: int = 0
-    images_unreadable: int = 0
-    faces: int = 0  # annotations in the file
-    written: int = 0  # crops written by this run
-    existing: int = 0  # crops already there from an earlier run (kept, not rewritten)
-    real: int = 0  # crops in place after this run, per label
-    fake: int = 0
-    clamped: int = 0  # boxes cut to the image border (not skipped)
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> faces
-    size_mismatch: int = 0  # images whose stored size differs from the file's width/height
-    exif_rotated: int = 0  # images carrying an EXIF orientation (cropped as stored)
-    seconds: float = 0.0
-
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
-    @property
-    def faces_per_s(self) -> float:
-        return self.written / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "skipped_total": self.skipped_total, "faces_per_s": round(self.faces_per_s, 2)}
-
-    def line(self) -> str:
-        """The closing one-line summary the CLI and the screen show."""
-        if self.status == "failed":
-            return f"{self.split}: failed: {self.error}"
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
-        state = "" if self.status == "finished" else f" [{self.status}]"
-        return (
-            f"{self.split}{state}: {self.images_done}/{self.images} images, {self.faces} faces -> "
-            f"{self.real} real + {self.fake} fake in {self.output_dir} "
-            f"({self.written} new, {self.existing} already there); skipped {self.skipped_total} ({skipped}); "
-            f"{self.faces_per_s:.1f} faces/s, {self.seconds:.1f} s"
-        )
-
-
-@dataclass(frozen=True)
-class PrepareStarted(Event):
-    kind: ClassVar[str] = "prepare_started"
-    root: str
-    out: str
-    splits: list[str]
-    settings: dict[str, Any]
-    workers: int
-    executor: str
-
-
-@dataclass(frozen=True)
-class SplitStarted(Event):
-    kind: ClassVar[str] = "split_started"
-    split: str
-    annotations_path: str
-    images_dir: str  # where the first images were found ("" when none were)
-    output_dir: str
-    images: int
-    faces: int
-
-
-@dataclass(frozen=True)
-class SplitProgress(Event):
-    kind: ClassVar[str] = "split_progress"
-    split: str
-    images_done: int
-    images: int
-    written: int
-    existing: int
-    skipped: int
-    elapsed_s: float
-    faces_per_s: float
-    eta_s: float | None
-
-
-@dataclass(frozen=True)
-class SplitFinished(Event):
-    kind: ClassVar[str] = "split_finished"
-    summary: SplitSummary
-
-
-@dataclass(frozen=True)
-class PrepareFinished(Event):
-    kind: ClassVar[str] = "prepare_finished"
-    status: str  # "finished" | "stopped" | "partial" (a split failed)
-    summaries: list[SplitSummary]
-    report_path: str
-    skipped_csv: str
-    seconds: float
-
-    @property
-    def output_dirs(self) -> dict[str, str]:
-        """Split -> crop folder, for the splits that produced crops."""
-        return {s.split: s.output_dir for s in self.summaries if s.real + s.fake > 0}
-
-
-@dataclass(frozen=True)
-class PrepareFailed(Event):
-    kind: ClassVar[str] = "prepare_failed"
-    message: str
-    report_path: str | None = None
-    fixes: tuple[str, ...] = ()  # ways out, as dftui.core.advice.Fix.encode() strings
-
-
-Emit = Callable[[Event], None]
 
 # --------------------------------------------------------------------------- finding files
 
@@ -615,9 +519,13 @@ def load_coco(path: Path) -> ParsedSplit:
         with open(path, "rb") as fh:
             data = json.load(fh, object_hook=_drop_polygons)
     except json.JSONDecodeError as exc:
-        raise PrepareError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive") from None
+        raise PrepareError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-extract it from the archive"
+        ) from None
     except RecursionError:
-        raise PrepareError(f"{path} is nested too deeply to be an annotation file; re-extract it from the archive") from None
+        raise PrepareError(
+            f"{path} is nested too deeply to be an annotation file; re-extract it from the archive"
+        ) from None
     except UnicodeDecodeError:
         raise PrepareError(f"{path} is not a text JSON file; re-extract it from the archive") from None
     except OSError as exc:
@@ -661,7 +569,7 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
     report = _read_report(path)
     report.update({
         "tool": "dftui prepare openforensics",
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "root": str(config.root),
         "out": str(out),
         "reasons": {
@@ -903,7 +811,7 @@ def mark_output_folder(out: Path, tool: str) -> None:
     marker = Path(out) / OUTPUT_MARKER
     if written_by(out) != tool:
         _write_text_atomic(marker, json.dumps({
-            "tool": tool, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+            "tool": tool, "created": datetime.now(UTC).isoformat(timespec="seconds")}))
 
 
 def _check_out(out: Path) -> None:
@@ -921,7 +829,9 @@ def plan_splits(config: PrepareConfig) -> dict[str, Path]:
     """Split -> annotation file for this run, or PrepareError saying what is missing where."""
     root = config.root
     if not root.exists():
-        raise PrepareError(f"dataset root {root} does not exist; give the folder the OpenForensics archive was extracted to")
+        raise PrepareError(
+            f"dataset root {root} does not exist; give the folder the OpenForensics archive was extracted to"
+        )
     if not root.is_dir():
         raise PrepareError(f"dataset root {root} is a file; give the folder the OpenForensics archive was extracted to")
     if config.splits is None:
@@ -944,7 +854,9 @@ def plan_splits(config: PrepareConfig) -> dict[str, Path]:
     return planned
 
 
-def prepare_openforensics(config: PrepareConfig, emit: Emit, stop: Stoppable | None = None) -> PrepareFinished | PrepareFailed:
+def prepare_openforensics(
+    config: PrepareConfig, emit: Emit, stop: Stoppable | None = None
+) -> PrepareFinished | PrepareFailed:
     """Crop every split; returns the final event (also emitted). Never raises for bad input."""
     stop = stop if stop is not None else threading.Event()
     start = time.perf_counter()

@@ -23,15 +23,13 @@ import os
 import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
-from dftui.core.events import Event
+from dftui.core.events import Emit, FolderFinished, FolderProgress, FolderStarted, FolderSummary
 from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError, crop_face
 from dftui.core.prepare import (
     FOLDER_REPORT_JSON,
@@ -100,56 +98,6 @@ class Source:
 
 
 # --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class FolderStarted(Event):
-    kind: ClassVar[str] = "folder_started"
-    root: str
-    out: str
-    photos: int
-    videos: int
-    already_done: int
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FolderProgress(Event):
-    kind: ClassVar[str] = "folder_progress"
-    done: int
-    total: int
-    source: str
-    crops: int  # written for this source
-    status: str  # "ok" | "no_face" | "error"
-    detail: str = ""
-
-
-@dataclass
-class FolderSummary:
-    status: str = "finished"  # "finished" | "stopped" | "failed"
-    photos: int = 0
-    videos: int = 0
-    sources_done: int = 0
-    skipped_done_before: int = 0
-    crops: Counter[str] = field(default_factory=Counter)  # "train/real" -> n
-    no_face: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    report: str = ""
-    error: str = ""
-
-    def line(self) -> str:
-        made = ", ".join(f"{k} {v}" for k, v in sorted(self.crops.items())) or "none"
-        return (f"{self.status}: {self.sources_done} of {self.photos + self.videos} sources "
-                f"({self.photos} photos, {self.videos} videos; {self.skipped_done_before} done before), "
-                f"crops written: {made}; no face: {self.no_face}, unreadable: {self.errors} "
-                f"in {self.seconds:.1f} s")
-
-
-@dataclass(frozen=True)
-class FolderFinished(Event):
-    kind: ClassVar[str] = "folder_finished"
-    summary: FolderSummary
 
 
 # --------------------------------------------------------------------------- planning
@@ -231,7 +179,8 @@ def check_out(config: FolderConfig) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise PrepareError(f"cannot write to the output folder {config.out}: {exc.strerror or exc}; choose another") from None
+        why = exc.strerror or exc
+        raise PrepareError(f"cannot write to the output folder {config.out}: {why}; choose another") from None
 
 
 def _read_done(out: Path) -> dict[str, dict[str, Any]]:
@@ -254,10 +203,11 @@ def _read_done(out: Path) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- the job
 
 
-Emit = Callable[[Event], None]
 
 
-def _crop_source(src: Source, config: FolderConfig, detector: FaceDetector, stop: threading.Event) -> tuple[int, str, str]:
+def _crop_source(
+    src: Source, config: FolderConfig, detector: FaceDetector, stop: threading.Event
+) -> tuple[int, str, str]:
     """(crops written, status, detail) for one photo or video."""
     folder = config.out / f"{src.split}_cropped" / src.label
     written = 0
@@ -293,7 +243,8 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
         try:
             mark_output_folder(config.out, TOOL)  # before the first crop: a rerun after a crash is ours
         except OSError as exc:
-            raise PrepareError(f"cannot write to the output folder {config.out}: {exc.strerror or exc}; choose another") from None
+            why = exc.strerror or exc
+            raise PrepareError(f"cannot write to the output folder {config.out}: {why}; choose another") from None
         detector = FaceDetector(DetectorConfig(min_size=config.min_size))
     except (PrepareError, FaceDetectorError) as exc:
         summary.status, summary.error = "failed", str(exc)
@@ -323,7 +274,8 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
     for row in done.values():
         status = row.get("status")
         if status == "ok":
-            summary.crops[f"{row.get('split', 'train')}/{row['label']}"] += row["crops"] if isinstance(row.get("crops"), int) else 0
+            crops = row["crops"] if isinstance(row.get("crops"), int) else 0
+            summary.crops[f"{row.get('split', 'train')}/{row['label']}"] += crops
         summary.no_face += status == "no_face"
         summary.errors += status == "error"
     try:
@@ -385,7 +337,7 @@ def _previous_settings(out: Path) -> dict[str, Any] | None:
 def _write_report(config: FolderConfig, summary: FolderSummary, skipped: list[dict[str, Any]]) -> None:
     report = {
         "tool": TOOL,
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "root": str(config.root),
         "out": str(config.out),
         "settings": config.settings(),

@@ -9,11 +9,22 @@ import os
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.eventlog import (
+    EVENTS_FILE,
+    NON_EVENT_KINDS,
+    STALE_AFTER_S,
+    STOP_FILE,
+    EventLogWriter,
+    EventTail,
+    LogGone,
+    clear_stop_request,
+    hostname,
+)
 from dftui.core.events import (
     BatchEnd,
     CheckpointSaved,
@@ -23,17 +34,6 @@ from dftui.core.events import (
     RunFinished,
     RunStarted,
     event_from_dict,
-)
-from dftui.core.eventlog import (
-    EVENTS_FILE,
-    STALE_AFTER_S,
-    STOP_FILE,
-    EventLogWriter,
-    EventTail,
-    LogGone,
-    clear_stop_request,
-    NON_EVENT_KINDS,
-    hostname,
 )
 from dftui.core.untrusted import Fields, UntrustedError, check_int, parse_json, read_json
 
@@ -303,7 +303,7 @@ class RunRecorder:
                 device=event.device,
                 precision=event.precision,
                 started=self.info.get("started")
-                or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                or datetime.now(UTC).isoformat(timespec="seconds"),
                 train_size=event.train_size,
                 val_size=event.val_size,
                 epochs=cfg.get("epochs"),
@@ -337,16 +337,17 @@ class RunRecorder:
         elif isinstance(event, RunFinished):
             self._write_info(
                 status=event.status,
-                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 weights_path=event.weights_path,
                 best_epoch=event.best_epoch,
                 best_val_accuracy=event.best_val_accuracy,
                 epochs_completed=event.epochs_completed,
+                early_stop_epoch=event.early_stop_epoch,
             )
         elif isinstance(event, RunFailed):
             self._write_info(
                 status="failed",
-                ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                ended=datetime.now(UTC).isoformat(timespec="seconds"),
                 message=event.message,
                 weights_path=event.weights_path,
             )
@@ -409,6 +410,7 @@ class RunSummary:
     host: str = ""  # the machine running it, when not this one (a shared home folder)
     detached: bool = False  # a background run (its own process), not inside a dashboard
     heartbeat_age: float | None = None  # seconds since its event log was last written
+    early_stop_epoch: int | None = None  # a run early stopping ended (status "finished")
 
     @property
     def live(self) -> bool:
@@ -417,8 +419,11 @@ class RunSummary:
 
     @property
     def status_text(self) -> str:
-        """The status as lists show it: 'running on host X' for another machine's run."""
-        return f"{self.status} on {self.host}" if self.host else self.status
+        """The status as lists show it: 'running on host X' for another machine's run,
+        'finished (early stop at epoch N)'."""
+        from dftui.core.early_stop import outcome_text
+
+        return f"{self.status} on {self.host}" if self.host else outcome_text(self.status, self.early_stop_epoch)
 
     @property
     def resumable(self) -> bool:
@@ -506,6 +511,7 @@ def read_run(run_dir: Path) -> RunSummary | None:
         epochs=f.int("epochs", minimum=0),
         weights_path=f.str("weights_path", None),
         message=f.str("message", ""),
+        early_stop_epoch=f.int("early_stop_epoch", None, minimum=1),
     )
     if f.problems:
         why = "; ".join(f.problems[:3]) + ("; ..." if len(f.problems) > 3 else "")
@@ -647,7 +653,7 @@ def note_outcome(run_dir: Path, cause: str | None) -> str | None:
     pid = info.get("pid")
     if status == "running" and not (isinstance(pid, int) and pid_alive(pid)):
         status = "interrupted"
-        changes.update(status=status, ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        changes.update(status=status, ended=datetime.now(UTC).isoformat(timespec="seconds"))
     if cause and cause not in str(info.get("message", "")):
         changes["message"] = cause if not info.get("message") else f"{info['message']} ({cause})"
     if changes:

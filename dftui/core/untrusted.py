@@ -8,14 +8,20 @@ caller can show the entry as damaged and go on with everything else."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
 import stat
 import types
 import typing
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 MAX_JSON_BYTES = 16 * 1024 * 1024  # records and metadata are kilobytes; more is not ours
 MAX_INT = 2**53  # integers beyond what a float holds exactly are not counts we wrote
@@ -23,6 +29,14 @@ MAX_INT = 2**53  # integers beyond what a float holds exactly are not counts we 
 
 class UntrustedError(ValueError):
     """A file or field that cannot be used; the message says why, for the user."""
+
+
+class MissingField(UntrustedError):
+    """A record without a field that has no default; ``path`` names it (``summary.split``)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"without its {path!r} field")
+        self.path = path
 
 
 def parse_json(text: str | bytes) -> Any:
@@ -149,9 +163,14 @@ def check_bool(value: Any, name: str) -> bool:
 
 def check_typed(value: Any, hint: Any, name: str) -> Any:
     """``value`` if it is of the annotated type: str, int, float, bool, Path (from text),
-    dict[str, X], list[X], tuple[X, ...] (from a list) and X | None; else UntrustedError
-    naming the field."""
+    dict[str, X], Counter[str] and list[X], tuple[X, ...] (from a list), X | None and
+    dataclasses (from an object, see ``check_dataclass``); else UntrustedError naming the
+    field."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return check_dataclass(value, hint, name)
     origin = typing.get_origin(hint)
+    if origin is Counter:
+        return Counter(check_typed(value, dict[str, int], name))
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -185,7 +204,7 @@ def check_typed(value: Any, hint: Any, name: str) -> Any:
             raise UntrustedError(f"{name} should hold {len(args)} items, not {len(value)}")
         if not args:
             return tuple(value)
-        return tuple(check_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(check_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if hint is Path:
         text = check_str(value, name)
         if not text or "\0" in text:
@@ -197,6 +216,32 @@ def check_typed(value: Any, hint: Any, name: str) -> Any:
     if checker is None:  # a type this reader does not know: refuse rather than guess
         raise UntrustedError(f"{name} has a type this version cannot check")
     return checker(value, name)
+
+
+def check_dataclass(value: Any, cls: type[_T], name: str = "") -> _T:
+    """An instance of the dataclass ``cls`` from a JSON object, every field type-checked
+    (``name`` is the object's place in its record, "" for the record itself). Keys the
+    class does not have are ignored (a newer version may add some); a missing field takes
+    its default, and one without a default raises ``MissingField``."""
+    if not isinstance(value, dict):
+        raise UntrustedError(f"{name or 'the record'} should be an object, not {_show(value)}")
+    hints = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init:
+            continue
+        path = f"{name}.{f.name}" if name else f.name
+        if f.name not in value:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise MissingField(path)
+            continue
+        kwargs[f.name] = check_typed(value[f.name], hints[f.name], path)
+    return cls(**kwargs)
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 class Fields:

@@ -95,5 +95,5 @@ def video_level(images: Iterable[Any], threshold: float = 0.5, rule: str = DEFAU
     both = 0 in labels and 1 in labels
     auc = roc_auc(labels, scores) if both else None
     eer_pair = equal_error_rate(labels, scores) if both else None
-    accuracy = sum((s >= threshold) == bool(lab) for lab, s in zip(labels, scores)) / len(videos)
+    accuracy = sum((s >= threshold) == bool(lab) for lab, s in zip(labels, scores, strict=True)) / len(videos)
     return VideoLevel(rule, videos, ungrouped, auc, eer_pair[0] if eer_pair else None, accuracy)

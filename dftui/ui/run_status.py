@@ -12,6 +12,7 @@ from weakref import WeakKeyDictionary
 
 from rich.text import Text
 
+from dftui.core.early_stop import outcome_text
 from dftui.core.events import BatchEnd, RunFailed, RunFinished, format_duration
 
 STATUS_EVERY_S = 1.0
@@ -72,7 +73,7 @@ def status_text(training: Any, view: Any = None) -> Text | None:
     if isinstance(final, RunFinished):
         mark, style = ("✓", "bold green") if final.status == "finished" else ("■", "bold yellow")
         text = Text(f"{mark} ", style=style)
-        text.append(f"{final.status} ", style=style)
+        text.append(f"{outcome_text(final.status, final.early_stop_epoch)} ", style=style)
         text.append(f"{backbone} · {final.epochs_completed} epoch(s){best_text}")
     elif isinstance(final, RunFailed):
         text = Text("✗ failed ", style="bold red")

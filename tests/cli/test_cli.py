@@ -33,7 +33,9 @@ def test_version_and_help() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, dataset: dict[str, Path], standin_weights: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, dataset: dict[str, Path], standin_weights: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out_dir = tmp_path_factory.mktemp("cli_weights")
     home = tmp_path_factory.mktemp("cli_home")
     env_backup = dict(os.environ)

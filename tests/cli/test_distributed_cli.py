@@ -107,7 +107,7 @@ def test_two_nodes_on_localhost(dataset, tmp_path):
         for r in (1, 0)  # the second machine may start first: it waits for the first
     ]
     outs = [p.communicate(timeout=TIMEOUT) for p in nodes]
-    for p, (out, err) in zip(nodes, outs):
+    for p, (_out, err) in zip(nodes, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     run, info = _record(tmp_path / "h0")
     assert info["status"] == "finished" and info["world_size"] == 2

@@ -274,7 +274,7 @@ def test_kill_9_at_random_moments_then_resume(dataset, tmp_path):
         out_dir=tmp_path / "whole",
     )
     fit(cfg, lambda e: whole.append(e) if isinstance(e, EpochEnd) else None)
-    for row, ref in zip(rows, whole):
+    for row, ref in zip(rows, whole, strict=True):
         assert float(row[1]) == pytest.approx(ref.train_loss, rel=1e-4, abs=1e-5), kills
         assert float(row[2]) == pytest.approx(ref.val_loss, rel=1e-4, abs=1e-5), kills
         assert float(row[3]) == pytest.approx(ref.val_accuracy, abs=1e-6), kills

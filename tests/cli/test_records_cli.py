@@ -133,7 +133,7 @@ def test_a_cpu_allocation_failure_gets_the_batch_size_advice(dataset, tmp_path, 
 
     assert is_out_of_memory(exc)
 
-    def boom(self, epoch, spe):
+    def boom(self, *args):
         raise exc
 
     monkeypatch.setattr(train._Trainer, "_train_epoch", boom)

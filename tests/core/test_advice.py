@@ -13,7 +13,13 @@ from dftui.cli import advice as cli_advice
 from dftui.core.advice import SETTINGS, Fix, decode_all, encode_all, fixes_of
 from dftui.core.demo import DemoDataError, make_demo_data
 from dftui.core.devices import DeviceError, resolve_device
-from dftui.core.prepare import PrepareConfig, PrepareError, PrepareFailed, _check_out, prepare_openforensics
+from dftui.core.prepare import (
+    PrepareConfig,
+    PrepareError,
+    PrepareFailed,
+    _check_out,
+    prepare_openforensics,
+)
 from dftui.core.train import _NOT_FINITE_FIXES, RunAborted, _Trainer
 from dftui.ui import advice as ui_advice
 

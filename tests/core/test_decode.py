@@ -12,7 +12,14 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from dftui.core.data import FaceDataset, ImageTransform, Preprocessing, build_transform, load_rgb, load_tensor
+from dftui.core.data import (
+    FaceDataset,
+    ImageTransform,
+    Preprocessing,
+    build_transform,
+    load_rgb,
+    load_tensor,
+)
 from dftui.core.synthetic import _face
 
 MOBILENET = Preprocessing(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear")

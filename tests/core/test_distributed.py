@@ -212,7 +212,8 @@ def _stop_rank_main(rank: int, port: int, train: str, val: str, out: str, result
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    from dftui.core import distributed, train as train_mod
+    from dftui.core import distributed
+    from dftui.core import train as train_mod
     from dftui.core.config import TrainConfig
     from dftui.core.events import EpochEnd
     from dftui.core.train import StopFlag, fit

@@ -121,7 +121,8 @@ def test_compare_side_by_side(weights: Path, predictor: Predictor, dataset: dict
     assert rows["accuracy"][0] == comp.a.metrics.accuracy
     assert rows["accuracy"][1] == comp.b.metrics.accuracy
     assert rows["accuracy"][2] == pytest.approx(comp.b.metrics.accuracy - comp.a.metrics.accuracy)
-    assert comp.b.metrics.confusion.fp + comp.b.metrics.confusion.tp > comp.a.metrics.confusion.fp + comp.a.metrics.confusion.tp
+    a, b = comp.a.metrics.confusion, comp.b.metrics.confusion
+    assert b.fp + b.tp > a.fp + a.tp
     same = compare(predictor, predictor, dataset["val"])
     assert all(d == 0 for _, _, _, d in same.rows() if d is not None)
     assert set(same.to_dict()["difference"]) >= {"accuracy", "roc_auc", "eer", "f1"}

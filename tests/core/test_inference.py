@@ -14,8 +14,8 @@ from dftui.core.backbones import get_backbone
 from dftui.core.devices import Precision
 from dftui.core.events import EpochEnd, LogMessage
 from dftui.core.inference import GRAPH_MIN_BATCH, GRAPH_MIN_IMAGES, EvalForward, fold_batchnorm
-from dftui.core.train import fit
 from dftui.core.synthetic import SyntheticSpec, make_dataset
+from dftui.core.train import fit
 from tests.conftest import tiny_config
 
 # 64 px: at 32 px MobileNet-v2's last feature map is 1x1, where oneDNN's fp32 graph fails
@@ -253,7 +253,7 @@ def test_validation_is_the_same_with_and_without_the_graph(
     assert any("fused oneDNN graph" in m for m in graph_logs)
     assert not any("fused oneDNN graph" in m for m in eager_logs)
     assert len(graph) == len(eager) == 2  # epoch 2: the graph reads the refolded weights
-    for g, e in zip(graph, eager):
+    for g, e in zip(graph, eager, strict=True):
         assert g.train_loss == e.train_loss  # validation does not disturb training
         assert g.val_loss == pytest.approx(e.val_loss, rel=1e-4, abs=1e-5)
         assert g.val_accuracy == e.val_accuracy

@@ -106,7 +106,7 @@ def test_bf16_prediction_keeps_labels(runs: dict[str, Any], dataset: dict[str, P
     p32 = list(Predictor(weights, device="cpu", precision="fp32").predict_paths(images, 8))
     pbf = list(Predictor(weights, device="cpu", precision="bf16").predict_paths(images, 8))
     assert [p.label for p in p32] == [p.label for p in pbf]
-    assert max(abs(a.p_fake - b.p_fake) for a, b in zip(p32, pbf)) < 0.05
+    assert max(abs(a.p_fake - b.p_fake) for a, b in zip(p32, pbf, strict=True)) < 0.05
 
 
 def test_predictor_layout_does_not_change_results(runs: dict[str, Any], dataset: dict[str, Path]) -> None:

@@ -8,7 +8,7 @@ import torchvision
 from PIL import Image
 
 from dftui.core.backbones import WeightsError
-from dftui.core.checkpoint import load_weights, save_weights, build_metadata
+from dftui.core.checkpoint import build_metadata, load_weights, save_weights
 from dftui.core.data import Preprocessing
 from dftui.core.predict import Predictor, expand_images
 

@@ -127,7 +127,7 @@ def test_second_run_writes_nothing(tmp_path: Path, sample) -> None:
     assert isinstance(second, PrepareFinished) and second.status == "finished"
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.jpg")}
     assert after == before
-    for a, b in zip(first.summaries, second.summaries):
+    for a, b in zip(first.summaries, second.summaries, strict=True):
         assert b.written == 0 and b.existing == a.written
         assert (b.real, b.fake) == (a.real, a.fake)
         assert b.skipped == a.skipped  # the problems are reported again, not forgotten

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dftui.core.evaluate import ScoredImage
+from dftui.core.prepare import PrepareError, mark_output_folder, output_folder_problem
 from dftui.core.prepare_folder import (
     DONE,
     REPORT,
@@ -20,7 +21,6 @@ from dftui.core.prepare_folder import (
     plan_sources,
     prepare_folder,
 )
-from dftui.core.prepare import PrepareError, mark_output_folder, output_folder_problem
 from dftui.core.prepare_folder import TOOL as FOLDER_TOOL
 from dftui.core.video_eval import crop_source, video_level
 from tests.media import background, group_photo, write_video

@@ -17,8 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dftui.core import backbones, checkpoint
-from dftui.core.backbones import BACKBONES, WeightsError, load_state_dict_file, resolve_pretrained_file
+from dftui.core import checkpoint
+from dftui.core.backbones import (
+    BACKBONES,
+    WeightsError,
+    load_state_dict_file,
+    resolve_pretrained_file,
+)
 from dftui.core.checkpoint import (
     atomic_write,
     build_metadata,
@@ -272,8 +277,13 @@ def test_recover_finishes_a_cut_save(tmp_path, model_state, monkeypatch):
     newer = {k: v.clone() for k, v in model_state.items()}
     newer["classifier.1.bias"] += 1
     real_replace = os.replace
-    monkeypatch.setattr(checkpoint.os, "replace",
-                        lambda s, d: (_ for _ in ()).throw(OSError(5, "EIO")) if str(d).endswith(".pth") else real_replace(s, d))
+
+    def replace(s: object, d: object) -> None:
+        if str(d).endswith(".pth"):
+            raise OSError(5, "EIO")
+        real_replace(s, d)
+
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
     # the temporary weights file is deleted on an exception; keep it as a kill -9 would
     monkeypatch.setattr(checkpoint.os, "unlink", lambda p: None)
     with pytest.raises(OSError):

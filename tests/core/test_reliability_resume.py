@@ -67,7 +67,7 @@ def test_stopped_and_resumed_matches_uninterrupted(dataset, tmp_path, workers, a
     rest, resumed = _run(part_cfg, resume=run_dir)
     assert isinstance(resumed, RunFinished) and resumed.status == "finished", resumed
     assert [r[0] for r in first + rest] == [1, 2, 3]
-    for a, b in zip(whole, first + rest):
+    for a, b in zip(whole, first + rest, strict=True):
         assert a[0] == b[0]
         assert a[1:] == pytest.approx(b[1:], rel=1e-5, abs=1e-6), (a, b)
     summary = read_run(run_dir)

@@ -23,11 +23,6 @@ from dftui.ui.widgets.prob_bars import ProbBars
 from tests.ui.helpers import pin_cell_size, wait_for
 
 
-
-
-
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, dataset, standin_weights) -> dict[str, Path]:
     """A working folder laid out as a user has it: weights/ with a fit() result and a

@@ -12,17 +12,13 @@ from pathlib import Path
 import pytest
 
 from dftui.core.config import TrainConfig
-from dftui.core.events import RunFinished
 from dftui.core.evaluate import list_evaluations
+from dftui.core.events import RunFinished
 from dftui.ui.app import DftuiApp
 from dftui.ui.screens.evaluate import CamScreen, EvaluateScreen, MetricCard, RobustnessScreen
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.roc import RocChart
 from tests.ui.helpers import pin_cell_size, wait_for
-
-
-
-
 
 
 @pytest.fixture(scope="module")

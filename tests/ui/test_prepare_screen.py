@@ -234,7 +234,9 @@ async def test_setup_takes_prepared_folders_from_the_message(tmp_path: Path, mon
                        what="the image size")
 
 
-async def test_use_in_setup_button_opens_setup_with_the_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_use_in_setup_button_opens_setup_with_the_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The "Use in Setup" button does what ctrl+u does (its handler used to create the
     action's coroutine without awaiting it: a click did nothing)."""
     monkeypatch.chdir(tmp_path)

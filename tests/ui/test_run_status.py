@@ -94,3 +94,25 @@ async def test_full_screen_dialogs_carry_the_status_line(tmp_path) -> None:
         assert "epoch 3/3" in str(line.render())
         training.running = False  # the run ended without a final event: nothing to say
         await wait_for(pilot, lambda: not line.display, 5, "the line to go")
+
+
+async def test_early_stopped_run_says_so_on_the_header_and_the_training_screen() -> None:
+    from textual.widgets import Static
+
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        training = await app.open_screen("training")
+        assert training is not None
+        training.running = True
+        for event in training_events(finished=False):
+            training.show_event(event)
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: _nav(app).status is not None, 5, "the header line")
+        training.show_event(RunFinished(status="finished", epochs_completed=2, best_epoch=1,
+                                        best_val_accuracy=0.9, weights_path="w.pth",
+                                        metadata_path="w.json", run_dir="r", seconds=12.0,
+                                        early_stop_epoch=2))
+        await wait_for(pilot, lambda: "early stop" in _nav(app).status.plain, 5, "the end")
+        assert "finished (early stop at epoch 2)" in _nav(app).status.plain
+        outcome = str(training.query_one("#outcome", Static).render())
+        assert "Finished 2 epoch(s)" in outcome and "(early stop at epoch 2)" in outcome

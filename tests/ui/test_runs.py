@@ -25,9 +25,6 @@ from dftui.ui.widgets.run_view import RunView
 from tests.ui.helpers import wait_for
 
 
-
-
-
 @pytest.fixture(scope="module")
 def run_home(tmp_path_factory: pytest.TempPathFactory, dataset, standin_weights) -> Path:
     """DFTUI_HOME holding two runs made by fit(): one finished, one stopped after its first

@@ -198,8 +198,9 @@ async def test_several_gpus_offer_a_distributed_background_run(dataset, tmp_path
     """With two or more CUDA devices the Device list offers "devices: N GPUs"; starting
     with it asks for a background run of N processes on CUDA, and a batch size that does
     not split over them is refused naming the field."""
-    from dftui.core.devices import DeviceInfo
     from textual.widgets import Select
+
+    from dftui.core.devices import DeviceInfo
 
     app = DftuiApp(load_torch=False)
     started: list[tuple] = []
@@ -234,8 +235,9 @@ async def test_several_gpus_offer_a_distributed_background_run(dataset, tmp_path
 
 
 async def test_one_gpu_machine_offers_no_distributed_choice() -> None:
-    from dftui.core.devices import DeviceInfo
     from textual.widgets import Select
+
+    from dftui.core.devices import DeviceInfo
 
     app = DftuiApp(load_torch=False)
     async with app.run_test(size=(80, 24)):

@@ -131,7 +131,7 @@ async def test_evaluate_80x24_shows_results_and_reaches_the_errors(in_home: Path
         text = "\n".join(screen_lines(app))
         m = screen.current_metrics()
         # All nine cards at once, one line each, and the ROC plot with room to draw.
-        for key, title in CARDS:
+        for _key, title in CARDS:
             assert title in text, (title, text)
         assert f"Accuracy {m.accuracy:.1%}" in text
         assert screen.query_one("#eval-roc").size.width >= 40

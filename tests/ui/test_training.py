@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Static
 
-from dftui.core.events import BatchEnd, EpochEnd, RunFailed, RunFinished
-from dftui.ui.app import DftuiApp
-from dftui.ui.messages import BatchProgress, EngineEvent, wrap
-from dftui.ui.screens.setup import SetupScreen
+from dftui.core.events import RunFailed, RunFinished
 from dftui.core.events import format_duration as fmt_duration
+from dftui.ui.app import DftuiApp
+from dftui.ui.screens.setup import SetupScreen
 from dftui.ui.screens.training import TrainingScreen
 from dftui.ui.widgets.run_view import RunView, smooth
 from tests.ui.helpers import one_thread, run_config, wait_for
@@ -150,21 +149,6 @@ async def test_quit_asks_while_a_run_is_active(dataset, standin_weights, tmp_pat
     assert screen.final.status == "interrupted"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "interrupted"
-
-
-def test_batch_messages_merge_without_losing_points() -> None:
-    def batch(i: int) -> BatchEnd:
-        return BatchEnd("train", 1, 1, i, 10, 1.0 / i, 10.0, 0.0, float(i), None, 100.0)
-
-    first, second, third = (wrap(batch(i)) for i in (1, 2, 3))
-    assert isinstance(first, BatchProgress)
-    # The queue asks the older message whether the newer one may replace it.
-    assert first.can_replace(second) and second.can_replace(third)
-    assert [e.batch for e in third.events] == [1, 2, 3]
-    assert third.event.batch == 3
-    other = wrap(EpochEnd(1, 1, 0.5, 0.5, 0.9, 0.9, 0.9, 0.9, 1.0, 10.0, 0.0, True, 1))
-    assert isinstance(other, EngineEvent)
-    assert not third.can_replace(other)
 
 
 def test_helpers() -> None:

@@ -100,7 +100,13 @@ def test_forked_worker_of_a_thread_pool_thread_exits_cleanly(small_set) -> None:
         pytest.skip("fork is not available on this platform")
     import torch
 
-    from dftui.core.data import FaceDataset, Preprocessing, build_transform, make_loader, scan_folder
+    from dftui.core.data import (
+        FaceDataset,
+        Preprocessing,
+        build_transform,
+        make_loader,
+        scan_folder,
+    )
 
     pre = Preprocessing(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear")
     dataset = FaceDataset(scan_folder(small_set["val"]).samples, build_transform(pre))

@@ -31,8 +31,8 @@ from dftui.core.run_manage import (
     run_settings,
 )
 from dftui.core.runs import RunSummary
-from dftui.ui.widgets.charts import ChartData, ChartPanel, ChartsBox, Series, smooth
 from dftui.ui.screens.runs import STATUS_STYLES, local_time
+from dftui.ui.widgets.charts import ChartData, ChartPanel, ChartsBox, Series, smooth
 from dftui.ui.widgets.navbar import RunStatusLine
 
 # Status last: at 80 columns the settings that tell the runs apart matter more.

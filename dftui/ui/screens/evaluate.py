@@ -31,9 +31,11 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from dftui.core.evaluate import EvalFinished, EvalProgress, EvalStarted, EvaluationResult
+from dftui.core.evaluate import EvaluationResult
+from dftui.core.events import EvalFinished, EvalProgress, EvalStarted, LogMessage
 from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
 from dftui.core.video_eval import video_level
+from dftui.ui.messages import EngineEvent, engine_poster
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.roc import RocChart
@@ -78,21 +80,6 @@ def _delta(value: float, pct: bool) -> Text:
 
 
 # -- messages from the workers ----------------------------------------------------------------
-class EvalEvent(Message):
-    """An evaluation event from the worker; progress messages merge when the UI lags."""
-
-    def __init__(self, event: Any) -> None:
-        super().__init__()
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        return (
-            isinstance(message, EvalEvent)
-            and isinstance(message.event, EvalProgress)
-            and isinstance(self.event, EvalProgress)
-        )
-
-
 class EvalResultReady(Message):
     def __init__(self, result: EvaluationResult) -> None:
         super().__init__()
@@ -576,11 +563,11 @@ class EvaluateScreen(Screen[None]):
     def _evaluate(self, weights: Path, compare: Path | None, folders: list[Path],
                   stop: threading.Event) -> None:
         try:
+            import dftui.core.predict  # noqa: F401 - torch loads here, in the worker
             from dftui.core.backbones import WeightsError
             from dftui.core.data import DataError
             from dftui.core.devices import DeviceError
             from dftui.core.evaluate import EvaluationError, evaluate_folder, save_evaluation
-            import dftui.core.predict  # noqa: F401 - torch loads here, in the worker
         except Exception as exc:  # noqa: BLE001 - a broken torch install
             self.post_message(EvalEnded(f"cannot load the engine: {exc}"))
             return
@@ -596,13 +583,13 @@ class EvaluateScreen(Screen[None]):
                 with self.model_lock:
                     result = evaluate_folder(
                         predictor, folder, batch_size=self.batch_size, stop=stop,
-                        emit=lambda e: self.post_message(EvalEvent(e)),
+                        emit=engine_poster(self),
                         pass_index=i, passes=len(jobs),
                     )
                 try:
                     save_evaluation(result)
                 except OSError as exc:
-                    self.post_message(EvalEvent(_Note(f"record not saved: {exc}")))
+                    self.post_message(EngineEvent(LogMessage("warning", f"record not saved: {exc}")))
                 self.post_message(EvalResultReady(result))
                 if result.stopped:
                     self.post_message(EvalEnded(stopped=True))
@@ -619,8 +606,8 @@ class EvaluateScreen(Screen[None]):
             return
         self.post_message(EvalEnded())
 
-    def on_eval_event(self, message: EvalEvent) -> None:
-        event = message.event
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event  # merged progress: the latest is all the bar needs
         bar = self.query_one("#eval-progress", ProgressBar)
         bar.add_class("-shown")
         if isinstance(event, (EvalStarted, EvalProgress)):
@@ -632,8 +619,8 @@ class EvaluateScreen(Screen[None]):
                              f"{done}/{event.total}{speed}")
         elif isinstance(event, EvalFinished):
             bar.update(total=max(1, event.n), progress=event.n)
-        elif isinstance(event, _Note):
-            self.notify(event.text, severity="warning")
+        elif isinstance(event, LogMessage):
+            self.notify(event.text, severity="error" if event.level == "error" else "warning")
 
     def on_eval_result_ready(self, message: EvalResultReady) -> None:
         self.results.append(message.result)
@@ -680,11 +667,11 @@ class EvaluateScreen(Screen[None]):
             with self.model_lock:
                 robust = robustness(predictor, clean.folder, list(CORRUPTIONS), clean=clean,
                                     threshold=clean.threshold, batch_size=self.batch_size,
-                                    stop=stop, emit=lambda e: self.post_message(EvalEvent(e)))
+                                    stop=stop, emit=engine_poster(self))
             try:
                 save_evaluation(clean, robust)
             except OSError as exc:
-                self.post_message(EvalEvent(_Note(f"record not saved: {exc}")))
+                self.post_message(EngineEvent(LogMessage("warning", f"record not saved: {exc}")))
             self.post_message(RobustnessReady(robust))
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
             self.post_message(RobustnessReady(None, f"{type(exc).__name__}: {exc}"))
@@ -858,10 +845,3 @@ class EvaluateScreen(Screen[None]):
         status = self.query_one("#eval-status", Static)
         status.update(Text(text))
         status.set_class(error, "-error")
-
-
-class _Note:
-    """A warning from the worker (not a core event)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text

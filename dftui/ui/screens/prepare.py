@@ -24,10 +24,15 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, Progres
 from textual.worker import get_current_worker
 
 from dftui.core.advice import decode_all
-from dftui.core.demo import DEFAULT_DATA_ROOT, DEMO_N, DEMO_SIZE, DemoDataError, default_folders_empty, make_demo_data
+from dftui.core.demo import (
+    DEFAULT_DATA_ROOT,
+    DEMO_N,
+    DEMO_SIZE,
+    DemoDataError,
+    default_folders_empty,
+    make_demo_data,
+)
 from dftui.core.events import Event, LogMessage
-from dftui.core.prepare_folder import FolderConfig, FolderProgress, FolderStarted, _label_dirs, check_out
-from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.core.prepare import (
     FORMATS,
     OPENFORENSICS_TOOL,
@@ -44,9 +49,17 @@ from dftui.core.prepare import (
     output_folder_problem,
     suggest_output_folder,
 )
+from dftui.core.prepare_folder import (
+    FolderConfig,
+    FolderProgress,
+    FolderStarted,
+    _label_dirs,
+    check_out,
+)
+from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.ui.advice import with_advice
 from dftui.ui.app import DftuiApp
-from dftui.ui.messages import DataFoldersReady
+from dftui.ui.messages import DataFoldersReady, EngineEvent, engine_poster
 from dftui.ui.screens.base import DftuiScreen
 from dftui.ui.widgets.folder_picker import FolderPicker, shown_path
 from dftui.ui.widgets.navbar import NavBar
@@ -64,37 +77,6 @@ def _split_id(split: str) -> str:
 
 
 # -- messages from the worker thread ---------------------------------------------------------
-class PrepareEvent(Message):
-    """Any prepare event except progress."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-
-
-class PrepareProgress(Message):
-    """A SplitProgress event; a newer one for the same split supersedes a queued one."""
-
-    def __init__(self, event: SplitProgress) -> None:
-        super().__init__()
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, PrepareProgress) and message.event.split == self.event.split
-
-
-class FolderJobEvent(Message):
-    """An event of ``prepare_folder``; a newer progress event supersedes a queued one."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        return (isinstance(message, FolderJobEvent) and isinstance(message.event, FolderProgress)
-                and isinstance(self.event, FolderProgress))
-
-
 class DemoWritten(Message):
     def __init__(self, result: Any = None, error: str | None = None, refused: bool = False) -> None:
         super().__init__()
@@ -346,7 +328,8 @@ class PrepareScreen(DftuiScreen[None]):
             self._note("root-note", "error", f"✗ {exc}")
             return
         if not dirs:
-            self._note("root-note", "error", f"✗ no real/ or fake/ folder in {text}; put the photos and videos in those two")
+            self._note("root-note", "error",
+                       f"✗ no real/ or fake/ folder in {text}; put the photos and videos in those two")
         elif len(dirs) == 1:
             (label,) = dirs
             self._note("root-note", "warning", f"! only {label}/ found in {text}; training needs real/ and fake/")
@@ -506,14 +489,29 @@ class PrepareScreen(DftuiScreen[None]):
         from dftui.core.prepare_folder import FolderSummary, prepare_folder
 
         stop = _JobStop(flag, get_current_worker())
+        emit = engine_poster(self)
         try:
-            prepare_folder(config, lambda e: self.post_message(FolderJobEvent(e)), stop)  # type: ignore[arg-type]
+            prepare_folder(config, emit, stop)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
-            self.post_message(FolderJobEvent(FolderJobFinished(FolderSummary(
-                status="failed", error=f"unexpected error: {type(exc).__name__}: {exc}"))))
+            emit(FolderJobFinished(FolderSummary(
+                status="failed", error=f"unexpected error: {type(exc).__name__}: {exc}")))
 
-    def on_folder_job_event(self, message: FolderJobEvent) -> None:
+    def on_engine_event(self, message: EngineEvent) -> None:
+        """Both jobs' events (the bridge's rule: ``ui/messages.py``)."""
         e = message.event
+        if isinstance(e, FolderProgress):
+            # Merged progress: the bar shows the latest, the log every source skipped.
+            for each in message.events:
+                if isinstance(each, FolderProgress) and each.status != "ok":
+                    self._log(f"{each.source}: {each.detail or each.status}")
+        if isinstance(e, (FolderStarted, FolderProgress, FolderJobFinished)):
+            self._folder_event(e)  # (either job's LogMessage: _prepare_event)
+        elif isinstance(e, SplitProgress):
+            self._split_progress(e)
+        else:
+            self._prepare_event(e)
+
+    def _folder_event(self, e: Event) -> None:
         if isinstance(e, FolderStarted):
             todo = e.photos + e.videos - e.already_done
             self.query_one("#bar-folder", ProgressBar).update(total=max(1, todo), progress=0)
@@ -524,11 +522,7 @@ class PrepareScreen(DftuiScreen[None]):
         elif isinstance(e, FolderProgress):
             self.query_one("#bar-folder", ProgressBar).update(total=max(1, e.total), progress=e.done)
             self.query_one("#info-folder", Static).update(f"{e.done}/{e.total} · {e.source}: {e.crops} crops")
-            if e.status != "ok":
-                self._log(f"{e.source}: {e.detail or e.status}")
             self._status(f"{e.done}/{e.total} photos and videos")
-        elif isinstance(e, LogMessage):
-            self._log(f"{e.level}: {with_advice(e.text, decode_all(e.fixes))}")
         elif isinstance(e, FolderJobFinished):
             self._folder_finished(e)
 
@@ -586,17 +580,14 @@ class PrepareScreen(DftuiScreen[None]):
 
         stop = _JobStop(flag, get_current_worker())
 
-        def emit(event: Event) -> None:
-            self.post_message(PrepareProgress(event) if isinstance(event, SplitProgress) else PrepareEvent(event))
-
+        emit = engine_poster(self)
         try:
             prepare_openforensics(config, emit, stop)
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
             emit(PrepareFailed(f"unexpected error: {type(exc).__name__}: {exc}"))
 
     # -- events ----------------------------------------------------------------------------
-    def on_prepare_progress(self, message: PrepareProgress) -> None:
-        e = message.event
+    def _split_progress(self, e: SplitProgress) -> None:
         try:
             self.query_one(f"#bar-{e.split}", ProgressBar).update(total=max(1, e.images), progress=e.images_done)
         except NoMatches:
@@ -606,8 +597,7 @@ class PrepareScreen(DftuiScreen[None]):
             f"{e.skipped} skipped · {e.faces_per_s:.1f} faces/s")
         self._status(f"{e.split}: {e.images_done}/{e.images} images")
 
-    def on_prepare_event(self, message: PrepareEvent) -> None:
-        e = message.event
+    def _prepare_event(self, e: Event) -> None:
         if isinstance(e, PrepareStarted):
             self._log(f"preparing {', '.join(e.splits)} from {e.root} into {e.out} "
                       f"({e.workers} worker{'' if e.workers == 1 else 's'}, {e.settings})")

@@ -16,9 +16,10 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
+from dftui.core.early_stop import outcome_text
 from dftui.core.events import Event, RunFailed, RunFinished
-from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
 from dftui.core.run_manage import UserInfo, read_user
+from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
 from dftui.ui.screens.base import AnyDftuiScreen, DftuiModalScreen, DftuiScreen
 from dftui.ui.screens.runs_manage import (
     RunsManageMixin,
@@ -278,7 +279,7 @@ def _final_message(events: list[Event]) -> str:
         if isinstance(event, RunFailed):
             return event.message
         if isinstance(event, RunFinished):
-            return event.status
+            return outcome_text(event.status, event.early_stop_epoch)
     return ""
 
 

@@ -28,6 +28,12 @@ from dftui.core.config import (
     TrainConfig,
     weights_name_problem,
 )
+from dftui.core.data import DataError, DatasetScan, scan_folder
+from dftui.ui.messages import DataFoldersReady, TorchReady
+from dftui.ui.screens.base import DftuiScreen
+from dftui.ui.widgets.folder_picker import FolderPicker, shown_path
+from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.tickbox import TickBox
 
 # Off by default, as in the reference; "robust" mirrors the perturbations of Test-Challenge.
 AUGMENT_CHOICES = [
@@ -35,12 +41,6 @@ AUGMENT_CHOICES = [
     ("light: horizontal flip", "light"),
     ("robust: flip, JPEG, blur, noise, colour", "robust"),
 ]
-from dftui.core.data import DataError, DatasetScan, scan_folder
-from dftui.ui.messages import DataFoldersReady, TorchReady
-from dftui.ui.screens.base import DftuiScreen
-from dftui.ui.widgets.folder_picker import FolderPicker, shown_path
-from dftui.ui.widgets.navbar import NavBar
-from dftui.ui.widgets.tickbox import TickBox
 
 DEFAULTS = TrainConfig()
 PRETRAINED_FILE = "file"
@@ -152,6 +152,8 @@ def weights_note(path_text: str, overwrite: bool) -> tuple[str, str]:
 def backbone_note(name: str) -> tuple[str, str]:
     spec = BACKBONES[name]
     base = f"{spec.params_2class:,} params · {spec.input_size}×{spec.input_size} px"
+    if not spec.weights_file:
+        return "warning", f"{base} · no ImageNet weights: set Pretrained to none or file…"
     if spec.cached_weights.is_file():
         return "ok", f"{base} · ImageNet weights cached ✓"
     where = f"put {spec.weights_file} in {spec.cached_weights.parent}"

@@ -20,13 +20,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 from textual.message import Message
 from textual.timer import Timer
+from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from dftui.core.advice import decode_all
-from dftui.ui.advice import with_advice
 from dftui.core.eventlog import EVENTS_FILE, EventTail, LogGone
 from dftui.core.events import (
     BatchEnd,
@@ -41,7 +40,8 @@ from dftui.core.events import (
     StopFlag,
     format_duration,
 )
-from dftui.ui.messages import BatchProgress, EngineEvent, wrap
+from dftui.ui.advice import with_advice
+from dftui.ui.messages import coalesce
 from dftui.ui.screens.base import DftuiScreen
 from dftui.ui.widgets.hardware import HardwarePanel
 from dftui.ui.widgets.navbar import NavBar
@@ -265,7 +265,8 @@ class TrainingScreen(DftuiScreen[None]):
         weights = run.weights_path or self.weights_path
         return RunFinished(run.status, run.epochs_completed, run.best_epoch,
                            run.best_val_accuracy if weights else None, weights, None,
-                           str(run.run_dir), self._prior_seconds + self._attempt_elapsed)
+                           str(run.run_dir), self._prior_seconds + self._attempt_elapsed,
+                           early_stop_epoch=run.early_stop_epoch)
 
     def _lost(self, text: str, status: str = "") -> None:
         if status:
@@ -287,19 +288,17 @@ class TrainingScreen(DftuiScreen[None]):
 
     def _apply(self, events: list[Event]) -> None:
         view = self.query_one(RunView)
-        last_batch: BatchEnd | None = None
-        for event in events:
+        # The bridge's rule (ui/messages.py): a long history holds thousands of batches; the
+        # chart takes every one, the progress widgets only the last of a run of them.
+        for group in coalesce(events):
+            event = group[-1]
             if isinstance(event, BatchEnd):
-                # A long history holds thousands: the chart takes every one, the progress
-                # widgets only the last of a run of them.
-                view.feed(event)
-                self.events_seen += 1
+                for batch in group:
+                    view.feed(batch)
+                self.events_seen += len(group)
                 self._attempt_elapsed = event.elapsed_s
-                last_batch = event
+                self._show_batch(event)
                 continue
-            if last_batch is not None:
-                self._show_batch(last_batch)
-                last_batch = None
             if isinstance(event, (RunFinished, RunFailed)) and self.tail is not None:
                 if event is not self.tail.ended:
                     self._attempt_over(event)  # a resume followed it in the log
@@ -310,8 +309,6 @@ class TrainingScreen(DftuiScreen[None]):
                     self._pending_end = event
                     continue
             self.show_event(event)
-        if last_batch is not None:
-            self._show_batch(last_batch)
         self._settle_pending()
 
     def _settle_pending(self) -> None:
@@ -415,16 +412,6 @@ class TrainingScreen(DftuiScreen[None]):
         return True
 
     # -- events from the engine --------------------------------------------------------------
-    def on_batch_progress(self, message: BatchProgress) -> None:
-        view = self.query_one(RunView)
-        for event in message.events:
-            view.feed(event)
-        self.events_seen += len(message.events)
-        self._show_batch(message.event)
-
-    def on_engine_event(self, message: EngineEvent) -> None:
-        self.show_event(message.event)
-
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.worker or not self.running:
             return
@@ -572,6 +559,8 @@ class TrainingScreen(DftuiScreen[None]):
         total = self._prior_seconds + event.seconds  # a resumed run: every attempt
         if event.status == "finished":
             head = f"✓ Finished {event.epochs_completed} epoch(s) in {format_duration(total)}"
+            if event.early_stop_epoch is not None:
+                head += f" (early stop at epoch {event.early_stop_epoch})"
             if self._prior_seconds:
                 head += " (resumed)"
         else:

@@ -188,7 +188,7 @@ class Chart(PlotWidget, inherit_bindings=False):
         for s in data.series:
             xs, ys = s.x, s.y
             if data.log_y:
-                pairs = [(x, math.log10(y)) for x, y in zip(xs, ys) if y > 0]
+                pairs = [(x, math.log10(y)) for x, y in zip(xs, ys, strict=False) if y > 0]
                 xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
             if xs:
                 lines.append((xs, ys, s))

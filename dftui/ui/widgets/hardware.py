@@ -10,9 +10,9 @@ for a background run."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -97,7 +97,8 @@ def run_pid(training: Any) -> int | None:
         run_dir = getattr(training, "run_dir", None)
         if run_dir is None:
             return None
-        from dftui.core.runs import read_run_info, run_pid as record_pid
+        from dftui.core.runs import read_run_info
+        from dftui.core.runs import run_pid as record_pid
 
         try:
             pid = record_pid(read_run_info(Path(run_dir)))

@@ -12,7 +12,6 @@ from textual import getters
 from textual.widgets import Static
 
 from dftui.ui.app import SCREENS, DftuiApp, screen_available
-
 from dftui.ui.run_status import STATUS_EVERY_S, mark_end_seen, status_text
 
 

@@ -170,7 +170,7 @@ class RunView(ChartsBox):
         table = self.query_one("#epoch-table", DataTable)
         key = str(e.epoch)
         if key in table.rows:
-            for (col, _), value in zip(COLUMNS, self._cells(e)):
+            for (col, _), value in zip(COLUMNS, self._cells(e), strict=True):
                 table.update_cell(key, col, value)
         else:
             table.add_row(*self._cells(e), key=key)
