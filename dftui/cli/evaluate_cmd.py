@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit a temperature on these folders' scores and store it in the weights' "
+                   "metadata (predict and evaluate then use it); better fitted on a validation "
+                   "folder than on the test folder it is then judged on")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --calibrate: replace a temperature the weights already carry")
     p.add_argument("--no-record", action="store_true", help="do not save evaluation records")
     p.add_argument("--plain", action="store_true", help="plain text even on a terminal")
     p.add_argument("--aggregate", choices=["confident", "mean-max"], default="confident",
@@ -195,6 +201,15 @@ def run(args: argparse.Namespace) -> int:
         from dftui.core.advice import fixes_of
 
         return fail(with_advice(str(exc), fixes_of(exc)))
+    for predictor in predictors:
+        if predictor.calibration_warning:
+            sys.stderr.write(f"dftui: warning: {predictor.weights.name}: {predictor.calibration_warning}\n")
+    if args.overwrite and not args.calibrate:
+        return fail("--overwrite replaces a stored temperature: use it with --calibrate")
+    if args.calibrate and predictors[0].temperature is not None and not args.overwrite:
+        # Asked before minutes of scoring, and never replaced silently.
+        return fail(f"{args.weights} is already calibrated (T={predictors[0].temperature:.3g}); "
+                    "add --overwrite to replace its temperature")
 
     rich = not args.json and not args.plain and sys.stdout.isatty()
     progress = _Progress(rich=not args.json and not args.plain)
@@ -203,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         report["compare_weights"] = str(args.compare)
     many = len(args.folders) > 1
+    calibrated_on: list[Any] = []  # the --weights' clean results, for --calibrate
     try:
         for folder, scan in scans.items():
             for warning in scan.warnings:
@@ -231,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
                         progress.close()
                         return fail(f"could not write {target}: {exc.strerror or exc}", 1)
                 results.append((res, robust))
+            calibrated_on.append(results[0][0])
             res, robust = results[0]
             entry.update(res.to_dict())
             per_video = video_level(res.images, args.threshold, args.aggregate)
@@ -259,10 +276,45 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
         return fail("interrupted", 130)
     progress.close()
+    if args.calibrate:
+        problem = _calibrate(args, predictors[0], calibrated_on, report)
+        if problem:
+            return fail(problem, 1)
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     return 0
+
+
+def _calibrate(args: argparse.Namespace, predictor: Any, results: list[Any],
+               report: dict[str, Any]) -> str | None:
+    """--calibrate: fit a temperature on the scored images of every folder and store it;
+    returns why it could not be, or None."""
+    import numpy as np
+
+    from dftui.core.calibration import CalibrationExists, fit_binary, store_calibration
+
+    scores = np.concatenate([r.scores for r in results])
+    labels = np.concatenate([r.labels for r in results])
+    fit = fit_binary(scores, labels, temperature=predictor.temperature or 1.0)
+    report["calibration_fit"] = {**fit.to_dict(), "folders": [r.folder for r in results]}
+    if not fit.ok:
+        return f"{args.weights} was not calibrated: {fit.reason}"
+    try:
+        path = store_calibration(args.weights, predictor.spec.name,
+                                 fit.to_metadata("folders " + ", ".join(r.folder for r in results)),
+                                 overwrite=args.overwrite)
+    except CalibrationExists as exc:  # calibrated by someone else while this one scored
+        return f"{exc} (add --overwrite)"
+    except (OSError, ValueError) as exc:
+        return f"could not store the temperature: {getattr(exc, 'strerror', None) or exc}"
+    report["calibration_fit"]["stored_in"] = str(path)
+    if not args.json:
+        sys.stdout.write(
+            f"{fit.summary()}; stored in {path}\n"
+            "note: ECE after is measured on the images the temperature was fitted on; "
+            "evaluate another folder for a fair figure\n")
+    return None
 
 
 def _print(entry: dict[str, Any], results: list[Any], rich: bool, per_video: Any = None) -> None:
@@ -272,7 +324,8 @@ def _print(entry: dict[str, Any], results: list[Any], rich: bool, per_video: Any
     mb = other[0].metrics if other else None
     head = (
         f"{res.folder}: {m.n} images scored ({m.n_real} real, {m.n_fake} fake), "
-        f"{len(res.unreadable)} unreadable, threshold {m.threshold:g} on p_fake"
+        f"{len(res.unreadable)} unreadable, threshold {m.threshold:g} on p_fake, "
+        f"{res.calibration_label}"
     )
     rows: list[list[str]] = []
     for key, title in METRIC_ROWS:
@@ -281,6 +334,15 @@ def _print(entry: dict[str, Any], results: list[Any], rich: bool, per_video: Any
         if mb is not None:
             b = getattr(mb, key)
             row += [_fmt(b), _diff(None if a is None or b is None else b - a)]
+        rows.append(row)
+    # Calibration: how far the probabilities are from the observed accuracy (lower is better).
+    for title, a, b in (
+        ("ECE (15 bins)", res.ece, other[0].ece if other else None),
+        ("Brier score", res.brier, other[0].brier if other else None),
+    ):
+        row = [title, _fmt(a)]
+        if other:
+            row += [_fmt(b), _diff(None if b is None else b - a)]
         rows.append(row)
     columns = ["Metric", Path(res.weights).name]
     if other:

@@ -78,6 +78,8 @@ def worker_argv(args: argparse.Namespace, parser: argparse.ArgumentParser, resum
         flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else action.option_strings[0]
         if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
             out.append(flag)
+        elif isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+            out.append(action.option_strings[0] if value else action.option_strings[1])
         else:
             out += [flag, str(value)]
     if resume is not None:
@@ -203,7 +205,7 @@ def _plan(args: argparse.Namespace, config: Any) -> dict[str, Any]:
         raise LaunchError(f"--node-rank must be 0 to {nnodes - 1} (got {node_rank})")
     if args.rdzv_timeout <= 0:
         raise LaunchError(f"--rdzv-timeout must be more than 0 seconds (got {args.rdzv_timeout})")
-    device = config.device if args.node_rank == 0 else args.device
+    device = config.device  # on other machines: from their own command line (args)
     backend = check_devices(device, nproc)
     world = nproc * nnodes
     if config.batch_size % world:

@@ -100,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
         except FaceDetectorError as exc:
             return fail(str(exc))
     judge = PhotoJudge(predictor, detector, margin, args.faces, args.whole_if_no_face)
-    out = _Output(args.json)
+    if predictor.calibration_warning:
+        sys.stderr.write(f"dftui: warning: {predictor.calibration_warning}\n")
+    elif predictor.temperature and not args.json:
+        # Probabilities divided by the temperature fitted after training: say so.
+        sys.stderr.write(f"dftui: probabilities {predictor.calibration_label}\n")
+    out = _Output(args.json, predictor.temperature)
     try:
         try:
             for item in _judge_all(judge, paths, sampling, args):
@@ -171,8 +176,9 @@ def _progress_line(path: Path):  # noqa: ANN202
 
 
 class _Output:
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, temperature: float | None = None) -> None:
         self.as_json = as_json
+        self.temperature = temperature  # each JSON row says which probabilities it holds
         self.rows: list[dict] = []
         self.total = 0
         self.failed = 0
@@ -188,10 +194,10 @@ class _Output:
             self.failed += 1
             sys.stderr.write(f"dftui: skipped {name}: {item.error}\n")
             if self.as_json:
-                self.rows.append(item.to_dict())
+                self.rows.append({**item.to_dict(), "temperature": self.temperature})
             return
         if self.as_json:
-            row = item.to_dict()
+            row = {**item.to_dict(), "temperature": self.temperature}
             if not isinstance(item, (PhotoResult, VideoResult)):  # a crop judged whole
                 row.update(faces_searched=False, faces=[{
                     "face": 1, "box": None, "kind": "crop", "label": item.label,

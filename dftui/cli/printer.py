@@ -100,9 +100,14 @@ def _finished_line(e: RunFinished) -> str:
     status = outcome_text(e.status, e.early_stop_epoch)
     if e.best_epoch is None:
         return f"run {status} after {e.epochs_completed} epoch(s); no weights saved; record: {e.run_dir}"
+    calibrated = ""
+    if e.temperature is not None:
+        ece = (f", validation ECE {e.ece_before:.4f} → {e.ece_after:.4f}"
+               if e.ece_before is not None and e.ece_after is not None else "")
+        calibrated = f", calibrated (T={e.temperature:.3g}{ece})"
     return (
         f"run {status}: best epoch {e.best_epoch} (val_acc {e.best_val_accuracy:.4f}) "
-        f"saved to {shown_path(e.weights_path)}; record: {e.run_dir}"
+        f"saved to {shown_path(e.weights_path)}{calibrated}; record: {e.run_dir}"
     )
 
 

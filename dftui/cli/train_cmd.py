@@ -7,8 +7,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-DEFAULT_EPOCHS = 15
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,34 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "reference project's: batch 32, 15 epochs, Adam, lr 1e-4, cross-entropy."
         ),
     )
-    from dftui.core.backbones import backbone_names
+    from dftui.core.config import TrainConfig
 
-    p.add_argument("--backbone", choices=backbone_names(), default="mobilenet_v2")
-    p.add_argument("--train", type=Path, default=Path("processed_data/train_cropped"),
-                   help="training folder holding real/ and fake/ (default: %(default)s)")
-    p.add_argument("--val", type=Path, default=Path("processed_data/val_cropped"),
-                   help="validation folder holding real/ and fake/ (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs to train (default: 15; with --resume: the run's own, or more)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: %(default)g)")
-    p.add_argument("--img-size", type=int, default=None,
-                   help="input size in pixels (default: the backbone's, 224 or 299)")
-    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto: bf16 where the hardware has it, fp16+scaler on older GPUs, else fp32; "
-                   "DFTUI_PRECISION, when set, decides what auto means")
-    p.add_argument("--pretrained", default="imagenet",
-                   help="imagenet (cached or downloaded), none (random init), or a local .pth path")
-    p.add_argument("--workers", type=int, default=None,
-                   help="data-loader worker processes (default: from the machine's cores)")
-    p.add_argument("--out", type=Path, default=Path("weights"), help="weights folder (default: %(default)s)")
-    p.add_argument("--name", default=None, help="weights file name (default: {backbone}_deepfake.pth)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
-    p.add_argument("--augment", choices=["none", "light", "robust"], default="none",
-                   help="training augmentation (default: none, as the reference)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
+    add_option_flags(p, TrainConfig)
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue a stopped or interrupted run (its folder, its id, or 'last')")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
@@ -59,30 +32,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, train_parser=p)
 
 
-def _config_from_args(args: argparse.Namespace) -> Any:
+def add_option_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One flag per option of ``config_class`` (core/options.py), derived from its
+    declaration: the type from the annotation, its choices, its help with the default.
+    Every flag defaults to None, so that a flag given can be told from one left out (a
+    resume applies only those given; a new run takes the config's defaults for the rest)."""
+    from dftui.core.options import options
+
+    for opt in options(config_class):
+        if not opt.cli:
+            continue
+        kwargs: dict[str, Any] = {"dest": opt.name, "default": None, "help": _help(opt)}
+        kind = opt.value_type
+        if kind is bool:
+            # Off by default: a plain switch (--compile); on by default or "chosen for you":
+            # a pair (--x / --no-x), so that each value can be asked for.
+            kwargs["action"] = ("store_true" if opt.default is False
+                                else argparse.BooleanOptionalAction)
+        else:
+            kwargs["type"] = kind
+            choices = opt.all_choices()
+            if choices:
+                kwargs["choices"] = choices
+            if not choices:  # a choice flag lists its choices instead
+                kwargs["metavar"] = opt.metavar or opt.cli_flag.lstrip("-").replace("-", "_").upper()
+        parser.add_argument(opt.cli_flag, **kwargs)
+
+
+def _help(opt: Any) -> str:
+    text = opt.help.replace("%", "%%")  # argparse formats help with %
+    if opt.default is None:
+        return text  # the help says what "chosen for you" means
+    shown = ("on" if opt.default else "off") if isinstance(opt.default, bool) else opt.to_text(opt.default)
+    return f"{text} (default: {shown})"
+
+
+def given_options(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The options given on the command line (left-out flags are None)."""
+    from dftui.core.options import options
+
+    return {opt.name: getattr(args, opt.name) for opt in options(config_class)
+            if opt.cli and getattr(args, opt.name, None) is not None}
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """A TrainConfig from the flags given, the declared defaults for the rest."""
     from dftui.core.config import TrainConfig
 
-    return TrainConfig(
-        backbone=args.backbone,
-        train_dir=args.train,
-        val_dir=args.val,
-        epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        img_size=args.img_size,
-        device=args.device,
-        precision=args.precision,
-        pretrained=args.pretrained,
-        workers=args.workers,
-        out_dir=args.out,
-        weights_name=args.name,
-        seed=args.seed,
-        augment=args.augment,
-        compile=args.compile,
-        overwrite=args.overwrite,
-        sync_bn=args.sync_bn,
-        freeze_bn=args.freeze_bn,
-    )
+    return TrainConfig(**given_options(args, TrainConfig), sync_bn=args.sync_bn,
+                       freeze_bn=args.freeze_bn)
 
 
 class _SafePrinter:
@@ -194,7 +192,8 @@ def _prepared_settings(run_dir: Path) -> tuple[Any, Path | None, str | None]:
 
 def _resolve(args: argparse.Namespace) -> tuple[Any, Path | None, str | None]:
     """(config, resume folder, error message) from the command line."""
-    from dftui.core.config import ConfigError
+    from dftui.core.config import ConfigError, TrainConfig
+    from dftui.core.options import ResumeConflict
     from dftui.core.runs import find_run, resume_config
 
     resume_dir = None
@@ -203,13 +202,16 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, Path | None, str | None]:
         if resume_dir is None or not (resume_dir / "config.json").is_file():
             return None, None, f"no run {args.resume!r} to resume; see the run folders with `dftui runs`"
         try:
-            config = resume_config(resume_dir, args.epochs)
+            # Each flag given applies by its option's resume rule (keep/extend/free).
+            config = resume_config(resume_dir, given=given_options(args, TrainConfig))
+        except ResumeConflict as exc:
+            return None, None, f"{exc.option.cli_flag}: {exc}"
         except ValueError as exc:
             return None, None, f"{exc}; start a new run"
         if args.sync_bn or args.freeze_bn:
             config = config.with_(sync_bn=args.sync_bn, freeze_bn=args.freeze_bn)
     else:
-        config = _config_from_args(args)
+        config = config_from_args(args)
     # Settings are checked before torch is imported (seconds) or any data is scanned.
     try:
         config.validate()
@@ -234,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
                 return fail(error)
         elif args.node_rank != 0 and args.resume:
             # Only the machine with node rank 0 holds the run; it sends the settings.
-            config, resume_dir = _config_from_args(args), Path(args.resume)
+            config, resume_dir = config_from_args(args), Path(args.resume)
         else:
             config, resume_dir, error = _resolve(args)
             if error is not None:

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dftui.core.balance import BALANCE_CHOICES
+from dftui.core.early_stop import EARLY_STOP_METRICS
 from dftui.core.options import option, problems
 
 PRETRAINED_CHOICES = ("imagenet", "none")
@@ -22,9 +24,9 @@ PATH_FIELDS = ("train_dir", "val_dir", "out_dir", "runs_dir")
 
 
 def _backbone_names() -> tuple[str, ...]:
-    from dftui.core.backbones import BACKBONES
+    from dftui.core.backbones import backbone_names
 
-    return tuple(BACKBONES)
+    return backbone_names()
 
 
 def _img_size_problem(size: int) -> str | None:
@@ -34,10 +36,27 @@ def _img_size_problem(size: int) -> str | None:
     return None
 
 
+def img_size_problem(size: int | None, backbone: str) -> str | None:
+    """The rule tying the image size to the backbone (too small for its layers); the Setup
+    form checks it as the size is typed."""
+    from dftui.core.backbones import BACKBONES
+
+    spec = BACKBONES.get(backbone)
+    if size is None or spec is None or size >= spec.min_size:
+        return None
+    return f"image size {size} is too small for {backbone}; use at least {spec.min_size} pixels"
+
+
 def _device_problem(dev: str) -> str | None:
     if dev in DEVICE_CHOICES or dev.startswith("cuda:"):
         return None
     return f"unknown device {dev!r}; use auto, cpu, cuda, cuda:N or mps"
+
+
+def _ema_decay_problem(decay: float) -> str | None:
+    if not 0.0 < decay < 1.0:
+        return f"EMA decay must be between 0 and 1, both excluded (got {decay:g}); 0.9998 is usual"
+    return None
 
 
 def absolute_path(path: str | Path) -> Path:
@@ -95,7 +114,8 @@ class TrainConfig:
         Path("processed_data/val_cropped"), label="validation folder", flag="--val",
         help="validation folder holding real/ and fake/", section="data")
     epochs: int = option(
-        15, label="epochs", help="epochs to train (with a resume: the run's own, or more)",
+        15, label="epochs",
+        help="epochs to train; a resumed run keeps its own unless given (not below those done)",
         minimum=1, resume="extend")
     batch_size: int = option(32, label="batch size", help="images per step", minimum=1)
     lr: float = option(
@@ -123,7 +143,7 @@ class TrainConfig:
     out_dir: Path = option(Path("weights"), label="weights folder", flag="--out",
                            help="weights folder", section="output")
     weights_name: str | None = option(
-        None, label="weights file name", flag="--name",
+        None, label="weights name", flag="--name",
         help="weights file name (default: {backbone}_deepfake.pth)", section="output",
         rule=lambda name: None if name is None else weights_name_problem(name))
     overwrite: bool = option(False, label="overwrite", help="replace existing weights of the same name",
@@ -132,8 +152,47 @@ class TrainConfig:
     compile: bool = option(False, label="compile", help="torch.compile the model",
                            section="hardware", resume="free")
     augment: str = option(
-        "none", label="augmentation", help="training augmentation (none, as the reference)",
-        choices=AUGMENT_CHOICES, section="data")
+        "none", label="augmentation", help="training augmentation (none: as the reference)",
+        choices=AUGMENT_CHOICES, section="data",
+        # "robust" mirrors the perturbations of Test-Challenge.
+        choice_labels=(("none", "none (as the reference)"), ("light", "light: horizontal flip"),
+                       ("robust", "robust: flip, JPEG, blur, noise, colour")))
+    # Recipe options beyond the reference (all off by default): early stopping, a frozen
+    # backbone for the first epochs, class balancing, weight averaging (EMA).
+    early_stop_patience: int = option(
+        0, label="early-stopping patience",
+        help="end the run after this many epochs without improvement of the early-stopping "
+        "metric (0: off, as the reference)", minimum=0)
+    early_stop_metric: str = option(
+        "val_loss", label="early-stopping metric",
+        help="the validation metric early stopping watches: val_loss (lower is better) or "
+        "val_acc (higher is better)", choices=tuple(EARLY_STOP_METRICS))
+    early_stop_min_delta: float = option(
+        0.0, label="early-stopping min delta",
+        help="the least change of the metric that counts as an improvement", minimum=0.0)
+    freeze_epochs: int = option(
+        0, label="frozen-backbone epochs",
+        help="train only the classifier head for the first N epochs, then the whole network "
+        "(0: full fine-tuning from the start, as the reference)", minimum=0)
+    balance: str = option(
+        "none", label="class balancing",
+        help="for imbalanced folders: none (as the reference), sampler (draw both classes "
+        "equally often) or loss (class-weighted cross-entropy)", choices=BALANCE_CHOICES)
+    ema: bool = option(
+        False, label="weight averaging (EMA)",
+        help="keep an exponential moving average of the weights, validate it every epoch and "
+        "save it as the run's weights")
+    ema_decay: float = option(
+        0.9998, label="EMA decay", help="the moving average's decay (with timm's warm-up)",
+        rule=_ema_decay_problem)
+    # Off by default: the reference recipe's p_fake values stay what the reference scripts
+    # give for the same weights; the weights themselves are the same either way.
+    calibrate: bool = option(
+        False, label="calibrate",
+        help="after training, fit a temperature on the validation set (with the best weights) "
+        "so that probabilities match accuracy; stored in the weights' metadata, used by "
+        "predict and evaluate, ECE reported before and after",
+        section="recipe", resume="free")
     runs_dir: Path | None = None  # None: the user data directory
     mp_context: str | None = None  # data-loader start method; None: the platform default
     # Batch norm with several processes (dftui train --nproc-per-node): sync_bn normalises
@@ -146,20 +205,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting that cannot work, before any heavy work starts."""
-        from dftui.core.backbones import BACKBONES
-
         # The declared rules first (choices, bounds, each option's own rule), then the
         # rules that tie two options together.
         found = problems(self)
         if found:
             raise ConfigError(found[0][1])
-        if self.img_size is not None:
-            minimum = BACKBONES[self.backbone].min_size
-            if self.img_size < minimum:
-                raise ConfigError(
-                    f"image size {self.img_size} is too small for {self.backbone}; "
-                    f"use at least {minimum} pixels"
-                )
+        small = img_size_problem(self.img_size, self.backbone)
+        if small:
+            raise ConfigError(small)
         if self.sync_bn and self.freeze_bn:
             raise ConfigError("choose either synchronised or frozen batch norm, not both")
 

@@ -23,6 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dftui.core.augment import CORRUPTIONS, Corruption
+from dftui.core.calibration import (
+    ECE_BINS,
+    ReliabilityBin,
+    binary_confidence,
+    brier_score,
+    expected_calibration_error,
+    reliability_bins,
+)
 from dftui.core.checkpoint import atomic_write, save_json
 from dftui.core.data import DatasetScan, load_rgb, load_tensor, scan_folder
 from dftui.core.events import Emit, EvalFinished, EvalProgress, EvalStarted, Event
@@ -96,6 +104,8 @@ class EvaluationResult:
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
     record_dir: str | None = None  # where save_evaluation wrote it
+    # The temperature the scores were divided by (the weights' calibration), None: none.
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         self._labels = np.array([im.label for im in self.images], dtype=np.int64)
@@ -130,6 +140,34 @@ class EvaluationResult:
     def roc(self) -> RocCurve:
         return roc_curve(self._labels, self._scores)
 
+    @property
+    def calibration_label(self) -> str:
+        return f"calibrated (T={self.temperature:.3g})" if self.temperature else "uncalibrated"
+
+    def reliability(self) -> list[ReliabilityBin]:
+        """The reliability diagram's bins (confidence of the chosen class, 15 bins)."""
+        return reliability_bins(*binary_confidence(self._scores, self._labels))
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error of the scores as given (15 equal-width bins)."""
+        return expected_calibration_error(*binary_confidence(self._scores, self._labels))
+
+    @property
+    def brier(self) -> float:
+        return brier_score(self._scores, self._labels)
+
+    def calibration(self) -> dict[str, Any]:
+        """How well the probabilities match the outcomes, JSON-ready."""
+        return {
+            "applied": self.calibration_label,
+            "temperature": self.temperature,
+            "ece": round(self.ece, 6),
+            "ece_bins": ECE_BINS,
+            "brier": round(self.brier, 6),
+            "reliability": [b.to_dict() for b in self.reliability()],
+        }
+
     def misclassified(self, threshold: float | None = None) -> list[ScoredImage]:
         """Wrong calls at ``threshold``, the most confidently wrong first."""
         t = self.threshold if threshold is None else threshold
@@ -147,6 +185,7 @@ class EvaluationResult:
             "batch_size": self.batch_size,
             "corruption": self.corruption,
             "severity": self.severity,
+            "temperature": self.temperature,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +200,7 @@ class EvaluationResult:
             "stopped": self.stopped,
             "seconds": round(self.seconds, 3),
             "metrics": self.metrics.to_dict(),
+            "calibration": self.calibration(),
             "record_dir": self.record_dir,
         }
 
@@ -316,6 +356,7 @@ def evaluate_folder(
         corruption=corruption,
         severity=severity,
         stopped=stopped,
+        temperature=predictor.temperature,
     )
     emit(EvalFinished(folder_s, label_text, len(scored), metrics.accuracy, metrics.roc_auc,
                       seconds, stopped))
@@ -692,7 +733,14 @@ def _result_from(record_dir: Path, data: dict[str, Any], images: list[ScoredImag
         stopped=bool(data.get("stopped", False)),
         created=data.get("created", ""),
         record_dir=str(record_dir),
+        temperature=_temperature_of(data),
     )
+
+
+def _temperature_of(data: dict[str, Any]) -> float | None:
+    """The record's temperature when it is a usable one (the record is untrusted)."""
+    value = data.get("temperature")
+    return float(value) if type(value) in (int, float) and math.isfinite(value) and value > 0 else None
 
 
 __all__ = [

@@ -141,6 +141,11 @@ class RunFinished(Event):
     # The epoch early stopping ended the run after (status "finished"); None otherwise.
     # Defaulted: records written before early stopping existed replay without it.
     early_stop_epoch: int | None = None
+    # Set when the run calibrated its best weights (TrainConfig.calibrate): the temperature
+    # stored in their metadata and the validation ECE without and with it.
+    temperature: float | None = None
+    ece_before: float | None = None
+    ece_after: float | None = None
 
 
 @dataclass(frozen=True)

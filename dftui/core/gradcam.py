@@ -130,13 +130,12 @@ def grad_cam(
 ) -> CamResult:
     """Grad-CAM of ``predictor``'s model on one image, for the predicted class unless
     ``target`` (0 real, 1 fake) is given. Runs in float32 on the predictor's device."""
-    import torch
 
     img = image.convert("RGB") if isinstance(image, Image.Image) else load_rgb(image)
     x = predictor.transform(img).unsqueeze(0).to(predictor.device)
     layer = predictor.spec.cam_layer
     cam, logits = cam_map(predictor.model, layer, x, target)
-    probs = torch.softmax(logits.float(), dim=1)[0]
+    probs = predictor.softmax(logits.float())[0]  # calibrated, as the predictor's own scores
     p_fake = float(probs[predictor.fake_index])
     cls = int(logits[0].argmax()) if target is None else int(target)
     # Model output index -> label (they only differ for weights with unusual class order).

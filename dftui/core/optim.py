@@ -42,8 +42,13 @@ class Optimisation:
 
 
 def build_optimisation(
-    model: nn.Module, config: TrainConfig, device: torch.device, precision: Precision
+    model: nn.Module, config: TrainConfig, device: torch.device, precision: Precision,
+    class_weights: torch.Tensor | None = None,
 ) -> Optimisation:
+    # Made with every parameter trainable (a frozen backbone is frozen per epoch, see
+    # Recipe.start_epoch), so the optimiser holds them all from the start.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
-    return Optimisation(nn.CrossEntropyLoss(), optimizer, scaler, precision.scaler)
+    # Class weights: balance "loss" (core/balance.py).
+    weight = class_weights.to(device) if class_weights is not None else None
+    return Optimisation(nn.CrossEntropyLoss(weight=weight), optimizer, scaler, precision.scaler)

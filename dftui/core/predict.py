@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from dftui.core.backbones import CLASS_NAMES, get_backbone
+from dftui.core.calibration import stored_temperature
 from dftui.core.checkpoint import load_weights
 from dftui.core.data import IMAGE_EXTENSIONS, Preprocessing, build_transform, load_tensor
 from dftui.core.devices import Precision, default_channels_last, resolve_device, resolve_precision
@@ -79,10 +80,17 @@ class Predictor:
         precision: str = "auto",
         threshold: float = 0.5,
         channels_last: bool | None = None,
+        calibrated: bool = True,
     ) -> None:
         state, meta = load_weights(weights)
         self.weights = Path(weights)
         self.metadata = meta
+        # The temperature fitted after training (core/calibration.py) divides the logits;
+        # None: uncalibrated (none stored, not wanted, or unusable: ``calibration_warning``).
+        self.temperature: float | None = None
+        self.calibration_warning: str | None = None
+        if calibrated:
+            self.temperature, self.calibration_warning = stored_temperature(meta)
         self.spec = get_backbone(meta["backbone"])
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.device = resolve_device(device)
@@ -115,10 +123,24 @@ class Predictor:
         # The same decoding as training (FaceDataset).
         return self.transform(load_tensor(image, self.preprocessing.input_size))
 
+    @property
+    def calibration_label(self) -> str:
+        """How the probabilities are scaled, for a person: "calibrated (T=1.8)" or "uncalibrated"."""
+        return f"calibrated (T={self.temperature:.3g})" if self.temperature else "uncalibrated"
+
+    def softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from logits, divided by the stored temperature. In float64, so
+        that a calibration fitted later can recover the logits from p_fake
+        (calibration.margins_from_p_fake) up to margins of ~36 instead of ~17."""
+        z = logits.double()
+        if self.temperature:
+            z = z / self.temperature
+        return torch.softmax(z, dim=1)
+
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """p_fake for a normalised batch."""
-        probs = torch.softmax(self.forward(batch), dim=1)
+        probs = self.softmax(self.forward(batch))
         return probs[:, self.fake_index].cpu()
 
     def _label(self, p_fake: float) -> str | None:

@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,6 +344,9 @@ class RunRecorder:
                 best_val_accuracy=event.best_val_accuracy,
                 epochs_completed=event.epochs_completed,
                 early_stop_epoch=event.early_stop_epoch,
+                temperature=event.temperature,
+                ece_before=event.ece_before,
+                ece_after=event.ece_after,
             )
         elif isinstance(event, RunFailed):
             self._write_info(
@@ -567,11 +571,16 @@ def find_run(ref: str, root: Path | None = None) -> Path | None:
     return None
 
 
-def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
+def resume_config(
+    run_dir: Path, epochs: int | None = None, given: Mapping[str, Any] | None = None
+) -> TrainConfig:
     """The settings a run was started with (its config.json), for ``fit(config, ...,
-    resume=run_dir)``; ``epochs`` may raise the epoch count to train longer. Raises
-    ValueError with a readable message when the file is missing or damaged."""
+    resume=run_dir)``, with the options ``given`` anew (and ``epochs``) applied by each
+    option's resume rule (core/options.py ``resumed``: epochs may change but not below what
+    is done, device/workers/... may change, the recipe must not). Raises ValueError with a
+    readable message when the file is missing or damaged, or a given value cannot apply."""
     from dftui.core.config import TrainConfig
+    from dftui.core.options import resumed
 
     path = Path(run_dir) / "config.json"
     try:
@@ -580,7 +589,14 @@ def resume_config(run_dir: Path, epochs: int | None = None) -> TrainConfig:
         raise ValueError(f"{run_dir} has no config.json; it cannot be resumed") from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"the settings of run {run_dir} cannot be read ({path.name}: {exc})") from None
-    return config.with_(epochs=epochs) if epochs is not None else config
+    changes = dict(given or {})
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if not changes:
+        return config
+    summary = read_run(run_dir)
+    done = {"epochs": summary.epochs_completed} if summary is not None else {}
+    return resumed(config, changes, done)
 
 
 LONG_LOG_BYTES = 4 << 20  # beyond this a replay samples the batch events (see EventTail)

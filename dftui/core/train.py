@@ -35,6 +35,7 @@ from dftui.core.backbones import (
     count_parameters,
     get_backbone,
 )
+from dftui.core.calibration import CalibrationFit, calibrate_weights, store_calibration
 from dftui.core.checkpoint import build_metadata, remove_stale_temp
 from dftui.core.checkpointer import (
     RESUME_FILE,
@@ -62,8 +63,10 @@ from dftui.core.events import (
     RunStarted,
     StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
 )
+from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
 from dftui.core.optim import Optimisation, build_optimisation
+from dftui.core.recipe import Recipe, RecipeError
 from dftui.core.runs import (
     RunRecorder,
     lock_run,
@@ -203,12 +206,16 @@ class _Trainer:
         self.clock: RunClock | None = None
         self.recorded_epoch = 0  # the last epoch whose EpochEnd went out
         self._thin_batch = False  # see _stop_requested
+        # Early stopping, a frozen backbone, class balancing, weight averaging (EMA).
+        self.recipe = Recipe(config)
+        self.ema_forward: EvalForward | None = None  # the EMA's folded copy for validation
 
     def release_memory(self) -> None:
         """Drop the model, optimiser and loaders, so an out-of-memory run gives its memory
         back before the next one starts."""
         self.net = self.optim = self.loaders = None
         self._built = None
+        self.recipe.ema, self.ema_forward = None, None
 
     # -- setup -------------------------------------------------------------------------
     def setup(self, resume_dir: Path | None) -> None:
@@ -389,6 +396,10 @@ class _Trainer:
                 f"over {dist.world} processes; use a multiple of {dist.world}"
             )
         self.batch_per_process = cfg.batch_size // dist.world
+        try:
+            self.recipe.check_processes(dist.world)
+        except RecipeError as exc:
+            raise RunAborted(str(exc), fixes=(Fix("balance", "loss"),)) from None
         if dist.enabled and cfg.sync_bn and device.type != "cuda":
             raise RunAborted(
                 "synchronised batch norm needs CUDA GPUs (NCCL); on the CPU leave it off: the "
@@ -454,14 +465,31 @@ class _Trainer:
             resume["model"] if resume is not None else None, self.emit,
         )
         self._built = None
-        self.optim = build_optimisation(net.model, cfg, device, precision)
+        recipe = self.recipe
+        self.optim = build_optimisation(net.model, cfg, device, precision,
+                                        recipe.class_weights(self.scans.train.counts))
         if resume is not None:
             self.optim.load_state_dict(resume)
+        recipe.attach(net.model)  # the EMA copy, from the (resumed) model, on its device
+        if resume is not None:
+            try:
+                recipe.load_state_dict(resume.get("recipe") or {}, str(self._run_dir() / RESUME_FILE))
+            except RecipeError as exc:
+                raise RunAborted(str(exc)) from None
+        if recipe.ema is not None and net.eval_forward is not None:
+            self.ema_forward = EvalForward(recipe.ema.module, device, precision, net.memory_format,
+                                           fold_small_workloads=False)
+        if dist.is_main:
+            self.emit(recipe.imbalance_note(self.scans.train.counts))
+        # Class-balanced draws (balance "sampler", one process only: see check_processes).
+        sampler = None if dist.enabled else recipe.train_sampler(
+            [label for _, label in self.scans.train.samples], len(CLASS_NAMES))
         loaders = self.loaders = build_loaders(
-            cfg, self.scans, self.pre, device, dist, self.batch_per_process
+            cfg, self.scans, self.pre, device, dist, self.batch_per_process, sampler
         )
-        if net.eval_forward is not None:
-            net.eval_forward.plan(self.scans.val.total * max(0, cfg.epochs - self.state.epoch))
+        for forward in (net.eval_forward, self.ema_forward):
+            if forward is not None:
+                forward.plan(self.scans.val.total * max(0, cfg.epochs - self.state.epoch))
         self.clock = RunClock(self.started, cfg.epochs, len(loaders.train), loaders.val_batches)
         if resume is not None:
             self._restore_rng(resume)
@@ -564,12 +592,18 @@ class _Trainer:
         return ckpt
 
     def is_complete(self) -> bool:
-        """Every epoch recorded (its EpochEnd emitted) and the best of them saved."""
+        """Every epoch recorded (its EpochEnd emitted), or every one up to where early
+        stopping ended the run, and the best of them saved."""
         return (
             self.configured
-            and self.recorded_epoch >= self.config.epochs
+            and self.recorded_epoch >= (self._early_stop_epoch() or self.config.epochs)
             and self.checkpointer.saved_best == self.state.best_epoch
         )
+
+    def _early_stop_epoch(self) -> int | None:
+        """The epoch early stopping ended (or ends) the run at, before its last epoch."""
+        epoch = self.recipe.early_stop_epoch(self.state.history)
+        return epoch if epoch is not None and epoch < self.config.epochs else None
 
     def _stop_before_start(self) -> None:
         """A Ctrl+C during setup ends it here, before a run folder (with nothing to resume)
@@ -581,9 +615,15 @@ class _Trainer:
     def run(self) -> Event:
         cfg = self.config
         net, loaders, _ = self._parts()
+        assert self.spec is not None
+        if self._early_stop_epoch() is not None:
+            return self._finish("finished")  # resumed after the epoch early stopping ended it
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             # Reseeding per epoch keeps the shuffle order independent of where a run resumed.
             loaders.seed_epoch(cfg.seed, epoch)
+            note = self.recipe.start_epoch(net.model, self.spec.head, epoch)  # frozen or not
+            if note is not None and self.dist.is_main:
+                self.emit(note)
             t_epoch = time.monotonic()
             train = self._train_epoch(epoch)
             if train is None:
@@ -591,11 +631,17 @@ class _Trainer:
             if self.dist.enabled and not (cfg.sync_bn or cfg.freeze_bn):
                 # Every rank validates, and rank 0 saves, the same statistics.
                 distributed.average_bn_stats(net.model)
+                if self.recipe.ema is not None:
+                    # The average is linear: averaging its statistics over the ranks equals
+                    # averaging the ranks' averaged statistics.
+                    distributed.average_bn_stats(self.recipe.ema.module)
             val = self._validate(epoch)
             if val is None:
                 return self._finish(self._stop_reason())
             seconds = time.monotonic() - t_epoch
             self._end_epoch(epoch, train, val, seconds)
+            if self._early_stop_epoch() is not None:
+                return self._finish("finished")
             if self._stop_requested() and not self.is_complete():
                 return self._finish(self._stop_reason())
         return self._finish("finished")
@@ -631,6 +677,8 @@ class _Trainer:
         assert self.optim is not None and self.clock is not None
         optim = self.optim
         net.train_mode(cfg.freeze_bn)
+        assert self.spec is not None
+        self.recipe.train_mode(net.model, self.spec.head)  # a frozen backbone stays in eval mode
         loss_sum = torch.zeros((), device=device)
         images = 0
         progress = self.clock.begin("train", epoch, self.emit, device)
@@ -664,6 +712,7 @@ class _Trainer:
                                      "image cannot train batch norm at this image size; skipped"))
                 continue
             optim.backward_and_step(loss)
+            self.recipe.after_step(net.model)  # the weight average (EMA), when on
             # One host sync per batch (the loss value), as a plain loop's loss.item() does.
             loss_value = loss.item()
             count = y.numel()
@@ -699,12 +748,18 @@ class _Trainer:
         device, precision = self._hardware()
         assert self.clock is not None
         net.model.eval()
-        if net.eval_forward is not None:
-            net.eval_forward.sync()
+        for folded in (net.eval_forward, self.ema_forward):
+            if folded is not None:
+                folded.sync()
+        ema = self.recipe.ema
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         labels: list[torch.Tensor] = []
         preds: list[torch.Tensor] = []
         seen = 0
+        # With EMA the average is the model validated and saved (val_*); the trained
+        # model's own results are reported beside it (raw_*).
+        raw_loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        raw_preds: list[torch.Tensor] = []
 
         def running_loss() -> float:
             return float(loss_sum.item()) / max(1, seen)
@@ -728,11 +783,11 @@ class _Trainer:
                 continue
             x = x.to(device, non_blocking=True, memory_format=net.memory_format)
             y = y.to(device, non_blocking=True)
-            if net.eval_forward is not None:
-                out = net.eval_forward(x)
-            else:
-                with _autocast(device, precision):
-                    out = net.forward(x).float()
+            out = self._logits(x, net.eval_forward, net.forward)
+            if ema is not None:
+                raw_loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").double()
+                raw_preds.append(out.argmax(1))
+                out = self._logits(x, self.ema_forward, ema.module)
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").double()
             preds.append(out.argmax(1))
             labels.append(y)
@@ -741,13 +796,17 @@ class _Trainer:
         y_all = torch.cat(labels).cpu().numpy() if labels else np.zeros(0, dtype=np.int64)
         p_all = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
         loss_total = float(loss_sum.item())
+        raw_p = torch.cat(raw_preds).cpu().numpy() if raw_preds else np.zeros(0, dtype=np.int64)
+        raw_loss = float(raw_loss_sum.item())
         if self.dist.enabled:
             # Each image was validated by exactly one rank (distributed.Shard, no padding):
             # the gathered predictions are the single-process evaluation's, in another order.
-            parts = distributed.all_gather((y_all, p_all, loss_total))
+            parts = distributed.all_gather((y_all, p_all, loss_total, raw_p, raw_loss))
             y_all = np.concatenate([part[0] for part in parts])
             p_all = np.concatenate([part[1] for part in parts])
             loss_total = sum(part[2] for part in parts)
+            raw_p = np.concatenate([part[3] for part in parts])
+            raw_loss = sum(part[4] for part in parts)
         if len(y_all) == 0:
             raise RunAborted(f"epoch {epoch}: no validation image could be read", epoch)
         conf = Confusion.from_labels(y_all, p_all)
@@ -759,7 +818,19 @@ class _Trainer:
                 epoch,
                 fixes=_NOT_FINITE_FIXES,
             )
-        return {"loss": loss, "confusion": conf}
+        result: dict[str, Any] = {"loss": loss, "confusion": conf}
+        if ema is not None:
+            result["raw"] = {"loss": raw_loss / len(y_all),
+                             "accuracy": Confusion.from_labels(y_all, raw_p).accuracy}
+        return result
+
+    def _logits(self, x: torch.Tensor, folded: EvalForward | None, module: nn.Module) -> torch.Tensor:
+        """Validation logits (float32): the folded copy, or the module itself (compiled)."""
+        if folded is not None:
+            return folded(x)
+        device, precision = self._hardware()
+        with _autocast(device, precision):
+            return module(x).float()
 
     def _note_skipped(self, skipped: list[str]) -> None:
         added = False
@@ -818,6 +889,9 @@ class _Trainer:
             "data_wait": train["data_wait"],
             "confusion": conf.to_dict(),
         }
+        raw = val.get("raw")
+        if raw is not None:  # EMA on: val_* are the average's, these the trained model's
+            row.update(raw_val_loss=raw["loss"], raw_val_accuracy=raw["accuracy"])
         st.history.append(row)
         if not self.dist.is_main:
             st.epoch = epoch
@@ -827,7 +901,9 @@ class _Trainer:
             return
         net, _, _ = self._parts()
         if is_best:
-            self.checkpointer.save_best(net.model.state_dict(), self._metadata(), epoch)
+            # With EMA the average is the run's weights (validated as val_*).
+            saved = self.recipe.saved_model(net.model)
+            self.checkpointer.save_best(saved.state_dict(), self._metadata(), epoch)
         elif self.checkpointer.saved_best is not None:
             self.checkpointer.update_metadata(self._metadata())
         self.emit(
@@ -846,6 +922,8 @@ class _Trainer:
                 is_best=is_best,
                 best_epoch=st.best_epoch or epoch,
                 skipped_images=len(st.skipped),
+                raw_val_loss=raw["loss"] if raw is not None else None,
+                raw_val_accuracy=raw["accuracy"] if raw is not None else None,
             )
         )
         self.recorded_epoch = epoch
@@ -871,6 +949,7 @@ class _Trainer:
             run_id=run_dir.name,
             run_dir=str(run_dir),
             class_names=list(CLASS_NAMES),
+            **self.recipe.metadata(),
         )
 
     def _save_resume(self) -> None:
@@ -887,16 +966,44 @@ class _Trainer:
             "state": self.state.to_dict(),
             "config": self.config.to_dict(),
             "world_size": self.dist.world,
+            "recipe": self.recipe.state_dict(),  # the weight average (EMA), when on
         }
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
         self.checkpointer.save_resume(self._run_dir(), ckpt, self.state.epoch)
 
+    def _calibrate(self) -> CalibrationFit | None:
+        """With ``calibrate`` set: fit a temperature on the validation set with the best
+        weights as saved (the file, so whatever model is saved as the result is the one
+        calibrated) and store it in their metadata. A failure only costs the calibration."""
+        ckpt = self.checkpointer
+        if not self.config.calibrate or not self.dist.is_main or ckpt.saved_best is None:
+            return None
+        assert self.spec is not None and self.scans is not None and self.precision is not None
+        self.emit(LogMessage("info", "calibrating the best weights on the validation set"))
+        try:
+            fit = calibrate_weights(ckpt.path, self.config.val_dir, device=str(self.device),
+                                    precision=self.precision.name, scan=self.scans.val,
+                                    stop=self.stop, batch_size=self.config.batch_size)
+            if fit.temperature is not None:
+                store_calibration(ckpt.path, self.spec.name,
+                                  fit.to_metadata(f"validation set {self.config.val_dir}"),
+                                  overwrite=True)
+        except Exception as exc:  # noqa: BLE001 - the trained weights stand without it
+            self.emit(LogMessage("warning", f"calibration failed ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]}); the weights are saved uncalibrated"))
+            return None
+        self.emit(LogMessage("info" if fit.ok else "warning", fit.summary()))
+        return fit if fit.ok else None
+
     def _finish(self, status: str) -> RunFinished:
         st = self.state
         ckpt = self.checkpointer
+        # Every way a run completes ("finished", an early stop) calibrates; a stop does not.
+        fit = self._calibrate() if status.startswith("finished") and not self.stop.is_set() else None
         has_best = st.best_epoch is not None and ckpt.saved_best is not None
         return RunFinished(
+            early_stop_epoch=self._early_stop_epoch() if status == "finished" else None,
             status=status,
             epochs_completed=st.epoch,
             best_epoch=st.best_epoch,
@@ -905,6 +1012,9 @@ class _Trainer:
             metadata_path=str(ckpt.path.with_suffix(".json")) if has_best else None,
             run_dir=str(self._run_dir()),
             seconds=time.monotonic() - self.started,
+            temperature=fit.temperature if fit else None,
+            ece_before=fit.ece_before if fit else None,
+            ece_after=fit.ece_after if fit else None,
         )
 
 

@@ -145,8 +145,10 @@ class Loaders:
 
 def build_loaders(
     config: TrainConfig, scans: Scans, pre: Preprocessing, device: torch.device,
-    dist: distributed.DistInfo, batch_per_process: int,
+    dist: distributed.DistInfo, batch_per_process: int, train_sampler: Any = None,
 ) -> Loaders:
+    """``train_sampler``: one process's training order in place of the plain shuffle (the
+    class-balanced draws); its ``generator`` is reseeded every epoch as the shuffle's is."""
     cfg = config
     workers = default_workers() if cfg.workers is None else cfg.workers
     draft = pre.input_size
@@ -157,7 +159,6 @@ def build_loaders(
     train_data = dataset_cls(scans.train.samples, build_transform(pre, cfg.augment), draft)
     val_data = FaceDataset(scans.val.samples, build_transform(pre), draft)
     shards: distributed.ShardedShuffle | None = None
-    train_sampler: Any = None
     val_sampler: Any = None
     if dist.enabled:
         shards = distributed.ShardedShuffle(len(train_data), dist.rank, dist.world, cfg.seed)

@@ -88,6 +88,9 @@ def place_model(
         trained = DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
+            # A frozen backbone's parameters get no gradient in its epochs (freeze_epochs):
+            # DDP must look for unused parameters then; it leaves their grads None.
+            find_unused_parameters=cfg.freeze_epochs > 0,
             **{no_sync: False},
         )
     if cfg.compile:

@@ -530,6 +530,9 @@ class ClassifyScreen(Screen[None]):
         self.predictor = message.predictor
         self.weights_path = message.path
         self._set_status(self._model_line(), error=False)
+        if message.predictor.calibration_warning:
+            self.notify(message.predictor.calibration_warning, title="Calibration ignored",
+                        severity="warning", timeout=10)
         self.refresh_weights()
         if self.current_image is not None:
             self.show_image(self.current_image)
@@ -553,6 +556,8 @@ class ClassifyScreen(Screen[None]):
         acc = meta.get("best_val_accuracy")
         if isinstance(acc, (int, float)):
             parts.append(f"val acc {acc:.1%}")
+        if p.temperature:  # the probabilities shown are divided by it
+            parts.append(p.calibration_label)
         parts += [str(p.device), self.weights_path.name]
         return " · ".join(parts)
 

@@ -38,6 +38,7 @@ from dftui.core.video_eval import video_level
 from dftui.ui.messages import EngineEvent, engine_poster
 from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
+from dftui.ui.widgets.reliability import ReliabilityChart
 from dftui.ui.widgets.roc import RocChart
 from dftui.ui.widgets.weights_picker import WeightsPicker
 
@@ -368,6 +369,7 @@ class EvaluateScreen(Screen[None]):
                 with Horizontal(id="eval-middle"):
                     yield Static("", id="eval-confusion")
                     yield RocChart(id="eval-roc")
+                    yield ReliabilityChart(id="eval-reliability")
                 yield Static("", id="eval-notes")
                 yield DataTable(id="eval-errors", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -575,6 +577,10 @@ class EvaluateScreen(Screen[None]):
             predictors = [self.predictor(weights)]
             if compare is not None:
                 predictors.append(self.predictor(compare))
+            for p in predictors:
+                if p.calibration_warning:
+                    self.post_message(EngineEvent(LogMessage(
+                        "warning", f"{p.weights.name}: {p.calibration_warning}")))
             jobs = [(folder, p) for folder in folders for p in predictors]
             for i, (folder, predictor) in enumerate(jobs, 1):
                 if stop.is_set():
@@ -726,6 +732,7 @@ class EvaluateScreen(Screen[None]):
     def _show_details(self) -> None:
         m = self.current_metrics()
         roc = self.query_one("#eval-roc", RocChart)
+        reliability = self.query_one("#eval-reliability", ReliabilityChart)
         confusion = self.query_one("#eval-confusion", Static)
         notes = self.query_one("#eval-notes", Static)
         errors = self.query_one("#eval-errors", DataTable)
@@ -736,6 +743,7 @@ class EvaluateScreen(Screen[None]):
                 self.query_one(f"#card-{key}", MetricCard).set_value("-")
             confusion.update(Text(f"threshold {self.threshold:.2f}", style="dim"))
             roc.clear_curve()
+            reliability.clear_bins()
             notes.update("")
             return
         result = self.results[self.current]
@@ -752,6 +760,9 @@ class EvaluateScreen(Screen[None]):
         table.append(f"{c.fn:>8}", style="red" if c.fn else "")
         table.append(f" {c.tp:>8}\n")
         table.append(f"\n{m.n} scored, {len(result.unreadable)} unreadable", style="dim")
+        # Calibration does not depend on the threshold (confidence of the chosen class).
+        ece = result.ece
+        table.append(f"\n{result.calibration_label}\nECE {ece:.3f}  Brier {result.brier:.3f}")
         # Crops named by `prepare folder` (<video>__<frame>-<face>): the verdict per video too.
         per_video = video_level(result.images, self.threshold)
         if per_video is not None:
@@ -769,6 +780,7 @@ class EvaluateScreen(Screen[None]):
                      f"ROC {Path(result.folder).name}  AUC {m.roc_auc:.3f}")
         else:
             roc.clear_curve("ROC undefined: one class only")
+        reliability.show(result.reliability(), f"Reliability  ECE {ece:.3f}")
         notes.update(Text("\n".join(m.notes)))
         wrong = result.misclassified(self.threshold)
         errors.border_title = (

@@ -20,27 +20,15 @@ from textual.worker import get_current_worker
 
 from dftui.core.backbones import BACKBONES, offline
 from dftui.core.checkpoint import preview_weights_path
-from dftui.core.config import (
-    MAX_IMG_SIZE,
-    MAX_SEED,
-    PRECISION_CHOICES,
-    ConfigError,
-    TrainConfig,
-    weights_name_problem,
-)
+from dftui.core.config import ConfigError, TrainConfig, img_size_problem, weights_name_problem
 from dftui.core.data import DataError, DatasetScan, scan_folder
+from dftui.core.options import Option, options
+from dftui.ui import option_fields
 from dftui.ui.messages import DataFoldersReady, TorchReady
 from dftui.ui.screens.base import DftuiScreen
 from dftui.ui.widgets.folder_picker import FolderPicker, shown_path
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.tickbox import TickBox
-
-# Off by default, as in the reference; "robust" mirrors the perturbations of Test-Challenge.
-AUGMENT_CHOICES = [
-    ("none (as the reference)", "none"),
-    ("light: horizontal flip", "light"),
-    ("robust: flip, JPEG, blur, noise, colour", "robust"),
-]
 
 DEFAULTS = TrainConfig()
 PRETRAINED_FILE = "file"
@@ -49,17 +37,31 @@ DDP_PREFIX = "ddp:"  # a Device choice "ddp:N": N GPUs, one training process eac
 SCAN_DELAY_S = 0.3  # typing a path rescans once the user pauses
 SAVE_DELAY_S = 1.0
 
-# Text fields: id -> (label, default text)
+# The options this form lays out by hand (rows, notes, browsing); every other option of
+# TrainConfig with form=True gets a derived row (ui/option_fields.py) after them. Checks and
+# choices of all of them come from the option table.
+HAND_LAID = frozenset({
+    "backbone", "train_dir", "val_dir", "epochs", "batch_size", "lr", "img_size", "pretrained",
+    "device", "precision", "workers", "seed", "augment", "out_dir", "weights_name", "overwrite",
+})
+# The one hand-laid widget that holds two options: the weights path (folder + file name).
+WEIGHTS_OPTIONS = ("out_dir", "weights_name")
+
+
+def option_table() -> dict[str, Option]:
+    return {opt.name: opt for opt in options(TrainConfig)}
+
+
+def _default_text(name: str) -> str:
+    return option_fields.text_default(option_table()[name])
+
+
+# Text fields laid out by hand: id -> default text (from the declared defaults).
 TEXT_FIELDS: dict[str, str] = {
-    "train_dir": str(DEFAULTS.train_dir),
-    "val_dir": str(DEFAULTS.val_dir),
-    "epochs": str(DEFAULTS.epochs),
-    "batch_size": str(DEFAULTS.batch_size),
-    "lr": "1e-4",
-    "img_size": "",
+    **{name: _default_text(name) for name in
+       ("train_dir", "val_dir", "epochs", "batch_size", "lr", "img_size")},
     "pretrained_path": "",
-    "workers": "",
-    "seed": str(DEFAULTS.seed),
+    **{name: _default_text(name) for name in ("workers", "seed")},
     "weights": "",
 }
 
@@ -69,69 +71,31 @@ def default_weights(backbone: str) -> str:
 
 
 # -- validation (pure functions, so tests can call them directly) -------------------------
-def parse_int(
-    text: str, name: str, minimum: int, blank_ok: bool = False, maximum: int | None = None
-) -> int | None:
-    text = text.strip()
-    if not text:
-        if blank_ok:
-            return None
-        raise ValueError(f"{name}: enter a whole number")
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a whole number") from None
-    if value < minimum:
-        raise ValueError(f"{name}: must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name}: must be at most {maximum}")
-    return value
-
-
-def parse_lr(text: str) -> float:
-    text = text.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"learning rate: {text!r} is not a number (e.g. 1e-4)") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("learning rate: must be greater than 0")
-    if value >= 1:
-        raise ValueError("learning rate: must be below 1 for Adam fine-tuning (e.g. 1e-4)")
-    return value
-
-
 def validate_field(field: str, text: str, backbone: str) -> str | None:
-    """The message for a bad value of ``field``, or None when it is fine."""
+    """The message for a bad value of ``field``, or None when it is fine. An option's text
+    is checked by its declaration (Option.from_text and Option.problem: the engine's rules,
+    worded with the option's label), so the form has no rules of its own."""
+    if field == "weights":
+        if not text.strip():
+            return "weights path: enter a file name such as weights/model.pth"
+        if Path(text.strip()).expanduser().is_dir():
+            return "weights path: this is a folder; give a file name ending in .pth"
+        # The same rule as the engine's (TrainConfig.validate), shown on the field.
+        problem = weights_name_problem(Path(text.strip()).name)
+        return f"weights path: {problem}" if problem else None
+    if field in ("train_dir", "val_dir"):
+        return None if text.strip() else "enter a folder that holds real/ and fake/"
+    opt = option_table().get(field)
+    if opt is None:
+        return None
     try:
-        if field == "epochs":
-            parse_int(text, "epochs", 1)
-        elif field == "batch_size":
-            parse_int(text, "batch size", 1)
-        elif field == "lr":
-            parse_lr(text)
-        elif field == "img_size":
-            parse_int(text, "image size", BACKBONES[backbone].min_size, blank_ok=True,
-                      maximum=MAX_IMG_SIZE)
-        elif field == "workers":
-            parse_int(text, "workers", 0, blank_ok=True)
-        elif field == "seed":
-            parse_int(text, "seed", 0, maximum=MAX_SEED)
-        elif field == "weights":
-            if not text.strip():
-                raise ValueError("weights path: enter a file name such as weights/model.pth")
-            if Path(text.strip()).expanduser().is_dir():
-                raise ValueError("weights path: this is a folder; give a file name ending in .pth")
-            # The same rule as the engine's (TrainConfig.validate), shown on the field.
-            problem = weights_name_problem(Path(text.strip()).name)
-            if problem:
-                raise ValueError(f"weights path: {problem}")
-        elif field in ("train_dir", "val_dir"):
-            if not text.strip():
-                raise ValueError("enter a folder that holds real/ and fake/")
+        value = opt.from_text(text)
     except ValueError as exc:
         return str(exc)
-    return None
+    problem = opt.problem(value)
+    if problem is None and field == "img_size":
+        problem = img_size_problem(value, backbone)  # the rule tying it to the backbone
+    return problem
 
 
 def weights_note(path_text: str, overwrite: bool) -> tuple[str, str]:
@@ -205,17 +169,22 @@ class SetupScreen(DftuiScreen[None]):
         self._scan_timers: dict[str, Timer] = {}
         self._save_timer: Timer | None = None
         self._restoring = False
+        # The options with no hand-laid row, each shown by a derived widget (id = its name).
+        self.generic = [opt for opt in options(TrainConfig)
+                        if opt.form and opt.name not in HAND_LAID]
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield NavBar("setup")
         saved = self._saved()
-        backbone = saved.get("backbone") if saved.get("backbone") in BACKBONES else DEFAULTS.backbone
+        table = option_table()
+        backbones = table["backbone"].all_choices()
+        backbone = saved.get("backbone") if saved.get("backbone") in backbones else DEFAULTS.backbone
         with VerticalScroll(id="setup-form"):
             with Horizontal(classes="row"):
                 yield Label("Backbone", classes="field-label")
                 yield Select(
-                    [(spec.title, name) for name, spec in BACKBONES.items()],
+                    [(BACKBONES[name].title, name) for name in backbones],
                     value=backbone, allow_blank=False, id="backbone", compact=True,
                 )
             yield Static("", id="backbone-note", classes="note")
@@ -254,10 +223,7 @@ class SetupScreen(DftuiScreen[None]):
                 yield Select([("auto (loading…)", DEVICE_LOADING)], value=DEVICE_LOADING,
                              allow_blank=False, id="device", compact=True)
                 yield Label("Precision", classes="field-label2")
-                precision = saved.get("precision", "auto")
-                yield Select([(p, p) for p in PRECISION_CHOICES],
-                             value=precision if precision in PRECISION_CHOICES else "auto",
-                             allow_blank=False, id="precision", compact=True)
+                yield option_fields.widget_for(table["precision"], saved.get("precision"))
             with Horizontal(classes="row"):
                 yield Label("Workers", classes="field-label")
                 yield Input(self._text(saved, "workers"), id="workers", compact=True,
@@ -266,10 +232,8 @@ class SetupScreen(DftuiScreen[None]):
                 yield Input(self._text(saved, "seed"), id="seed", compact=True, classes="short")
             with Horizontal(classes="row"):
                 yield Label("Augment", classes="field-label")
-                augment = saved.get("augment", "none")
-                yield Select(AUGMENT_CHOICES,
-                             value=augment if augment in dict(AUGMENT_CHOICES).values() else "none",
-                             allow_blank=False, id="augment", compact=True)
+                yield option_fields.widget_for(table["augment"], saved.get("augment"))
+            yield from option_fields.rows(self.generic, saved)
             with Horizontal(classes="row"):
                 yield Label("Weights file", classes="field-label")
                 weights = saved.get("weights") or default_weights(backbone)
@@ -339,7 +303,13 @@ class SetupScreen(DftuiScreen[None]):
             overwrite=self.query_one("#overwrite", Checkbox).value,
             detach=self.query_one("#detach", Checkbox).value,
         )
+        for opt in self.generic:
+            values[opt.name] = option_fields.saved_value(self.query_one(f"#{opt.name}"))
         return values
+
+    def text_fields(self) -> list[str]:
+        """Every Input checked as it is typed: the hand-laid ones and the derived ones."""
+        return [*TEXT_FIELDS, *(opt.name for opt in self.generic if option_fields.is_text(opt))]
 
     def _device_value(self) -> str:
         value = self.select("device")
@@ -357,7 +327,7 @@ class SetupScreen(DftuiScreen[None]):
 
     def build_config(self) -> TrainConfig:
         """A validated TrainConfig from the form; raises ConfigError with the first problem."""
-        for field in TEXT_FIELDS:
+        for field in self.text_fields():
             self._check(field)
         if self.errors:
             field, message = next(iter(self.errors.items()))
@@ -372,20 +342,18 @@ class SetupScreen(DftuiScreen[None]):
                 raise ConfigError(f"pretrained: {path} is not a file")
             pretrained = str(Path(path).expanduser())
         weights = Path(v["weights"].strip()).expanduser()
+        table = option_table()
+        typed = {name: table[name].from_text(v[name]) for name in
+                 ("train_dir", "val_dir", "epochs", "batch_size", "lr", "img_size", "workers", "seed")}
+        for opt in self.generic:
+            typed[opt.name] = option_fields.read_value(opt, self.query_one(f"#{opt.name}"))
         config = TrainConfig(
+            **typed,
             backbone=v["backbone"],
-            train_dir=Path(v["train_dir"].strip()).expanduser(),
-            val_dir=Path(v["val_dir"].strip()).expanduser(),
-            epochs=int(v["epochs"]),
-            batch_size=int(v["batch_size"]),
-            lr=parse_lr(v["lr"]),
-            img_size=parse_int(v["img_size"], "image size", 1, blank_ok=True),
             device=str(v["device"]),
             precision=str(v["precision"]),
             augment=str(v["augment"]),
             pretrained=pretrained,
-            workers=parse_int(v["workers"], "workers", 0, blank_ok=True),
-            seed=int(v["seed"]),
             out_dir=weights.parent,
             weights_name=weights.name,
             overwrite=bool(v["overwrite"]),
@@ -397,7 +365,7 @@ class SetupScreen(DftuiScreen[None]):
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         field = event.input.id or ""
-        if field not in TEXT_FIELDS:
+        if field not in self.text_fields():
             return
         self._check(field)
         if field in ("train_dir", "val_dir"):
@@ -429,6 +397,10 @@ class SetupScreen(DftuiScreen[None]):
 
     @on(Checkbox.Changed, "#detach")
     def _detach_changed(self) -> None:
+        self._schedule_save()
+
+    @on(Checkbox.Changed, f".{option_fields.OPTION_CLASS}")
+    def _option_ticked(self) -> None:
         self._schedule_save()
 
     def _backbone_changed(self) -> None:
@@ -618,8 +590,11 @@ class SetupScreen(DftuiScreen[None]):
         device = self.query_one("#device", Select)
         if device.value != DEVICE_LOADING:
             device.value = "auto"
-        self.query_one("#precision", Select).value = "auto"
-        self.query_one("#augment", Select).value = "none"
+        table = option_table()
+        for name in ("precision", "augment"):
+            option_fields.reset(table[name], self.query_one(f"#{name}"))
+        for opt in self.generic:
+            option_fields.reset(opt, self.query_one(f"#{opt.name}"))
         self.query_one("#overwrite", Checkbox).value = False
         self.query_one("#detach", Checkbox).value = True
         self.query_one("#weights", Input).value = default_weights(DEFAULTS.backbone)
