@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dftui.core.errors import describe_error
+
 METRIC_ROWS = (
     ("accuracy", "Accuracy"),
     ("precision", "Precision (fake)"),
@@ -94,7 +96,7 @@ def _unwritable(path: Path) -> str | None:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as exc:
-        return f"cannot write in {parent} ({exc.strerror or exc})"
+        return f"cannot write in {parent} ({describe_error(exc)})"
     if path.exists() and not os.access(path, os.W_OK):
         return f"{path} is not writable"
     return None
@@ -211,7 +213,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.weights} is already calibrated (T={predictors[0].temperature:.3g}); "
                     "add --overwrite to replace its temperature")
 
-    rich = not args.json and not args.plain and sys.stdout.isatty()
+    from dftui.cli.printer import wants_rich
+
+    rich = not args.json and wants_rich(args.plain)
     progress = _Progress(rich=not args.json and not args.plain)
     report: dict[str, Any] = {"weights": str(args.weights), "threshold": args.threshold,
                               "results": []}
@@ -238,14 +242,14 @@ def run(args: argparse.Namespace) -> int:
                         save_evaluation(res, robust)
                     except OSError as exc:
                         sys.stderr.write(f"dftui: warning: the evaluation record could not be "
-                                         f"saved ({exc.strerror or exc})\n")
+                                         f"saved ({describe_error(exc)})\n")
                 if args.csv:
                     target = _csv_path(args.csv, folder, many, "b" if i else "")
                     try:
                         res.write_csv(target)
                     except OSError as exc:
                         progress.close()
-                        return fail(f"could not write {target}: {exc.strerror or exc}", 1)
+                        return fail(f"could not write {target}: {describe_error(exc)}", 1)
                 results.append((res, robust))
             calibrated_on.append(results[0][0])
             res, robust = results[0]

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dftui.core.errors import describe_error
+
 # Options of the launcher itself, not passed on to the training processes.
 LAUNCH_DESTS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_timeout")
 DEFAULT_RDZV_TIMEOUT_S = 300
@@ -107,7 +109,7 @@ def check_port_free(port: int) -> None:
             s.bind(("", port))
         except OSError as exc:
             raise LaunchError(
-                f"port {port} is in use on this machine ({exc.strerror or exc}; another run?); "
+                f"port {port} is in use on this machine ({describe_error(exc)}; another run?); "
                 "choose another port in --rdzv-endpoint"
             ) from None
 
@@ -177,7 +179,7 @@ def launch(
             try:
                 run_dir = new_run_dir(root, config.backbone).resolve()
             except OSError as exc:
-                return fail(f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                return fail(f"cannot create the run record folder in {root} ({describe_error(exc)}); "
                             "set DFTUI_HOME to a writable folder")
     argv = worker_argv(args, parser, run_dir if resume_dir is not None else None)
     if resume_dir is not None and args.node_rank != 0:
@@ -286,17 +288,19 @@ def _set_env(values: dict[str, str | None]) -> None:
 
 
 def _rendezvous_message(exc: BaseException, plan: dict[str, Any]) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    from dftui.core.errors import first_line
+
+    text = first_line(exc)
     where = f"{plan['host']}:{plan['port']}"
     if plan["node_rank"] == 0:
         return (
-            f"the rendezvous at {where} did not complete within {plan['timeout']} s ({text[:160]}); "
+            f"the rendezvous at {where} did not complete within {plan['timeout']} s ({text}); "
             f"start the other machine(s) with --nnodes {plan['nnodes']}, --node-rank "
             f"{'1' if plan['nnodes'] == 2 else '1 to ' + str(plan['nnodes'] - 1)} and "
             f"--rdzv-endpoint {where}"
         )
     return (
-        f"could not join the rendezvous at {where} within {plan['timeout']} s ({text[:160]}); "
+        f"could not join the rendezvous at {where} within {plan['timeout']} s ({text}); "
         "start the machine with --node-rank 0 first, and check that the address and port are "
         "reachable from here"
     )

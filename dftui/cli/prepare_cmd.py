@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from dftui.cli.printer import log_text
+from dftui.cli.printer import log_text, make_printer
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare import (
     FORMATS,
@@ -119,8 +119,9 @@ def _final_lines(e: PrepareFinished) -> list[str]:
 class PlainPrinter:
     """Lines for logs and pipes: a progress line every few seconds, the summary at the end."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self.out, self.err = out, err
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        # The streams of the moment, not those of import time (a test's capture, a redirect).
+        self.out, self.err = out or sys.stdout, err or sys.stderr
         self.last = 0.0
 
     def __call__(self, event: Event) -> None:
@@ -210,12 +211,6 @@ class RichPrinter:
         self.progress.stop()
 
 
-def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
-    if force_plain or not sys.stdout.isatty():
-        return PlainPrinter()
-    return RichPrinter()
-
-
 def _splits(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -238,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         into_existing=args.into_existing,
     )
     stop = threading.Event()  # not train.StopFlag: that module pulls in torch for nothing
-    printer = make_printer(args.plain)
+    printer = make_printer(args.plain, plain=PlainPrinter, rich=RichPrinter)
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set() and signum == signal.SIGINT:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
 
 from dftui.core.balance import Imbalance
 from dftui.core.early_stop import outcome_text, recipe_notes
@@ -62,10 +63,33 @@ def _started_line(e: RunStarted) -> str:
             f"; {world} processes ({e.config.get('backend')}), batch "
             f"{e.config.get('batch_per_process')} per process, {e.config.get('batch_size')} global"
         )
-    notes = recipe_notes(e.config)
+    notes = _optimisation_notes(e.config) + recipe_notes(e.config)
     if notes:
         line += "; " + ", ".join(notes)
     return line
+
+
+def _optimisation_notes(config: dict[str, Any]) -> list[str]:
+    """The optimiser, schedule, accumulation and label smoothing where they differ from
+    the reference, read from the recorded config (untrusted: odd values shown as they are)."""
+    notes = []
+    name, decay = config.get("optimizer", "adam"), config.get("weight_decay") or 0
+    if name != "adam" or decay:
+        extra = [f"momentum {config.get('momentum')}"] if name == "sgd" else []
+        if decay:
+            extra.append(f"weight decay {decay}")
+        notes.append(f"{name}" + (f" ({', '.join(extra)})" if extra else ""))
+    schedule, warmup = config.get("lr_schedule", "none"), config.get("warmup_epochs") or 0
+    if schedule != "none":
+        notes.append(f"{schedule} learning-rate schedule"
+                     + (f" after {warmup} warm-up epoch(s)" if warmup else ""))
+    steps, batch = config.get("accum_steps", 1), config.get("batch_size")
+    if isinstance(steps, int) and steps > 1 and isinstance(batch, int):
+        notes.append(f"batch {batch} × {steps} accumulated steps = effective batch {batch * steps}")
+    smoothing = config.get("label_smoothing")
+    if smoothing:
+        notes.append(f"label smoothing {smoothing}")
+    return notes
 
 
 def _ratio(counts: dict[str, int]) -> str:
@@ -114,8 +138,9 @@ def _finished_line(e: RunFinished) -> str:
 class PlainPrinter:
     """Lines for logs and pipes: nothing per batch."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self.out, self.err = out, err
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        # The streams of the moment, not those of import time (a test's capture, a redirect).
+        self.out, self.err = out or sys.stdout, err or sys.stderr
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -209,8 +234,25 @@ class RichPrinter:
 
 
 
+def wants_rich(force_plain: bool = False) -> bool:
+    """Rich output (colour, live progress bars) only on a terminal: a pipe or a log file gets
+    plain lines, as does anyone who asked for --plain."""
+    return not force_plain and sys.stdout.isatty()
 
-def make_printer(force_plain: bool = False) -> PlainPrinter | RichPrinter:
-    if force_plain or not sys.stdout.isatty():
-        return PlainPrinter()
-    return RichPrinter()
+
+class Printer(Protocol):
+    """What every command's event listener offers: take an event, close at the end."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_printer(
+    force_plain: bool = False,
+    plain: Callable[[], Printer] = PlainPrinter,
+    rich: Callable[[], Printer] = RichPrinter,
+) -> Printer:
+    """The listener for a command's events: ``rich`` on a terminal, else ``plain``. The
+    defaults print training; ``dftui prepare`` passes its own pair."""
+    return rich() if wants_rich(force_plain) else plain()

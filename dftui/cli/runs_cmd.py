@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dftui.core.errors import describe_error
+
 POLL_S = 0.25  # how often attach looks for new events (a stat; reads only what was added)
 STATUS_EVERY_S = 1.0  # how often attach checks that the run's process is still there
 
@@ -225,7 +227,7 @@ def stop_cmd(args: argparse.Namespace) -> int:
         request_stop(run_dir)
     except OSError as exc:
         return fail(f"cannot ask run {run.run_id} to stop: {run_dir} is not writable "
-                    f"({exc.strerror or exc})", 1)
+                    f"({describe_error(exc)})", 1)
     where = f" on {run.host}" if run.host else ""
     sys.stdout.write(f"asked run {run.run_id}{where} to stop: it ends after its current batch "
                      "and keeps its checkpoint and best weights\n")

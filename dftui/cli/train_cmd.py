@@ -275,7 +275,9 @@ def _run_rank(args: argparse.Namespace, info: Any) -> int:
     try:
         distributed.init_from_env("cuda" if backend == "nccl" else "cpu")
     except Exception as exc:  # noqa: BLE001 - rendezvous errors come in many types
-        message = f"rank {info.rank}: could not join the other processes ({type(exc).__name__}: {exc})"
+        from dftui.core.errors import unexpected_error
+
+        message = f"rank {info.rank}: could not join the other processes ({unexpected_error(exc)})"
         write_error_file(message)
         return fail(message, 1)
     try:

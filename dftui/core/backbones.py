@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dftui.core.advice import Fix
+from dftui.core.errors import describe_error, first_line, unexpected_error
 from dftui.core.events import DownloadProgress, Emit, LogMessage
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def _download(spec: BackboneSpec, dest: Path, emit: Emit, url: str | None = None
     import hashlib
     import urllib.request  # here, not at module level: it pulls in ssl (~90 ms of start-up)
 
-    from dftui.core.checkpoint import atomic_write  # it imports this module
+    from dftui.core.files import atomic_write
 
     sha = hashlib.sha256()
     done = 0
@@ -340,7 +341,7 @@ def open_regular_file(path: Path, what: str) -> Any:
     except NotARegularFile as exc:
         raise WeightsError(f"{path} is {exc}; give a .pth weights file") from None
     except OSError as exc:
-        raise WeightsError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+        raise WeightsError(f"{what} {path} cannot be read: {describe_error(exc)}") from None
 
 
 def file_kind(mode: int) -> str:
@@ -400,14 +401,12 @@ def _torch_load(fh: Any, path: Path) -> Any:
             "damaged). Nothing was executed. dftui loads only state_dicts of tensors"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise WeightsError(
-            f"{path} is not a readable PyTorch weights file (truncated or damaged?): {first}"
+            f"{path} is not a readable PyTorch weights file (truncated or damaged?): {first_line(exc)}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - a damaged file may fail anywhere in torch.load
         raise WeightsError(
-            f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: "
-            f"{str(exc)[:200]})"
+            f"{path} is not a readable PyTorch weights file ({unexpected_error(exc)})"
         ) from None
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dftui.core.checkpoint import save_json
+from dftui.core.errors import describe_error
 from dftui.core.eventlog import EVENTS_FILE, OUTPUT_FILE, EventLogWriter, hostname
 from dftui.core.events import Emit, Event, RunFailed, RunFinished
 from dftui.core.runs import new_run_dir, read_run, runs_root
@@ -58,7 +59,7 @@ def prepare_run(
             run_dir = new_run_dir(root, config.backbone)
         except OSError as exc:
             raise LaunchError(
-                f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                f"cannot create the run record folder in {root} ({describe_error(exc)}); "
                 "set DFTUI_HOME to a writable folder"
             ) from None
     try:
@@ -88,7 +89,7 @@ def prepare_run(
         )
         save_json(info, run_dir / "run.json")
     except OSError as exc:
-        raise LaunchError(f"cannot write the run record in {run_dir} ({exc.strerror or exc})") from None
+        raise LaunchError(f"cannot write the run record in {run_dir} ({describe_error(exc)})") from None
     return Prepared(run_dir, resume_dir is not None)
 
 
@@ -121,7 +122,7 @@ def launch_detached(
     try:
         out = open(run_dir / OUTPUT_FILE, "ab")
     except OSError as exc:
-        raise LaunchError(f"cannot write {run_dir / OUTPUT_FILE} ({exc.strerror or exc})") from None
+        raise LaunchError(f"cannot write {run_dir / OUTPUT_FILE} ({describe_error(exc)})") from None
     env = dict(os.environ)
     # The child imports this same dftui, wherever it is installed or checked out.
     package_root = str(Path(__file__).resolve().parents[2])
@@ -145,7 +146,7 @@ def launch_detached(
     except OSError as exc:
         _record_end(run_dir, RunFailed(message=f"the run process could not start: {exc}",
                                        run_dir=str(run_dir)))
-        raise LaunchError(f"the run process could not start ({exc.strerror or exc})") from None
+        raise LaunchError(f"the run process could not start ({describe_error(exc)})") from None
     set_pid(run_dir, proc.pid)
     # Nobody waits for it: the child is reaped by init once this process is gone. While we
     # live (the dashboard), a thread reaps it so it never lingers as a zombie.

@@ -8,12 +8,10 @@ import json
 import math
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from dftui.core.backbones import (
     CLASS_NAMES,
@@ -26,6 +24,7 @@ from dftui.core.backbones import (
     load_state_dict_file,
 )
 from dftui.core.data import Preprocessing
+from dftui.core.files import atomic_write, fsync_dir, temp_files_of
 from dftui.core.untrusted import read_json
 
 if TYPE_CHECKING:
@@ -38,96 +37,6 @@ REFERENCE_PREPROCESSING = Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, "bilin
 
 def metadata_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
-
-
-def _umask() -> int:
-    """The process umask, without changing it where the system can tell it (Linux): setting
-    it to read it back would race with files other threads create meanwhile."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def new_file_mode(path: str | Path) -> int:
-    """Permissions for a file written by replacing ``path``: those of the file it replaces,
-    else what ``open()`` would give (0666 less the umask). ``mkstemp`` makes every file
-    0600, which would make a shared weights folder unreadable to the group."""
-    try:
-        st = os.stat(path)
-        if stat.S_ISREG(st.st_mode):
-            return stat.S_IMODE(st.st_mode)
-    except OSError:
-        pass
-    return 0o666 & ~_umask()
-
-
-def _temp_beside(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, new_file_mode(path))
-    except (OSError, AttributeError):  # no fchmod (Windows) or a filesystem without modes
-        pass
-    return fd, tmp
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:  # make a rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-@contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``: a
-    crash or a full disk leaves the old file, never a half-written one."""
-    path = Path(path)
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def remove_stale_temp(path: str | Path) -> int:
-    """Delete the temporary files a killed atomic_write left for ``path`` (call only when no
-    other process can be writing it). Returns how many were removed."""
-    path = Path(path)
-    removed = 0
-    for tmp in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
-        try:
-            tmp.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed
-
-
-def _glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
@@ -316,25 +225,16 @@ def save_weights(
     path = Path(path)
     # Detached CPU copies keep the file loadable on machines without the training device.
     cpu_state = {k: v.detach().to("cpu").clone() for k, v in state_dict.items()}
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(cpu_state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    written: dict[str, Any] = {}
+
+    def commit_metadata(tmp: str) -> None:
         digest, size = file_digest(tmp)
-        metadata = {**metadata, "weights_file": path.name, "weights_sha256": digest,
-                    "weights_size": size}
-        save_json(metadata, metadata_path(path))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    return metadata
+        written.update(metadata, weights_file=path.name, weights_sha256=digest, weights_size=size)
+        save_json(written, metadata_path(path))
+
+    with atomic_write(path, before_replace=commit_metadata) as fh:
+        torch.save(cpu_state, fh)
+    return written
 
 
 def recover_weights(path: str | Path) -> bool:
@@ -347,11 +247,11 @@ def recover_weights(path: str | Path) -> bool:
         return False
     if _matches(path, meta):
         return False
-    for tmp in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
+    for tmp in temp_files_of(path):
         try:
             if _matches(tmp, meta):
                 os.replace(tmp, path)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
                 return True
         except OSError:
             continue

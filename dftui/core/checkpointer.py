@@ -8,7 +8,6 @@ metadata beside them, and the save and load of ``resume.pt``. The run's progress
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from dftui.core.checkpoint import (
     metadata_path,
     read_metadata,
     recover_weights,
-    remove_stale_temp,
     reserve_weights_name,
     run_tag,
     save_json,
@@ -34,7 +32,9 @@ from dftui.core.checkpoint import (
     weights_owner,
 )
 from dftui.core.config import weights_name_problem
+from dftui.core.errors import describe_error
 from dftui.core.events import CheckpointSaved, Emit, LogMessage
+from dftui.core.files import remove_stale_temp
 
 RESUME_FILE = "resume.pt"
 _DIGEST_KEYS = ("weights_file", "weights_sha256", "weights_size")
@@ -77,17 +77,6 @@ class RunState:
 
     def forget_best(self) -> None:
         self.best_epoch, self.best_acc, self.best_loss = None, -1.0, math.inf
-
-
-def why_save_failed(exc: BaseException) -> str:
-    """A failed write, for a person: "the disk is full", or the system's reason."""
-    err = exc if isinstance(exc, OSError) else exc.__context__ or exc.__cause__
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return "the disk is full"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
 
 
 def resume_file(run_dir: Path) -> Path:
@@ -147,7 +136,7 @@ class Checkpointer:
             )
         except OSError as exc:
             raise RunAborted(
-                f"cannot reserve the weights file in {wanted.parent} ({exc.strerror or exc})",
+                f"cannot reserve the weights file in {wanted.parent} ({describe_error(exc)})",
                 fixes=(Fix("out_dir"),),
             ) from None
         if target != wanted:
@@ -189,7 +178,7 @@ class Checkpointer:
         except OSError as exc:
             raise RunAborted(
                 f"{taken} and no other weights file can be reserved in {path.parent} "
-                f"({exc.strerror or exc}); free that folder, then resume again"
+                f"({describe_error(exc)}); free that folder, then resume again"
             ) from None
         self.weights_path = target
         self._forget_best(f"{taken}, which is kept", target, default, state)
@@ -220,7 +209,7 @@ class Checkpointer:
             # torch.save reports a failed write of its zip records as a RuntimeError.
             raise RunAborted(
                 f"could not save weights to {self.path} at epoch {epoch}: "
-                f"{why_save_failed(exc)}; the previous file (if any) is intact. Free some space "
+                f"{describe_error(exc)}; the previous file (if any) is intact. Free some space "
                 "or choose another output folder",
                 epoch,
             ) from None
@@ -240,7 +229,7 @@ class Checkpointer:
                 meta.update({k: old[k] for k in _DIGEST_KEYS if k in old})
             save_json(meta, path)
         except OSError as exc:
-            self.emit(LogMessage("warning", f"could not update {path}: {why_save_failed(exc)}"))
+            self.emit(LogMessage("warning", f"could not update {path}: {describe_error(exc)}"))
 
     def release(self, run_dir: Path | None) -> None:
         """Free the reserved weights name when the run saved nothing and can never be
@@ -271,7 +260,7 @@ class Checkpointer:
         except (OSError, RuntimeError) as exc:
             self.emit(LogMessage(
                 "warning",
-                f"could not write the resume checkpoint {path} ({why_save_failed(exc)}); a "
+                f"could not write the resume checkpoint {path} ({describe_error(exc)}); a "
                 f"resume would restart after epoch {epoch - 1} at best",
             ))
             return

@@ -20,6 +20,9 @@ MAX_IMG_SIZE = 1024  # 4.5x Xception's 299 px: beyond it a batch of 32 needs ten
 
 
 AUGMENT_CHOICES = ("none", "light", "robust")
+OPTIMIZER_CHOICES = ("adam", "adamw", "sgd")
+LR_SCHEDULE_CHOICES = ("none", "cosine", "step", "plateau")
+DEFAULT_MOMENTUM = 0.9
 PATH_FIELDS = ("train_dir", "val_dir", "out_dir", "runs_dir")
 
 
@@ -157,6 +160,38 @@ class TrainConfig:
         # "robust" mirrors the perturbations of Test-Challenge.
         choice_labels=(("none", "none (as the reference)"), ("light", "light: horizontal flip"),
                        ("robust", "robust: flip, JPEG, blur, noise, colour")))
+    # The recipe beyond the reference's fixed Adam (core/optim.py builds these by name
+    # through timm's factories). The defaults are the reference recipe.
+    optimizer: str = option(
+        "adam", label="optimiser",
+        help="adam (the reference), adamw (decoupled weight decay) or sgd (with momentum)",
+        choices=OPTIMIZER_CHOICES)
+    weight_decay: float = option(
+        0.0, label="weight decay",
+        help="weight decay (0: none, the reference); biases and batch norm are not decayed",
+        minimum=0.0, maximum=1.0)
+    momentum: float = option(
+        DEFAULT_MOMENTUM, label="momentum", help="SGD's momentum (optimiser sgd only)",
+        minimum=0.0, rule=lambda m: "must be below 1" if m >= 1 else None)
+    lr_schedule: str = option(
+        "none", label="learning-rate schedule",
+        help="none (constant, the reference); cosine (from the full rate towards 0 by the last "
+        "epoch); step (x0.1 every 5 epochs); plateau (x0.1 after 2 epochs without a lower "
+        "validation loss); any of them after the warm-up",
+        choices=LR_SCHEDULE_CHOICES)
+    warmup_epochs: int = option(
+        0, label="warm-up epochs",
+        help="epochs rising linearly from a tenth of the learning rate to all of it, before "
+        "the schedule (needs a schedule other than none)", minimum=0)
+    accum_steps: int = option(
+        1, label="accumulation steps",
+        help="batches whose gradients add up to one optimiser step: an effective batch of "
+        "batch size x steps with the memory of one batch", minimum=1, maximum=1024)
+    label_smoothing: float = option(
+        0.0, label="label smoothing",
+        help="share of each target spread over both classes (0: plain cross-entropy, the "
+        "reference); the validation loss stays plain", minimum=0.0,
+        rule=lambda s: "must be below 0.5 (at 0.5 both classes get the same target)" if s >= 0.5 else None)
     # Recipe options beyond the reference (all off by default): early stopping, a frozen
     # backbone for the first epochs, class balancing, weight averaging (EMA).
     early_stop_patience: int = option(
@@ -215,6 +250,18 @@ class TrainConfig:
             raise ConfigError(small)
         if self.sync_bn and self.freeze_bn:
             raise ConfigError("choose either synchronised or frozen batch norm, not both")
+        if self.warmup_epochs and self.lr_schedule == "none":
+            raise ConfigError(
+                "warm-up epochs need a learning-rate schedule: choose cosine, step or plateau, "
+                "or set warm-up epochs to 0")
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                f"warm-up epochs ({self.warmup_epochs}) must be fewer than the {self.epochs} "
+                "epochs of the run")
+        if self.momentum != DEFAULT_MOMENTUM and self.optimizer != "sgd":
+            raise ConfigError(
+                f"momentum applies to the sgd optimiser, not {self.optimizer}: choose sgd, or "
+                f"leave momentum at {DEFAULT_MOMENTUM}")
 
     @property
     def weights_path(self) -> Path:

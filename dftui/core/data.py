@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageFile, ImageOps
 
 from dftui.core.backbones import CLASS_NAMES
+from dftui.core.errors import describe_error
 
 if TYPE_CHECKING:
     import torch
@@ -97,20 +98,25 @@ def _class_dirs(root: Path) -> dict[str, Path]:
     return found
 
 
-def _list_images(
-    folder: Path, notes: list[str] | None = None, stop: threading.Event | None = None
-) -> list[str]:
-    """Image files under ``folder``, recursively, sorted; hidden files and folders skipped.
+def iter_files(
+    folder: str | os.PathLike[str],
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    notes: list[str] | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[str]:
+    """The files under ``folder`` whose extension (any case) is in ``extensions``, recursively,
+    as found; hidden files and folders skipped. The one walk behind every list of images or
+    videos dftui makes (training data, predict, Classify, prepare, the demo-data check).
 
     Symlinked folders are followed (data sets are often assembled from links), each real
-    folder at most once, so a symlink loop cannot trap the scan; loops and unreadable
-    folders are noted in ``notes``."""
-    out = []
+    folder at most once, so a symlink loop cannot trap the walk; loops and unreadable
+    folders are noted in ``notes``. Entries that are not regular files (a broken link, a
+    FIFO named like an image) are listed, so the reader can say what is wrong with them."""
     seen: set[tuple[int, int]] = set()
 
     def on_error(exc: OSError) -> None:
         if notes is not None:
-            notes.append(f"folder {display_path(exc.filename or folder)} skipped: {exc.strerror or exc}")
+            notes.append(f"folder {display_path(exc.filename or folder)} skipped: {describe_error(exc)}")
 
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=on_error):
         if stop is not None and stop.is_set():
@@ -131,9 +137,31 @@ def _list_images(
         for name in filenames:
             if name.startswith("."):
                 continue
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                out.append(os.path.join(dirpath, name))
-    out.sort()
+            if os.path.splitext(name)[1].lower() in extensions:
+                yield os.path.join(dirpath, name)
+
+
+def list_files(
+    folder: str | os.PathLike[str],
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    notes: list[str] | None = None,
+    stop: threading.Event | None = None,
+) -> list[str]:
+    """``iter_files``, sorted by path text (the order a data set's files take; a seeded
+    shuffle starts from it, so it must not change between versions)."""
+    return sorted(iter_files(folder, extensions, notes, stop))
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]], extensions: Collection[str]) -> list[Path]:
+    """Files named directly (whatever their extension: the user chose them), plus the files
+    of ``extensions`` inside named folders (``list_files``)."""
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            out.extend(Path(p) for p in list_files(path, extensions))
+        else:
+            out.append(path)
     return out
 
 
@@ -207,29 +235,11 @@ def check_image(path: str) -> str | None:
     except NotARegularFile as exc:
         return str(exc)
     except (OSError, ValueError, SyntaxError) as exc:
-        return _reason(exc)
+        return describe_error(exc)
     except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way on hostile bytes
-        return _reason(exc)
+        return describe_error(exc)
     return None
 
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, FileNotFoundError):
-        return "file not found (deleted, or a broken link)"
-    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
-        return "symlink loop"
-    if isinstance(exc, Image.DecompressionBombError):
-        return "image larger than Pillow's decompression-bomb limit"
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return exc.strerror
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image (or an unsupported format)"
-    if "truncated" in text:
-        return "truncated image (the file ends early)"
-    return display_path(text[:160])
 
 
 class ScanCancelled(Exception):
@@ -251,7 +261,7 @@ def scan_folder(
     counts: dict[str, int] = {}
     notes: list[str] = []
     for label, name in enumerate(CLASS_NAMES):
-        files = _list_images(dirs[name], notes, stop)
+        files = list_files(dirs[name], IMAGE_EXTENSIONS, notes, stop)
         if not files:
             raise DataError(
                 f"{dirs[name]} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
@@ -454,7 +464,7 @@ class FaceDataset:
             img = load_rgb(path, self.draft_size)
             return self.transform(img), label, ""
         except Exception as exc:  # noqa: BLE001 - any decode failure means "skip this file"
-            return None, label, f"{path}: {_reason(exc)}"
+            return None, label, f"{path}: {describe_error(exc)}"
 
 
 def collate_skipping(batch: list[tuple[Any, int, str]]) -> tuple[Any, Any, list[str]]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dftui.core.advice import Fix
-from dftui.core.data import IMAGE_EXTENSIONS
+from dftui.core.data import IMAGE_EXTENSIONS, iter_files
+from dftui.core.errors import describe_error
 
 if TYPE_CHECKING:  # numpy and the generator load only when data is generated, not for --help
     import numpy as np
@@ -81,11 +82,7 @@ def has_images(folder: Path) -> bool:
     """True when any image file lies under ``folder`` (recursively, hidden entries ignored)."""
     if not folder.is_dir():
         return False
-    for _dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in filenames):
-            return True
-    return False
+    return next(iter_files(folder, IMAGE_EXTENSIONS), None) is not None
 
 
 def default_folders_empty(root: str | Path = DEFAULT_DATA_ROOT) -> bool:
@@ -152,7 +149,7 @@ def make_demo_data(root: str | Path = DEFAULT_DATA_ROOT, n: int = DEMO_N, size: 
                 encoding="utf-8",
             )
     except OSError as exc:
-        raise DemoDataError(f"cannot write the demo data under {root}: {exc.strerror or exc}") from None
+        raise DemoDataError(f"cannot write the demo data under {root}: {describe_error(exc)}") from None
     return result
 
 

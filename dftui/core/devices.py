@@ -165,14 +165,6 @@ def default_channels_last(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-def default_workers() -> int:
-    """Data-loader workers from the machine's cores: leave one core for the training loop."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min(8, (cores or 1) - 1))
-
-
 def memory_mb(device: torch.device | None = None) -> tuple[float, float | None]:
     """(process RSS, GPU memory allocated on CUDA) in MiB."""
     import psutil

@@ -31,9 +31,11 @@ from dftui.core.calibration import (
     expected_calibration_error,
     reliability_bins,
 )
-from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.checkpoint import save_json
 from dftui.core.data import DatasetScan, load_rgb, load_tensor, scan_folder
+from dftui.core.errors import describe_error, unexpected_error
 from dftui.core.events import Emit, EvalFinished, EvalProgress, EvalStarted, Event
+from dftui.core.files import atomic_write
 from dftui.core.metrics import (
     DEFAULT_THRESHOLD,
     Metrics,
@@ -313,7 +315,7 @@ def evaluate_folder(
                     tensors.append(fut.result())
                     kept.append(index)
                 except Exception as exc:  # noqa: BLE001 - a broken file is counted, not fatal
-                    unreadable.append((samples[index][0], _why(exc)))
+                    unreadable.append((samples[index][0], describe_error(exc)))
             if tensors:
                 probs = predictor.probabilities(torch.stack(tensors)).tolist()
                 for index, p in zip(kept, probs, strict=True):
@@ -398,12 +400,6 @@ def _run_dir_of(metadata: dict[str, Any], weights: str | Path) -> str | None:
             continue
     return None
 
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image (or an unsupported format)"
-    return text[:160]
 
 
 # ----------------------------------------------------------------------------- compare
@@ -711,7 +707,7 @@ def load_evaluation(record_dir: str | Path) -> EvaluationResult:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # evaluation.json is untrusted: a missing or mistyped field is one readable error.
         raise EvaluationError(
-            f"{record_dir / 'evaluation.json'} is damaged ({type(exc).__name__}: {exc})"
+            f"{record_dir / 'evaluation.json'} is damaged ({unexpected_error(exc)})"
         ) from None
 
 

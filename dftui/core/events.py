@@ -117,6 +117,9 @@ class EpochEnd(Event):
     # these are the trained model's own. None without EMA.
     raw_val_loss: float | None = None
     raw_val_accuracy: float | None = None
+    # The learning rate this epoch trained at (it changes with a schedule). None in
+    # records written before it was recorded.
+    lr: float | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from dftui.core.devices import Precision
+from dftui.core.errors import first_line
 
 ENV_SWITCH = "DFTUI_EVAL_GRAPH"  # "auto" (default) or "eager"
 # Largest softmax-probability difference accepted between the traced graph and the eager
@@ -175,7 +176,7 @@ class EvalForward:
                 return self._eager(x)
         except Exception as exc:  # noqa: BLE001 - any tracing failure: the eager copy works
             self._graph_ok = False
-            self.note(f"the fused inference graph is unavailable ({_first_line(exc)}); "
+            self.note(f"the fused inference graph is unavailable ({first_line(exc)}); "
                       "evaluating with the plain model instead (slower)")
             return self._eager(x)
         self._graph, self._graph_ok = graph, True
@@ -202,15 +203,6 @@ class EvalForward:
                 # The graph re-specialises per input shape, so a shape seen for the first
                 # time can still fail; inference has no side effects, so the eager copy redoes it.
                 self._graph_ok = False
-                self.note(f"the fused inference graph failed ({_first_line(exc)}); "
+                self.note(f"the fused inference graph failed ({first_line(exc)}); "
                           "evaluating with the plain model from now on (slower)")
         return self._eager(x)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The useful line of an error: TorchScript puts its own header before the real one."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if "Error:" in line:
-            return line[:160]
-    return (lines[0] if lines else type(exc).__name__)[:160]

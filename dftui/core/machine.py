@@ -54,6 +54,19 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+MAX_DEFAULT_WORKERS = 8  # beyond this, more workers mostly add memory and start-up time
+
+
+def default_workers(spare: int = 1) -> int:
+    """Worker processes or threads when the user chose none: one per usable core, leaving
+    ``spare`` cores to the process's own loop, at most MAX_DEFAULT_WORKERS.
+
+    Training leaves one (its loop feeds the model while loaders decode; on one core that
+    means no loader processes at all, which beats two processes fighting for it); face
+    cropping leaves none (its main thread only collects results)."""
+    return max(0, min(MAX_DEFAULT_WORKERS, usable_cores() - spare))
+
+
 def describe() -> list[tuple[str, str]]:
     """(name, value) rows: CPU, cores, native bf16, the precision "auto" resolves to on the
     CPU (after DFTUI_PRECISION), accelerators, torch, Python, OS."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dftui.core.data import IMAGE_EXTENSIONS
+from dftui.core.data import IMAGE_EXTENSIONS, expand_inputs
 from dftui.core.video import VIDEO_EXTENSIONS
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
@@ -18,15 +18,4 @@ def is_media(path: Path) -> bool:
 def expand_media(inputs: list[str]) -> list[Path]:
     """Files named directly, plus the images and videos inside named folders (sorted; hidden
     files and folders skipped)."""
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            out.extend(sorted(
-                p for p in path.rglob("*")
-                if is_media(p) and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            ))
-        else:
-            out.append(path)
-    return out
+    return expand_inputs(inputs, MEDIA_EXTENSIONS)

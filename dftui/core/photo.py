@@ -200,10 +200,10 @@ class PhotoJudge:
 
     def judge_path(self, path: str | Path) -> PhotoResult:
         from dftui.core.data import load_rgb
-        from dftui.core.predict import _why
+        from dftui.core.errors import describe_error
 
         try:
             image = load_rgb(path)  # EXIF rotation applied: boxes are in the upright picture
         except Exception as exc:  # noqa: BLE001 - unreadable picture: report, don't stop
-            return PhotoResult(str(path), error=_why(exc))
+            return PhotoResult(str(path), error=describe_error(exc))
         return self.judge_image(image, str(path))

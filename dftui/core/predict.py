@@ -15,8 +15,15 @@ from PIL import Image
 from dftui.core.backbones import CLASS_NAMES, get_backbone
 from dftui.core.calibration import stored_temperature
 from dftui.core.checkpoint import load_weights
-from dftui.core.data import IMAGE_EXTENSIONS, Preprocessing, build_transform, load_tensor
+from dftui.core.data import (
+    IMAGE_EXTENSIONS,
+    Preprocessing,
+    build_transform,
+    expand_inputs,
+    load_tensor,
+)
 from dftui.core.devices import Precision, default_channels_last, resolve_device, resolve_precision
+from dftui.core.errors import describe_error
 from dftui.core.inference import EvalForward
 
 
@@ -49,22 +56,7 @@ class Prediction:
 
 def expand_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named directly, plus the images inside named folders (recursively, sorted)."""
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            out.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.suffix.lower() in IMAGE_EXTENSIONS
-                    and p.is_file()
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
-        else:
-            out.append(path)
-    return out
+    return expand_inputs(inputs, IMAGE_EXTENSIONS)
 
 
 class Predictor:
@@ -155,7 +147,7 @@ class Predictor:
         try:
             x = self._tensor(image)
         except Exception as exc:  # noqa: BLE001 - unreadable image: report, don't stop
-            return Prediction(name, None, float("nan"), float("nan"), 0.0, _why(exc))
+            return Prediction(name, None, float("nan"), float("nan"), 0.0, describe_error(exc))
         p_fake = float(self.probabilities(x.unsqueeze(0))[0])
         ms = (time.perf_counter() - t0) * 1000
         return _scored(name, p_fake, ms, self._label)
@@ -174,7 +166,7 @@ class Predictor:
                 try:
                     tensors.append(self._tensor(path))
                 except Exception as exc:  # noqa: BLE001
-                    errors[i] = _why(exc)
+                    errors[i] = describe_error(exc)
             probs = self.probabilities(torch.stack(tensors)).tolist() if tensors else []
             ms = (time.perf_counter() - t0) * 1000 / max(1, len(chunk))
             it = iter(probs)
@@ -194,14 +186,3 @@ def _scored(name: str, p_fake: float, ms: float, label: Any) -> Prediction:
     if not math.isfinite(p_fake):
         return Prediction(name, None, float("nan"), float("nan"), ms, NO_SCORE)
     return Prediction(name, label(p_fake), 1.0 - p_fake, p_fake, ms)
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "file not found"
-    if isinstance(exc, IsADirectoryError):
-        return "is a folder"
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image (or an unsupported format)"
-    return text[:160]

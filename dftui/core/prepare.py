@@ -42,6 +42,7 @@ from PIL import Image, ImageFile
 
 from dftui.core.advice import Fix, encode_all
 from dftui.core.backbones import CLASS_NAMES
+from dftui.core.errors import describe_error
 from dftui.core.events import (
     Emit,
     LogMessage,
@@ -53,6 +54,8 @@ from dftui.core.events import (
     SplitStarted,
     SplitSummary,
 )
+from dftui.core.files import atomic_write, check_writable, write_text_atomic
+from dftui.core.machine import default_workers
 
 # Split name as distributed -> output folder name used by the reference project.
 SPLITS: dict[str, str] = {
@@ -306,27 +309,13 @@ def crop_box(box: tuple[float, float, float, float], margin: float, width: int, 
     return crop, face, face_clamped or crop_clamped
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image (or an unsupported format)"
-    return text[:160]
-
-
 def _save_atomic(img: Image.Image, path: str, fmt: str) -> None:
     pil_format, options = FORMATS[fmt]
-    folder, name = os.path.split(path)
-    # Hidden, so the data scanner never lists it; the pid keeps two runs from sharing one.
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}{PART_SUFFIX}")
-    try:
-        img.save(tmp, format=pil_format, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+    # The temporary file is hidden, so the data scanner never lists it, and ends in
+    # PART_SUFFIX, so a rerun sweeps up what a killed run left. No fsync: a rerun after a
+    # crash rewrites crops anyway, and one per crop would cost more than the encoding.
+    with atomic_write(path, durable=False, suffix=PART_SUFFIX) as fh:
+        img.save(fh, format=pil_format, **options)
 
 
 def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings) -> ImageResult:
@@ -351,7 +340,7 @@ def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings
         opened = Image.open(path)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         result.unreadable = True
-        result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {_reason(exc)}") for f in pending]
+        result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {describe_error(exc)}") for f in pending]
         return result
     try:  # closed at the end: Pillow drops the pixels of a closed image, so crop first
         width, height = opened.size
@@ -364,7 +353,7 @@ def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings
             img = opened if opened.mode == "RGB" else opened.convert("RGB")
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             result.unreadable = True
-            result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {_reason(exc)}") for f in pending]
+            result.skipped = [(f.ann_id, UNREADABLE_IMAGE, f"{path}: {describe_error(exc)}") for f in pending]
             return result
         if job.width and job.height and (job.width, job.height) != (width, height):
             result.size_mismatch = True
@@ -382,7 +371,7 @@ def process_image(job: ImageJob, resolver: ImageResolver, settings: CropSettings
             try:
                 _save_atomic(img.crop(crop), target, settings.fmt)
             except OSError as exc:
-                raise _WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+                raise _WriteError(f"cannot write {target}: {describe_error(exc)}") from exc
             result.written.append(face.label)
     finally:
         opened.close()
@@ -529,7 +518,7 @@ def load_coco(path: Path) -> ParsedSplit:
     except UnicodeDecodeError:
         raise PrepareError(f"{path} is not a text JSON file; re-extract it from the archive") from None
     except OSError as exc:
-        raise PrepareError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise PrepareError(f"cannot read {path}: {describe_error(exc)}") from None
     return parse_coco(data, path)
 
 
@@ -556,12 +545,6 @@ def _read_report(path: Path) -> dict[str, Any]:
     return data
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-
-
 def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, Any]]) -> tuple[Path, Path]:
     """Merge this run's splits into the report (other splits' entries are kept), then rewrite
     the skipped-faces CSV from it."""
@@ -585,7 +568,7 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
         },
     })
     report["splits"].update(entries)
-    _write_text_atomic(path, json.dumps(report, indent=1))
+    write_text_atomic(path, json.dumps(report, indent=1))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["split", "image", "annotation_id", "reason", "detail"])
@@ -593,15 +576,11 @@ def write_report(out: Path, config: PrepareConfig, entries: dict[str, dict[str, 
         for row in entry.get("skipped", []):
             writer.writerow([split, row.get("image", ""), row.get("annotation_id", ""),
                              row.get("reason", ""), row.get("detail", "")])
-    _write_text_atomic(csv_path, buf.getvalue())
+    write_text_atomic(csv_path, buf.getvalue())
     return path, csv_path
 
 
 # --------------------------------------------------------------------------- the job
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 class _SplitRun:
@@ -647,7 +626,7 @@ class _SplitRun:
                 (out_dir / label).mkdir(parents=True, exist_ok=True)
                 _remove_stale_parts(out_dir / label)
         except OSError as exc:
-            raise _WriteError(f"cannot create {out_dir}/{{real,fake}}: {exc.strerror or exc}") from exc
+            raise _WriteError(f"cannot create {out_dir}/{{real,fake}}: {describe_error(exc)}") from exc
         resolver = ImageResolver(self.config.root, self.ann_path.parent, self.split)
         images_dir = ""
         for job in parsed.jobs[:20]:  # learn the layout once, so workers start with the right rule
@@ -779,7 +758,7 @@ def output_folder_problem(out: Path, tool: str, allow_existing: bool = False) ->
     try:
         entries = sorted(e for e in out.iterdir() if not e.name.startswith("."))
     except OSError as exc:
-        return f"{out} cannot be read ({exc.strerror or exc})"
+        return f"{out} cannot be read ({describe_error(exc)})"
     demo = [e for e in [out, *entries] if e.is_dir() and (e / DEMO_MARKER).is_file()]
     if demo:
         names = ", ".join(f"{e.name}/{DEMO_MARKER}" for e in demo[:3])
@@ -810,18 +789,15 @@ def mark_output_folder(out: Path, tool: str) -> None:
     or a crash is recognised as its own."""
     marker = Path(out) / OUTPUT_MARKER
     if written_by(out) != tool:
-        _write_text_atomic(marker, json.dumps({
+        write_text_atomic(marker, json.dumps({
             "tool": tool, "created": datetime.now(UTC).isoformat(timespec="seconds")}))
 
 
 def _check_out(out: Path) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".dftui-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(out)
     except OSError as exc:
-        raise PrepareError(f"cannot write to the output folder {out}: {exc.strerror or exc}",
+        raise PrepareError(f"cannot write to the output folder {out}: {describe_error(exc)}",
                            (Fix("data_out"),)) from None
 
 
@@ -872,14 +848,14 @@ def prepare_openforensics(
         _check_out(config.out)
         mark_output_folder(config.out, OPENFORENSICS_TOOL)
     except OSError as exc:
-        failed = PrepareFailed(f"cannot write to the output folder {config.out}: {exc.strerror or exc}")
+        failed = PrepareFailed(f"cannot write to the output folder {config.out}: {describe_error(exc)}")
         emit(failed)
         return failed
     except PrepareError as exc:
         failed = PrepareFailed(str(exc), fixes=encode_all(exc.fixes))
         emit(failed)
         return failed
-    workers = config.workers or default_workers()
+    workers = config.workers or default_workers(spare=0)
     previous = _read_report(config.out / REPORT_JSON)["splits"]
     emit(PrepareStarted(str(config.root), str(config.out), list(planned), config.settings(), workers, config.executor))
     summaries: list[SplitSummary] = []
@@ -915,7 +891,7 @@ def prepare_openforensics(
     try:
         report, skipped_csv = write_report(config.out, config, entries)
     except OSError as exc:
-        failure = failure or f"cannot write the report in {config.out}: {exc.strerror or exc}"
+        failure = failure or f"cannot write the report in {config.out}: {describe_error(exc)}"
         report, skipped_csv = config.out / REPORT_JSON, config.out / REPORT_CSV
     if failure:
         failed = PrepareFailed(failure, str(report))

@@ -28,9 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
+from dftui.core.data import iter_files, load_rgb
+from dftui.core.errors import describe_error
 from dftui.core.events import Emit, FolderFinished, FolderProgress, FolderStarted, FolderSummary
 from dftui.core.faces import DetectorConfig, FaceDetector, FaceDetectorError, crop_face
+from dftui.core.files import check_writable, write_text_atomic
+from dftui.core.media import MEDIA_EXTENSIONS
 from dftui.core.prepare import (
     FOLDER_REPORT_JSON,
     FORMATS,
@@ -108,7 +111,7 @@ def _label_dirs(root: Path) -> dict[str, Path]:
     try:
         entries = sorted(root.iterdir())
     except OSError as exc:
-        raise PrepareError(f"cannot read {root}: {exc.strerror or exc}") from None
+        raise PrepareError(f"cannot read {root}: {describe_error(exc)}") from None
     for entry in entries:
         key = entry.name.lower()
         if key in LABELS and entry.is_dir():
@@ -129,13 +132,10 @@ def plan_sources(config: FolderConfig) -> list[Source]:
     for label, folder in dirs.items():
         found: list[Source] = []
         keys: dict[str, str] = {}  # unique within a label: evaluation groups by (label, source)
-        for path in sorted(folder.rglob("*")):
+        # Path order (a folder's files together), as before: a rerun names its crops the same.
+        for path in sorted(Path(p) for p in iter_files(folder, MEDIA_EXTENSIONS)):
             rel_path = path.relative_to(folder)
-            if any(part.startswith(".") for part in rel_path.parts) or not path.is_file():
-                continue
             suffix = path.suffix.lower()
-            if suffix not in IMAGE_EXTENSIONS and suffix not in VIDEO_EXTENSIONS:
-                continue
             key = source_key(rel_path)
             if key in keys:
                 key = f"{key}-{hashlib.sha1(str(rel_path).encode()).hexdigest()[:6]}"
@@ -174,12 +174,9 @@ def check_out(config: FolderConfig) -> None:
         other = suggest_output_folder(config.out, "folder")
         raise PrepareError(f"{why}; choose a new output folder (e.g. {other})")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".dftui-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(out)
     except OSError as exc:
-        why = exc.strerror or exc
+        why = describe_error(exc)
         raise PrepareError(f"cannot write to the output folder {config.out}: {why}; choose another") from None
 
 
@@ -221,7 +218,7 @@ def _crop_source(
             try:
                 _save_atomic(crop_face(image, face, config.margin), str(target), config.fmt)
             except OSError as exc:
-                raise _WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+                raise _WriteError(f"cannot write {target}: {describe_error(exc)}") from exc
             written += 1
     return written, ("ok" if written else "no_face"), ("" if written else "no face found")
 
@@ -243,7 +240,7 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
         try:
             mark_output_folder(config.out, TOOL)  # before the first crop: a rerun after a crash is ours
         except OSError as exc:
-            why = exc.strerror or exc
+            why = describe_error(exc)
             raise PrepareError(f"cannot write to the output folder {config.out}: {why}; choose another") from None
         detector = FaceDetector(DetectorConfig(min_size=config.min_size))
     except (PrepareError, FaceDetectorError) as exc:
@@ -294,9 +291,7 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
                 except _WriteError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - an unreadable photo: skip it, say why
-                    from dftui.core.predict import _why
-
-                    crops, status, detail = 0, "error", _why(exc)
+                    crops, status, detail = 0, "error", describe_error(exc)
                 row = {"source": src.rel, "label": src.label, "split": src.split, "status": status,
                        "crops": crops, "detail": detail}
                 log.write(json.dumps(row) + "\n")
@@ -312,7 +307,7 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
     except _WriteError as exc:
         summary.status, summary.error = "failed", f"{exc}; the crops written so far are kept, rerun to resume"
     except OSError as exc:
-        summary.status, summary.error = "failed", f"cannot write in {config.out}: {exc.strerror or exc}"
+        summary.status, summary.error = "failed", f"cannot write in {config.out}: {describe_error(exc)}"
     summary.sources_done += summary.skipped_done_before
     summary.seconds = time.perf_counter() - start
     summary.report = str(config.out / REPORT)
@@ -320,7 +315,7 @@ def prepare_folder(config: FolderConfig, emit: Emit, stop: threading.Event | Non
         _write_report(config, summary, skipped)
     except OSError as exc:
         summary.status = "failed"
-        summary.error = summary.error or f"cannot write the report {summary.report}: {exc.strerror or exc}"
+        summary.error = summary.error or f"cannot write the report {summary.report}: {describe_error(exc)}"
     emit(FolderFinished(summary))
     return summary
 
@@ -349,6 +344,4 @@ def _write_report(config: FolderConfig, summary: FolderSummary, skipped: list[di
         "skipped": skipped,
     }
     path = config.out / REPORT
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
-    tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(report, indent=1))

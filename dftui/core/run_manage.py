@@ -18,7 +18,7 @@ from typing import Any
 
 from dftui.core.checkpoint import metadata_path, save_json
 from dftui.core.events import EpochEnd, RunStarted
-from dftui.core.runs import METRIC_COLUMNS, RunSummary, list_runs, read_events
+from dftui.core.runs import METRIC_COLUMNS, RunSummary, list_runs, metric_row, read_events
 from dftui.core.untrusted import Fields, UntrustedError, read_json
 
 USER_FILE = "user.json"
@@ -203,11 +203,7 @@ def export_metrics_csv(run_dir: Path, folder: Path, stem: str) -> Path:
         writer = csv.writer(fh)
         writer.writerow(METRIC_COLUMNS)
         for epoch in sorted(rows):
-            e = rows[epoch]
-            writer.writerow([e.epoch, f"{e.train_loss:.6f}", f"{e.val_loss:.6f}",
-                             f"{e.val_accuracy:.6f}", f"{e.val_precision:.6f}",
-                             f"{e.val_recall:.6f}", f"{e.val_f1:.6f}", f"{e.seconds:.2f}",
-                             f"{e.images_per_s:.2f}", f"{e.data_wait:.4f}", int(e.is_best)])
+            writer.writerow(metric_row(rows[epoch]))
     return path
 
 

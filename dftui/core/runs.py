@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dftui.core.checkpoint import atomic_write, save_json
+from dftui.core.checkpoint import save_json
+from dftui.core.errors import describe_error
 from dftui.core.eventlog import (
     EVENTS_FILE,
     NON_EVENT_KINDS,
@@ -36,6 +37,7 @@ from dftui.core.events import (
     RunStarted,
     event_from_dict,
 )
+from dftui.core.files import atomic_write
 from dftui.core.untrusted import Fields, UntrustedError, check_int, parse_json, read_json
 
 METRIC_COLUMNS = (
@@ -50,7 +52,26 @@ METRIC_COLUMNS = (
     "images_per_s",
     "data_wait",
     "is_best",
+    "lr",  # added later: older files end at is_best
 )
+
+
+def metric_row(e: EpochEnd) -> list[str]:
+    """``e`` as a metrics.csv row (METRIC_COLUMNS)."""
+    return [str(v) for v in (
+        e.epoch,
+        f"{e.train_loss:.6f}",
+        f"{e.val_loss:.6f}",
+        f"{e.val_accuracy:.6f}",
+        f"{e.val_precision:.6f}",
+        f"{e.val_recall:.6f}",
+        f"{e.val_f1:.6f}",
+        f"{e.seconds:.2f}",
+        f"{e.images_per_s:.2f}",
+        f"{e.data_wait:.4f}",
+        int(e.is_best),
+        "" if e.lr is None else f"{e.lr:.6g}",
+    )]
 if TYPE_CHECKING:
     from dftui.core.config import TrainConfig
 
@@ -180,7 +201,7 @@ class RunRecorder:
         try:
             self._log.write_header()
         except OSError as exc:
-            self.write_error = f"{exc.strerror or exc}"
+            self.write_error = f"{describe_error(exc)}"
 
         def on_stop() -> None:
             if stop is not None:
@@ -188,7 +209,7 @@ class RunRecorder:
                 request("stopped") if request is not None else stop.set()
 
         def on_error(exc: OSError) -> None:
-            self.write_error = self.write_error or f"{exc.strerror or exc}"
+            self.write_error = self.write_error or f"{describe_error(exc)}"
 
         self._log.start_heartbeat(self.run_dir / STOP_FILE, on_stop, on_error)
 
@@ -203,10 +224,15 @@ class RunRecorder:
         except (OSError, csv.Error):
             rows = []
         header = list(METRIC_COLUMNS)
+        # A file written by an older version has fewer columns (its header says which):
+        # its rows are kept, the new columns left empty.
+        width = len(header)
+        if rows and 0 < len(rows[0]) < width and rows[0] == header[: len(rows[0])]:
+            width = len(rows[0])
         kept = [
-            r
+            r + [""] * (len(header) - width)
             for r in rows[1:]
-            if len(r) == len(header) and r[0].isdigit() and int(r[0]) <= epoch
+            if len(r) == width and r[0].isdigit() and int(r[0]) <= epoch
         ]
         with atomic_write(path, "w") as fh:
             csv.writer(fh).writerows([header] + kept)
@@ -255,7 +281,7 @@ class RunRecorder:
             with atomic_write(self.run_dir / name, "w") as fh:
                 fh.write("".join(line + "\n" for line in lines))
         except OSError as exc:
-            self.write_error = self.write_error or f"{name}: {exc.strerror or exc}"
+            self.write_error = self.write_error or f"{name}: {describe_error(exc)}"
         self._write_info(skipped_images=len(lines), skipped_list=name if lines else None)
 
     def _write_info(self, **changes: Any) -> None:
@@ -263,14 +289,14 @@ class RunRecorder:
         try:
             save_json(self.info, self.run_dir / "run.json")
         except OSError as exc:
-            self.write_error = self.write_error or f"run.json: {exc.strerror or exc}"
+            self.write_error = self.write_error or f"run.json: {describe_error(exc)}"
 
     def __call__(self, event: Event) -> None:
         try:
             self._ensure_folder()
             self._record(event)
         except OSError as exc:
-            self.write_error = self.write_error or f"{exc.strerror or exc}"
+            self.write_error = self.write_error or f"{describe_error(exc)}"
 
     def _record(self, event: Event) -> None:
         if isinstance(event, BatchEnd):
@@ -287,7 +313,7 @@ class RunRecorder:
             try:
                 save_json(event.config, self.run_dir / "config.json")
             except OSError as exc:
-                self.write_error = self.write_error or f"config.json: {exc.strerror or exc}"
+                self.write_error = self.write_error or f"config.json: {describe_error(exc)}"
 
             cfg = event.config
             if "world_size" not in cfg:  # resumed on one process: the record says so
@@ -311,20 +337,7 @@ class RunRecorder:
                 **_world_info(cfg),
             )
         elif isinstance(event, EpochEnd):
-            row = [
-                    event.epoch,
-                    f"{event.train_loss:.6f}",
-                    f"{event.val_loss:.6f}",
-                    f"{event.val_accuracy:.6f}",
-                    f"{event.val_precision:.6f}",
-                    f"{event.val_recall:.6f}",
-                    f"{event.val_f1:.6f}",
-                    f"{event.seconds:.2f}",
-                    f"{event.images_per_s:.2f}",
-                    f"{event.data_wait:.4f}",
-                    int(event.is_best),
-                ]
-            row = [str(v) for v in row]
+            row = metric_row(event)
             self._metric_rows.append(row)
             self._writer.writerow(row)
             self._metrics.flush()

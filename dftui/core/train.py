@@ -36,7 +36,7 @@ from dftui.core.backbones import (
     get_backbone,
 )
 from dftui.core.calibration import CalibrationFit, calibrate_weights, store_calibration
-from dftui.core.checkpoint import build_metadata, remove_stale_temp
+from dftui.core.checkpoint import build_metadata
 from dftui.core.checkpointer import (
     RESUME_FILE,
     Checkpointer,
@@ -53,6 +53,7 @@ from dftui.core.devices import (
     resolve_device,
     resolve_precision,
 )
+from dftui.core.errors import describe_error, unexpected_error
 from dftui.core.events import (
     Emit,
     EpochEnd,
@@ -63,6 +64,7 @@ from dftui.core.events import (
     RunStarted,
     StopFlag,  # noqa: F401 - re-exported: callers make stop flags from here
 )
+from dftui.core.files import check_writable, remove_stale_temp
 from dftui.core.inference import EvalForward
 from dftui.core.metrics import Confusion
 from dftui.core.optim import Optimisation, build_optimisation
@@ -160,13 +162,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def _check_writable(folder: Path) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".dftui-write-test-{threading.get_ident()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        check_writable(folder)
     except OSError as exc:
         raise RunAborted(
-            f"output folder {folder} is not writable ({exc.strerror or exc})",
+            f"output folder {folder} is not writable ({describe_error(exc)})",
             fixes=(Fix("out_dir"),),
         ) from None
 
@@ -340,7 +339,7 @@ class _Trainer:
         except StoppedBeforeStart:
             error = "stopped before the run started"
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = unexpected_error(exc)
         for rank, message in enumerate(distributed.all_gather(error)):
             if message is not None:
                 raise RunAborted(f"rank {rank}: {message}")
@@ -450,7 +449,7 @@ class _Trainer:
                     self.run_dir = new_run_dir(root, cfg.backbone)
                 except OSError as exc:
                     raise RunAborted(
-                        f"cannot create the run record folder in {root} ({exc.strerror or exc}); "
+                        f"cannot create the run record folder in {root} ({describe_error(exc)}); "
                         "set DFTUI_HOME to a writable folder"
                     ) from None
             self.run_lock = lock_run(self.run_dir)
@@ -469,7 +468,7 @@ class _Trainer:
         self.optim = build_optimisation(net.model, cfg, device, precision,
                                         recipe.class_weights(self.scans.train.counts))
         if resume is not None:
-            self.optim.load_state_dict(resume)
+            self.optim.load_state_dict(resume, self.state.epoch)
         recipe.attach(net.model)  # the EMA copy, from the (resumed) model, on its device
         if resume is not None:
             try:
@@ -497,6 +496,12 @@ class _Trainer:
             saved_world = int(resume.get("world_size", 1) or 1)
             if saved_world != dist.world and dist.is_main:
                 self.emit(LogMessage("warning", _world_change_note(saved_world, dist.world, cfg.batch_size)))
+        if cfg.accum_steps > 1 and dist.is_main:
+            self.emit(LogMessage(
+                "info",
+                f"gradient accumulation: one optimiser step every {cfg.accum_steps} batches of "
+                f"{cfg.batch_size}, an effective batch of {cfg.batch_size * cfg.accum_steps}",
+            ))
         if dist.enabled and dist.is_main:
             self.emit(
                 LogMessage(
@@ -525,7 +530,7 @@ class _Trainer:
             recorder = RunRecorder(run_dir, resumed=resumed, stop=self.stop)
         except OSError as exc:
             raise RunAborted(
-                f"cannot write the run record in {run_dir} ({exc.strerror or exc})"
+                f"cannot write the run record in {run_dir} ({describe_error(exc)})"
             ) from None
         self.recorder = recorder
         self._record_warned = False
@@ -673,14 +678,18 @@ class _Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float] | None:
         cfg, dist = self.config, self.dist
         net, loaders, _ = self._parts()
-        device, precision = self._hardware()
+        device, _ = self._hardware()
         assert self.optim is not None and self.clock is not None
         optim = self.optim
+        lr = optim.lr  # this epoch's learning rate (the schedule set it at the last epoch end)
         net.train_mode(cfg.freeze_bn)
         assert self.spec is not None
         self.recipe.train_mode(net.model, self.spec.head)  # a frozen backbone stays in eval mode
         loss_sum = torch.zeros((), device=device)
         images = 0
+        spe = len(loaders.train)
+        pending = False  # gradients added since the last optimiser step
+        optim.zero_grad()
         progress = self.clock.begin("train", epoch, self.emit, device)
         for i, (x, y, skipped) in enumerate(progress.timed(loaders.train), start=1):
             # With several ranks a step must be taken by all or none: one whose batch lost
@@ -690,29 +699,16 @@ class _Trainer:
             if self._stop_requested(thin):
                 return None
             self._note_skipped(skipped)
-            if y.numel() == 0 or self._thin_batch:
-                if self._thin_batch and dist.is_main:
-                    self.emit(LogMessage("warning", f"epoch {epoch}, batch {i}: a process had "
-                                         "fewer than 2 readable images; step skipped on all"))
+            loss = self._backward(epoch, i, x, y, optim.group_size(i, spe))
+            pending = pending or loss is not None
+            # One optimiser step per accum_steps batches (every batch by default), also
+            # when the batch that ends the group was left out.
+            if pending and optim.ends_group(i, spe):
+                optim.step()
+                self.recipe.after_step(net.model)  # the weight average (EMA), when on
+                pending = False
+            if loss is None:
                 continue
-            x = x.to(device, non_blocking=True, memory_format=net.memory_format)
-            y = y.to(device, non_blocking=True)
-            optim.zero_grad()
-            try:
-                with _autocast(device, precision):
-                    out = net.forward(x)
-                    loss = optim.criterion(out.float(), y)
-            except ValueError as exc:
-                # Batch norm cannot train on one image whose features are 1×1 (small
-                # --img-size); such a batch (a last one, or one thinned by skipped
-                # images) is left out rather than ending the run.
-                if y.numel() != 1 or "more than 1 value per channel" not in str(exc):
-                    raise
-                self.emit(LogMessage("warning", f"epoch {epoch}, batch {i}: a batch of one "
-                                     "image cannot train batch norm at this image size; skipped"))
-                continue
-            optim.backward_and_step(loss)
-            self.recipe.after_step(net.model)  # the weight average (EMA), when on
             # One host sync per batch (the loss value), as a plain loop's loss.item() does.
             loss_value = loss.item()
             count = y.numel()
@@ -740,7 +736,39 @@ class _Trainer:
             "loss": float(loss_sum.item()) / images,
             "images_per_s": images_per_s,
             "data_wait": data_wait,
+            "lr": lr,
         }
+
+    def _backward(
+        self, epoch: int, i: int, x: torch.Tensor, y: torch.Tensor, share: int
+    ) -> torch.Tensor | None:
+        """Batch ``i``'s loss, its gradients added (``share``: the batches its optimiser
+        step averages over); None when the batch is left out."""
+        net, _, _ = self._parts()
+        device, precision = self._hardware()
+        assert self.optim is not None
+        if y.numel() == 0 or self._thin_batch:
+            if self._thin_batch and self.dist.is_main:
+                self.emit(LogMessage("warning", f"epoch {epoch}, batch {i}: a process had "
+                                     "fewer than 2 readable images; step skipped on all"))
+            return None
+        x = x.to(device, non_blocking=True, memory_format=net.memory_format)
+        y = y.to(device, non_blocking=True)
+        try:
+            with _autocast(device, precision):
+                out = net.forward(x)
+                loss = self.optim.criterion(out.float(), y)
+        except ValueError as exc:
+            # Batch norm cannot train on one image whose features are 1×1 (small
+            # --img-size); such a batch (a last one, or one thinned by skipped
+            # images) is left out rather than ending the run.
+            if y.numel() != 1 or "more than 1 value per channel" not in str(exc):
+                raise
+            self.emit(LogMessage("warning", f"epoch {epoch}, batch {i}: a batch of one "
+                                 "image cannot train batch norm at this image size; skipped"))
+            return None
+        self.optim.backward(loss, share)
+        return loss
 
     @torch.inference_mode()
     def _validate(self, epoch: int) -> dict[str, Any] | None:
@@ -887,12 +915,16 @@ class _Trainer:
             "seconds": seconds,
             "images_per_s": train["images_per_s"],
             "data_wait": train["data_wait"],
+            "lr": train["lr"],
             "confusion": conf.to_dict(),
         }
         raw = val.get("raw")
         if raw is not None:  # EMA on: val_* are the average's, these the trained model's
             row.update(raw_val_loss=raw["loss"], raw_val_accuracy=raw["accuracy"])
         st.history.append(row)
+        assert self.optim is not None
+        # The next epoch's learning rate, on every rank, before resume.pt keeps it.
+        self.optim.end_epoch(epoch, vloss)
         if not self.dist.is_main:
             st.epoch = epoch
             if is_best:
@@ -922,6 +954,7 @@ class _Trainer:
                 is_best=is_best,
                 best_epoch=st.best_epoch or epoch,
                 skipped_images=len(st.skipped),
+                lr=train["lr"],
                 raw_val_loss=raw["loss"] if raw is not None else None,
                 raw_val_accuracy=raw["accuracy"] if raw is not None else None,
             )
@@ -1074,7 +1107,7 @@ def fit(
             # killed by the same Ctrl+C): the stop is what happened.
             final = _interrupted(trainer, getattr(stop, "reason", "stopped"))
         else:
-            final = _failed(trainer, f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
+            final = _failed(trainer, unexpected_error(exc), details=traceback.format_exc())
     try:
         trainer.emit(final)
     except Exception:

@@ -27,8 +27,8 @@ from dftui.core.data import (
     make_loader,
     scan_folder,
 )
-from dftui.core.devices import default_workers
 from dftui.core.events import Emit, LogMessage
+from dftui.core.machine import default_workers
 
 MAX_LOGGED_SKIPS = 20  # skipped images named one by one in the log; the rest are counted
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dftui.core.errors import describe_error
+
 _T = TypeVar("_T")
 
 MAX_JSON_BYTES = 16 * 1024 * 1024  # records and metadata are kilobytes; more is not ours
@@ -63,7 +65,7 @@ def read_text(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> str:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise UntrustedError(f"it cannot be read ({exc.strerror or exc})") from None
+        raise UntrustedError(f"it cannot be read ({describe_error(exc)})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -74,7 +76,7 @@ def read_text(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> str:
             fd = -1
             data = fh.read(max_bytes + 1)  # it may have grown since fstat
     except OSError as exc:
-        raise UntrustedError(f"it cannot be read ({exc.strerror or exc})") from None
+        raise UntrustedError(f"it cannot be read ({describe_error(exc)})") from None
     finally:
         if fd >= 0:
             os.close(fd)

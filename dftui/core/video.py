@@ -17,6 +17,8 @@ from typing import Any
 
 from PIL import Image
 
+from dftui.core.errors import describe_error, first_line
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".webm", ".avi", ".mkv"})
 
 # Aggregation rules (``--aggregate``):
@@ -97,7 +99,7 @@ def _open(path: str | os.PathLike[str]) -> Any:
     except FileNotFoundError:
         raise VideoError("file not found") from None
     except OSError as exc:
-        raise VideoError(f"cannot read ({exc.strerror or exc})") from None
+        raise VideoError(f"cannot read ({describe_error(exc)})") from None
     if p.is_dir():
         raise VideoError("is a folder, not a video")
     if not stat.S_ISREG(st.st_mode):
@@ -110,16 +112,11 @@ def _open(path: str | os.PathLike[str]) -> Any:
     except av.error.InvalidDataError:
         raise VideoError("not a video FFmpeg can read (corrupt, truncated or another kind of file)") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"cannot open as a video ({_first_line(exc)})") from None
+        raise VideoError(f"cannot open as a video ({first_line(exc)})") from None
     if not container.streams.video:
         container.close()
         raise VideoError("has no video stream (audio only?); give a file with pictures")
     return container
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
 
 
 def _info(path: str | os.PathLike[str], container: Any) -> VideoInfo:
@@ -268,7 +265,7 @@ def _seek_frames(path: str | os.PathLike[str], container: Any, stream: Any, info
 
 
 def _decode_message(path: str | os.PathLike[str], info: VideoInfo, exc: BaseException) -> str:
-    text = _first_line(exc)
+    text = first_line(exc)
     if "decoder" in text.lower() or "codec" in text.lower() or "not implemented" in text.lower():
         return f"the {info.codec} codec cannot be decoded by this FFmpeg ({text}); convert it, e.g. to H.264 mp4"
     return f"decoding failed ({text}); the file may be corrupt or truncated"

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.worker import get_current_worker
 
+from dftui.core.errors import unexpected_error
 from dftui.ui import settings as settings_mod
 from dftui.ui.messages import TorchReady
 
@@ -229,7 +230,7 @@ class DftuiApp(App[None]):
                 screen = old
         except Exception as exc:  # noqa: BLE001 - a broken screen must not take the app down
             self.notify(
-                f"the {SCREENS[name].title} screen cannot open: {type(exc).__name__}: {exc}",
+                f"the {SCREENS[name].title} screen cannot open: {unexpected_error(exc)}",
                 severity="error",
                 timeout=8,
             )
@@ -367,7 +368,7 @@ class DftuiApp(App[None]):
 
             devices = list_devices()
         except Exception as exc:  # noqa: BLE001 - a broken install is reported, not fatal
-            error = f"{type(exc).__name__}: {exc}"
+            error = unexpected_error(exc)
         self.post_message(TorchReady(devices, error, time.monotonic() - t0))
 
     def on_torch_ready(self, message: TorchReady) -> None:

@@ -7,10 +7,11 @@ Unknown or malformed content never stops the app: a broken file is set aside as
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from dftui.core.errors import describe_error
+from dftui.core.files import write_text_atomic
 from dftui.core.runs import config_home
 from dftui.core.untrusted import UntrustedError, json_type, read_json
 
@@ -45,7 +46,7 @@ class Settings:
                 pass
             return settings
         except OSError as exc:
-            settings.error = f"cannot read {target}: {exc.strerror or exc}"
+            settings.error = f"cannot read {target}: {describe_error(exc)}"
             return settings
         problems = sanitize(data)
         if problems:
@@ -63,12 +64,9 @@ class Settings:
     def save(self) -> None:
         """Write atomically; a failure to save is not worth interrupting the user for."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True))
         except OSError as exc:
-            self.error = f"cannot save settings to {self.path}: {exc.strerror or exc}"
+            self.error = f"cannot save settings to {self.path}: {describe_error(exc)}"
 
 
 # What each known entry may hold. The screens read these values straight into widgets
@@ -76,13 +74,28 @@ class Settings:
 # value of another type must never reach them. Other sections belong to their own readers.
 _TEXT = (str,)
 _TEXT_OR_NUMBER = (str, int, float)
+# Setup's entries of its own (not training options); each training option's entry is typed
+# from its declaration (see _setup_types), so a new option is covered with no code here.
 _SETUP_TYPES: dict[str, tuple[type, ...]] = {
-    "backbone": _TEXT, "pretrained": _TEXT, "precision": _TEXT, "device": _TEXT,
-    "augment": _TEXT, "weights": _TEXT, "train_dir": _TEXT, "val_dir": _TEXT,
-    "pretrained_path": _TEXT, "overwrite": (bool,),
-    "epochs": _TEXT_OR_NUMBER, "batch_size": _TEXT_OR_NUMBER, "lr": _TEXT_OR_NUMBER,
-    "img_size": _TEXT_OR_NUMBER, "workers": _TEXT_OR_NUMBER, "seed": _TEXT_OR_NUMBER,
+    "weights": _TEXT, "pretrained_path": _TEXT,
 }
+
+
+def _setup_types() -> dict[str, tuple[type, ...]]:
+    """What Setup may remember for each key: a yes/no for a yes/no option, a choice (text) for
+    a closed set, the typed text (or a number, from older versions) for the rest."""
+    from dftui.core.config import TrainConfig
+    from dftui.core.options import options
+
+    types: dict[str, tuple[type, ...]] = {}
+    for opt in options(TrainConfig):
+        if opt.value_type is bool:
+            types[opt.name] = (bool,)
+        elif opt.all_choices() or opt.value_type not in (int, float):
+            types[opt.name] = _TEXT
+        else:
+            types[opt.name] = _TEXT_OR_NUMBER
+    return {**types, **_SETUP_TYPES}
 
 
 def _bad(value: Any, allowed: tuple[type, ...]) -> bool:
@@ -103,9 +116,10 @@ def sanitize(data: dict[str, Any]) -> list[str]:
             problems.append(f"{section} should be an object, not {json_type(data.pop(section))}")
             continue
         values = data[section]
+        setup_types = _setup_types() if section == "setup" else {}
         for key in list(values):
             if section == "setup":
-                allowed = _SETUP_TYPES.get(key, (str, int, float, bool))
+                allowed = setup_types.get(key, (str, int, float, bool))
             elif section == "keymap":
                 allowed = _TEXT  # binding id -> keys, e.g. "f2,ctrl+s"
             else:

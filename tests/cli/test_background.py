@@ -126,10 +126,41 @@ def _make_run(root: Path, name: str, events: list, status: str = "finished", **i
 
 
 def _story(run_dir: Path, final) -> list:
-    started = RunStarted(run_dir.name, str(run_dir), {"epochs": 2, "backbone": "mobilenet_v2"},
-                         "cpu", "CPU", "fp32", False, 40, 20, {"real": 20, "fake": 20},
-                         {"real": 10, "fake": 10}, 5, 0, 1000, 0)
-    epochs = [EpochEnd(e, 2, 0.5, 0.4, 0.9, 0.9, 0.9, 0.9, 1.0, 10.0, 0.0, True, e) for e in (1, 2)]
+    started = RunStarted(
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
+        config={"epochs": 2, "backbone": "mobilenet_v2"},
+        device="cpu",
+        device_name="CPU",
+        precision="fp32",
+        channels_last=False,
+        train_size=40,
+        val_size=20,
+        train_counts={"real": 20, "fake": 20},
+        val_counts={"real": 10, "fake": 10},
+        steps_per_epoch=5,
+        start_epoch=0,
+        params=1000,
+        workers=0,
+    )
+    epochs = [
+        EpochEnd(
+            epoch=e,
+            epochs=2,
+            train_loss=0.5,
+            val_loss=0.4,
+            val_accuracy=0.9,
+            val_precision=0.9,
+            val_recall=0.9,
+            val_f1=0.9,
+            seconds=1.0,
+            images_per_s=10.0,
+            data_wait=0.0,
+            is_best=True,
+            best_epoch=e,
+        )
+        for e in (1, 2)
+    ]
     return [started, *epochs, final]
 
 
@@ -142,15 +173,38 @@ def test_attach_unknown_and_finished_and_damaged(capsys) -> None:
     assert main(["attach", "nope"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
     ok = root / "20260101-000000-mobilenet_v2"
-    _make_run(root, ok.name, ["garbage {", *_story(ok, RunFinished("finished", 2, 2, 0.9, "/w",
-                                                                  "/j", str(ok), 3.0)),
-                              '{"event": "epoch_end", "epoch": 1'])
+    _make_run(
+        root,
+        ok.name,
+        [
+            "garbage {",
+            *_story(
+                ok,
+                RunFinished(
+                    status="finished",
+                    epochs_completed=2,
+                    best_epoch=2,
+                    best_val_accuracy=0.9,
+                    weights_path="/w",
+                    metadata_path="/j",
+                    run_dir=str(ok),
+                    seconds=3.0,
+                ),
+            ),
+            '{"event": "epoch_end", "epoch": 1',
+        ],
+    )
     assert main(["attach", ok.name, "--plain"]) == 0
     out = capsys.readouterr().out
     assert "epoch 2/2" in out and "run finished" in out
     bad = root / "20260101-000001-mobilenet_v2"
-    _make_run(root, bad.name, _story(bad, RunFailed("out of memory", str(bad))), status="failed",
-              started="2026-01-01T00:00:09+00:00")
+    _make_run(
+        root,
+        bad.name,
+        _story(bad, RunFailed(message="out of memory", run_dir=str(bad))),
+        status="failed",
+        started="2026-01-01T00:00:09+00:00",
+    )
     assert main(["attach", "last", "--plain"]) == 1  # the newest run, which failed
     assert "out of memory" in capsys.readouterr().err
 

@@ -169,8 +169,8 @@ def test_rich_printers_print_markup_in_messages_as_text(monkeypatch) -> None:
     monkeypatch.setattr(rich.console, "Console",
                         lambda *a, **k: Console(file=buf, force_terminal=True, width=200))
     printer = RichPrinter()
-    printer(LogMessage("warning", "skipping unreadable image data/x[/]y.png: [red]bad"))
-    printer(CheckpointSaved("best", "/w/[bold]x[/].pth", 1))
+    printer(LogMessage(level="warning", text="skipping unreadable image data/x[/]y.png: [red]bad"))
+    printer(CheckpointSaved(role="best", path="/w/[bold]x[/].pth", epoch=1))
     printer.close()
     import re
 
@@ -179,6 +179,6 @@ def test_rich_printers_print_markup_in_messages_as_text(monkeypatch) -> None:
 
     buf = io.StringIO()
     prep = prepare_cmd.RichPrinter(Console(file=buf, force_terminal=True, width=200))
-    prep(LogMessage("warning", "Train: image a[/]b.jpg [red]"))
+    prep(LogMessage(level="warning", text="Train: image a[/]b.jpg [red]"))
     prep.close()
     assert "a[/]b.jpg [red]" in re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue())

@@ -11,11 +11,11 @@ from dftui.core import devices
 from dftui.core.devices import (
     DeviceError,
     default_channels_last,
-    default_workers,
     memory_mb,
     resolve_device,
     resolve_precision,
 )
+from dftui.core.machine import default_workers
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -119,10 +119,17 @@ def test_channels_last_where_it_measured_faster() -> None:
     assert default_channels_last(MPS) is False
 
 
-@pytest.mark.parametrize("cores, expected", [(1, 0), (2, 1), (4, 3), (16, 8), (64, 8)])
-def test_default_workers_from_cores(monkeypatch: pytest.MonkeyPatch, cores: int, expected: int) -> None:
+@pytest.mark.parametrize("cores, loaders, croppers", [
+    (1, 0, 1), (2, 1, 2), (4, 3, 4), (16, 8, 8), (64, 8, 8),
+])
+def test_default_workers_from_usable_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, loaders: int, croppers: int
+) -> None:
+    # The cores this process may use (taskset, a container), not the host's count.
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    assert default_workers() == expected
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    assert default_workers() == loaders  # training: one core stays with the loop
+    assert default_workers(spare=0) == croppers  # prepare: the pool does all the work
 
 
 def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,21 +20,70 @@ from dftui.core.runs import RunRecorder, read_run
 
 
 def _batch(epoch: int, i: int, n: int = 10) -> BatchEnd:
-    return BatchEnd("train", epoch, 3, i, n, 1.0 / i, 100.0, 0.0, float(i), 5.0, 200.0)
+    return BatchEnd(
+        phase="train",
+        epoch=epoch,
+        epochs=3,
+        batch=i,
+        batches=n,
+        loss=1.0 / i,
+        images_per_s=100.0,
+        data_wait=0.0,
+        elapsed_s=float(i),
+        eta_s=5.0,
+        rss_mb=200.0,
+    )
 
 
 def _epoch(epoch: int) -> EpochEnd:
-    return EpochEnd(epoch, 3, 0.5, 0.4, 0.9, 0.9, 0.9, 0.9, 1.0, 10.0, 0.0, True, epoch)
+    return EpochEnd(
+        epoch=epoch,
+        epochs=3,
+        train_loss=0.5,
+        val_loss=0.4,
+        val_accuracy=0.9,
+        val_precision=0.9,
+        val_recall=0.9,
+        val_f1=0.9,
+        seconds=1.0,
+        images_per_s=10.0,
+        data_wait=0.0,
+        is_best=True,
+        best_epoch=epoch,
+    )
 
 
 def _started(start_epoch: int = 0) -> RunStarted:
-    return RunStarted("r", "/x", {"epochs": 3, "backbone": "mobilenet_v2"}, "cpu", "CPU", "fp32",
-                      False, 40, 20, {"real": 20, "fake": 20}, {"real": 10, "fake": 10}, 5,
-                      start_epoch, 1000, 0)
+    return RunStarted(
+        run_id="r",
+        run_dir="/x",
+        config={"epochs": 3, "backbone": "mobilenet_v2"},
+        device="cpu",
+        device_name="CPU",
+        precision="fp32",
+        channels_last=False,
+        train_size=40,
+        val_size=20,
+        train_counts={"real": 20, "fake": 20},
+        val_counts={"real": 10, "fake": 10},
+        steps_per_epoch=5,
+        start_epoch=start_epoch,
+        params=1000,
+        workers=0,
+    )
 
 
 def _finished(status: str = "finished") -> RunFinished:
-    return RunFinished(status, 3, 1, 0.9, "/w.pth", "/w.json", "/x", 3.0)
+    return RunFinished(
+        status=status,
+        epochs_completed=3,
+        best_epoch=1,
+        best_val_accuracy=0.9,
+        weights_path="/w.pth",
+        metadata_path="/w.json",
+        run_dir="/x",
+        seconds=3.0,
+    )
 
 
 def test_writer_header_and_reader_roundtrip(tmp_path: Path) -> None:
@@ -148,7 +197,7 @@ def test_recorder_survives_a_full_disk(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(recorder._log, "write", full)
     recorder(_epoch(1))  # no exception: training goes on
-    assert recorder.write_error and "space" in recorder.write_error
+    assert recorder.write_error and "disk is full" in recorder.write_error
     recorder.close()
 
 
@@ -200,7 +249,7 @@ def test_parse_record_never_raises() -> None:
                  {"event": "log", "level": "info", "text": "hi", "extra": 1}):
         parse_record(data)
     assert parse_record({"event": "log", "level": "info", "text": "hi", "new": 1}) == \
-        LogMessage("info", "hi")
+        LogMessage(level="info", text="hi")
 
 
 def _record(run_dir: Path, **info) -> None:
@@ -251,7 +300,9 @@ def test_every_event_with_tuple_fields_reads_back() -> None:
     was refused by the checked reader, so attach and the Runs screen lost the failure."""
     from dftui.core.events import RunFailed
 
-    failed = RunFailed("out of memory", "/x", fixes=("batch_size", "pretrained=none"))
-    note = LogMessage("warning", "weights missing", fixes=("pretrained=none",))
+    failed = RunFailed(
+        message="out of memory", run_dir="/x", fixes=("batch_size", "pretrained=none")
+    )
+    note = LogMessage(level="warning", text="weights missing", fixes=("pretrained=none",))
     for event in (failed, note):
         assert parse_record(json.loads(json.dumps(event.to_dict()))) == event

@@ -91,7 +91,9 @@ def test_an_older_record_replays_and_a_missing_required_field_is_named(cls: type
 
 
 def test_nested_records_are_type_checked_with_the_field_path() -> None:
-    record = json.loads(json.dumps(E.SplitFinished(E.SplitSummary("train", "/o")).to_dict()))
+    record = json.loads(
+        json.dumps(E.SplitFinished(summary=E.SplitSummary("train", "/o")).to_dict())
+    )
     record["summary"]["written"] = "many"
     with pytest.raises(EventError, match="split_finished event: summary.written"):
         event_from_dict(record)
@@ -99,7 +101,7 @@ def test_nested_records_are_type_checked_with_the_field_path() -> None:
     record["summary"]["written"] = 1
     with pytest.raises(EventError, match="summary.split"):
         event_from_dict(record)
-    record = E.FolderFinished(E.FolderSummary(crops=Counter({"train/real": 3}))).to_dict()
+    record = E.FolderFinished(summary=E.FolderSummary(crops=Counter({"train/real": 3}))).to_dict()
     assert record["summary"]["crops"] == {"train/real": 3}  # a Counter is written as counts
     record["summary"]["crops"] = {"train/real": "3"}
     with pytest.raises(EventError, match=r"summary.crops.train/real"):

@@ -25,7 +25,6 @@ from dftui.core.backbones import (
     resolve_pretrained_file,
 )
 from dftui.core.checkpoint import (
-    atomic_write,
     build_metadata,
     claim_weights_path,
     load_weights,
@@ -37,6 +36,7 @@ from dftui.core.checkpoint import (
 from dftui.core.config import ConfigError, TrainConfig
 from dftui.core.data import Preprocessing, display_path, scan_folder
 from dftui.core.events import EpochEnd, LogMessage, RunFailed, RunFinished
+from dftui.core.files import atomic_write
 from dftui.core.runs import lock_run
 from dftui.core.train import StopFlag, fit
 

@@ -79,7 +79,9 @@ def test_event_from_dict_tolerates_unknown_fields_and_missing_defaults() -> None
     for bad in ([], "x", None, {"event": 5}, {"event": "nope"}):
         with pytest.raises(ValueError):
             event_from_dict(bad)
-    assert event_from_dict({"event": "log", "level": "info", "text": "t"}) == LogMessage("info", "t")
+    assert event_from_dict({"event": "log", "level": "info", "text": "t"}) == LogMessage(
+        level="info", text="t"
+    )
 
 
 def test_non_finite_numbers_in_events_are_refused() -> None:

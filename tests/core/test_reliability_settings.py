@@ -170,4 +170,4 @@ def test_disk_full_for_the_run_record_only_warns(dataset, tmp_path, monkeypatch)
     final = fit(_cfg(dataset, tmp_path),
                 lambda e: logs.append(e.text) if isinstance(e, LogMessage) else None)
     assert isinstance(final, RunFinished) and final.status == "finished"
-    assert any("run record could not be written" in t and "No space" in t for t in logs)
+    assert any("run record could not be written" in t and "disk is full" in t for t in logs)

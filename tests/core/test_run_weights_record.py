@@ -15,8 +15,8 @@ def test_best_weights_are_in_run_json_before_the_run_ends(tmp_path: Path) -> Non
     weights.parent.mkdir()
     weights.write_bytes(b"state")
     recorder = RunRecorder(tmp_path / "run")
-    recorder(CheckpointSaved("resume", str(tmp_path / "run" / "resume.pt"), 1))
-    recorder(CheckpointSaved("best", str(weights), 2))
+    recorder(CheckpointSaved(role="resume", path=str(tmp_path / "run" / "resume.pt"), epoch=1))
+    recorder(CheckpointSaved(role="best", path=str(weights), epoch=2))
     # The process dies here: no RunFinished, no close().
     run = read_run(tmp_path / "run")
     assert run is not None and run.weights_path == str(weights)

@@ -40,8 +40,14 @@ def split_progress(split: str, done: int) -> SplitProgress:
 
 
 def folder_progress(done: int, status: str = "ok") -> FolderProgress:
-    return FolderProgress(done=done, total=5, source=f"s{done}.jpg", crops=0 if status != "ok" else 1,
-                          status=status, detail="no face found" if status != "ok" else "")
+    return FolderProgress(
+        done=done,
+        total=5,
+        source=f"s{done}.jpg",
+        crops=0 if status != "ok" else 1,
+        status=status,
+        detail="no face found" if status != "ok" else "",
+    )
 
 
 def test_progress_of_one_stream_merges_and_keeps_every_point() -> None:
@@ -56,9 +62,18 @@ def test_progress_of_another_stream_and_other_events_never_merge() -> None:
     pairs = [
         (batch(1, "train"), batch(1, "val")),  # another phase
         (split_progress("Train", 1), split_progress("Val", 1)),  # another split
-        (EvalProgress(folder="a", label="clean", done=1, total=9, images_per_s=1.0, elapsed_s=1.0),
-         EvalProgress(folder="a", label="jpeg q50", done=1, total=9, images_per_s=1.0, elapsed_s=1.0)),
-        (DownloadProgress("a.pth", 1, 9), DownloadProgress("b.pth", 1, 9)),
+        (
+            EvalProgress(
+                folder="a", label="clean", done=1, total=9, images_per_s=1.0, elapsed_s=1.0
+            ),
+            EvalProgress(
+                folder="a", label="jpeg q50", done=1, total=9, images_per_s=1.0, elapsed_s=1.0
+            ),
+        ),
+        (
+            DownloadProgress(file="a.pth", done_bytes=1, total_bytes=9),
+            DownloadProgress(file="b.pth", done_bytes=1, total_bytes=9),
+        ),
         (batch(1), epoch_end()),  # progress is not superseded by a result...
         (epoch_end(), epoch_end()),  # ...and no result is dropped, not even for another
         (LogMessage(level="info", text="a"), LogMessage(level="info", text="a")),
@@ -66,17 +81,34 @@ def test_progress_of_another_stream_and_other_events_never_merge() -> None:
     ]
     for older, newer in pairs:
         assert not EngineEvent(older).can_replace(EngineEvent(newer)), (older, newer)
-    for same in (split_progress("Train", 2), folder_progress(2), DownloadProgress("a.pth", 5, 9)):
-        earlier = {SplitProgress: split_progress("Train", 1), FolderProgress: folder_progress(1),
-                   DownloadProgress: DownloadProgress("a.pth", 1, 9)}[type(same)]
+    for same in (
+        split_progress("Train", 2),
+        folder_progress(2),
+        DownloadProgress(file="a.pth", done_bytes=5, total_bytes=9),
+    ):
+        earlier = {
+            SplitProgress: split_progress("Train", 1),
+            FolderProgress: folder_progress(1),
+            DownloadProgress: DownloadProgress(file="a.pth", done_bytes=1, total_bytes=9),
+        }[type(same)]
         assert EngineEvent(earlier).can_replace(EngineEvent(same))
 
 
 def test_events_read_at_once_group_by_the_same_rule() -> None:
     """What the Training screen applies to a log read in one go (history, or a poll)."""
-    events: list[Event] = [batch(1), batch(2), batch(1, "val"), epoch_end(), epoch_end(),
-                           DownloadProgress("a.pth", 1, 9), DownloadProgress("a.pth", 9, 9),
-                           batch(1), LogMessage(level="info", text="t"), batch(2), batch(3)]
+    events: list[Event] = [
+        batch(1),
+        batch(2),
+        batch(1, "val"),
+        epoch_end(),
+        epoch_end(),
+        DownloadProgress(file="a.pth", done_bytes=1, total_bytes=9),
+        DownloadProgress(file="a.pth", done_bytes=9, total_bytes=9),
+        batch(1),
+        LogMessage(level="info", text="t"),
+        batch(2),
+        batch(3),
+    ]
     groups = coalesce(events)
     assert [len(g) for g in groups] == [2, 1, 1, 1, 2, 1, 1, 2]
     assert [e for g in groups for e in g] == events

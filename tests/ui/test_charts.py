@@ -116,7 +116,21 @@ async def test_charts_redraw_only_when_something_changed() -> None:
         assert (loss.draws, acc.draws) == before
         from dftui.core.events import BatchEnd
 
-        view.feed(BatchEnd("train", 3, 3, 3, 3, 0.25, 100.0, 0.1, 20.0, 1.0, 800.0))
+        view.feed(
+            BatchEnd(
+                phase="train",
+                epoch=3,
+                epochs=3,
+                batch=3,
+                batches=3,
+                loss=0.25,
+                images_per_s=100.0,
+                data_wait=0.1,
+                elapsed_s=20.0,
+                eta_s=1.0,
+                rss_mb=800.0,
+            )
+        )
         view.flush()
         # A batch changes the loss chart only.
         assert loss.draws == before[0] + 1 and acc.draws == before[1]
@@ -165,3 +179,34 @@ async def test_help_lists_the_chart_keys() -> None:
         text = str(app.screen.query_one("#help-keys").render())
         assert "charts and panels" in text
         assert "Full chart" in text and "Log loss" in text and "More smoothing" in text
+
+
+async def test_learning_rate_marks_where_warm_up_ends_and_the_rate_is_cut() -> None:
+    """A 3-epoch run with one warm-up epoch whose rate is cut by ten after epoch 2: a mark at
+    1 (warm-up over) and at 2 (the cut), on both charts, and "lr" in the loss legend; a run
+    without a schedule (the other tests' events, no lr) has none."""
+    import dataclasses
+
+    from dftui.core.events import EpochEnd, RunStarted
+
+    rates = {1: 1e-4, 2: 1e-3, 3: 1e-4}
+    events = []
+    for event in training_events(True):
+        if isinstance(event, RunStarted):
+            event = dataclasses.replace(event, config={**event.config, "warmup_epochs": 1})
+        elif isinstance(event, EpochEnd):
+            event = dataclasses.replace(event, lr=rates[event.epoch])
+        events.append(event)
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_training(pilot, events, running=False)
+        view = pilot.app.screen.query_one(RunView)
+        for panel in ("#loss-chart", "#acc-chart"):
+            marks = view.query_one(panel, ChartPanel).chart.data.marks
+            assert (1.0, "magenta") in marks and (2.0, "magenta") in marks, marks
+        assert "│ lr" in view.query_one("#loss-chart", ChartPanel).title_text.plain
+    async with DftuiApp(load_torch=False).run_test(size=(120, 40)) as pilot:
+        await show_training(pilot, training_events(True), running=False)
+        view = pilot.app.screen.query_one(RunView)
+        assert view._lr_marks() == []
+        assert "lr" not in view.query_one("#loss-chart", ChartPanel).title_text.plain

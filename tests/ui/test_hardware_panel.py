@@ -74,7 +74,18 @@ async def test_panel_shows_while_a_run_goes(fake: list[FakeSampler]) -> None:
         panel.update = lambda *a, **k: (updates.append(a), original(*a, **k))  # type: ignore
         await wait_for(pilot, lambda: panel.samples >= 22, 5, "more samples")
         assert updates == [] and panel.shown == shown
-        training.show_event(RunFinished("finished", 3, 3, 0.9, "w.pth", "w.json", "r", 9.0))
+        training.show_event(
+            RunFinished(
+                status="finished",
+                epochs_completed=3,
+                best_epoch=3,
+                best_val_accuracy=0.9,
+                weights_path="w.pth",
+                metadata_path="w.json",
+                run_dir="r",
+                seconds=9.0,
+            )
+        )
         await pilot.pause(0.3)
         assert not panel.display and panel.sampler is None
 

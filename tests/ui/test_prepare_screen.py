@@ -71,6 +71,8 @@ async def test_prepare_job_runs_and_hands_folders_to_setup(tmp_path: Path, archi
         assert Path(setup["val_dir"]) == out / "val_cropped"
         # the form is remembered
         assert app.settings.data["prepare"]["root"] == str(root)
+        await pilot.click("#use")  # the button, as a mouse user would: Setup opens
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SetupScreen", what="Setup")
     saved = json.loads((tmp_path / "settings.json").read_text())
     assert Path(saved["setup"]["val_dir"]) == out / "val_cropped"
 
@@ -233,27 +235,3 @@ async def test_setup_takes_prepared_folders_from_the_message(tmp_path: Path, mon
         await wait_for(pilot, lambda: setup.query_one("#img_size", Input).value == "64",
                        what="the image size")
 
-
-async def test_use_in_setup_button_opens_setup_with_the_folders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The "Use in Setup" button does what ctrl+u does (its handler used to create the
-    action's coroutine without awaiting it: a click did nothing)."""
-    monkeypatch.chdir(tmp_path)
-    app = make_app(tmp_path, initial="setup")
-    async with app.run_test(size=SIZE) as pilot:
-        setup = app.screen
-        screen = await app.open_screen("prepare", out=str(tmp_path / "demo"))
-        assert isinstance(screen, PrepareScreen)
-        await pilot.pause()
-        screen.write_demo_data()
-        await wait_for(pilot, lambda: screen.ready is not None and not screen.running)
-        await app.open_screen("prepare")  # the demo data sends nobody to Setup unless asked
-        setup.query_one("#train_dir", Input).value = "elsewhere"
-        await pilot.pause()
-        button = screen.query_one("#use", Button)
-        assert not button.disabled
-        button.press()
-        await wait_for(pilot, lambda: app.screen is setup, 15, what="the Setup screen")
-        await wait_for(pilot, lambda: setup.query_one("#train_dir", Input).value == "demo/train_cropped",
-                       what="the folders in Setup")

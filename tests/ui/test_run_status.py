@@ -32,11 +32,51 @@ async def test_header_shows_epoch_eta_best_then_finished_then_goes() -> None:
         assert "89%" in line  # 2 epochs + 2/3 of the third
         assert "epoch 3/3" in str(_nav(app).render())
         # Later batches move it on.
-        training.show_event(BatchEnd("train", 3, 3, 3, 3, 0.3, 100.0, 0.1, 20.0, 2.0, 800.0))
+        training.show_event(
+            BatchEnd(
+                phase="train",
+                epoch=3,
+                epochs=3,
+                batch=3,
+                batches=3,
+                loss=0.3,
+                images_per_s=100.0,
+                data_wait=0.1,
+                elapsed_s=20.0,
+                eta_s=2.0,
+                rss_mb=800.0,
+            )
+        )
         await wait_for(pilot, lambda: "ETA 00:02" in _nav(app).status.plain, 5, "an update")
-        training.show_event(EpochEnd(3, 3, 0.33, 0.41, 0.917, 0.9, 0.9, 0.9, 6.0, 100.0, 0.1,
-                                     True, 3))
-        training.show_event(RunFinished("finished", 3, 3, 0.917, "w.pth", "w.json", "r", 18.0))
+        training.show_event(
+            EpochEnd(
+                epoch=3,
+                epochs=3,
+                train_loss=0.33,
+                val_loss=0.41,
+                val_accuracy=0.917,
+                val_precision=0.9,
+                val_recall=0.9,
+                val_f1=0.9,
+                seconds=6.0,
+                images_per_s=100.0,
+                data_wait=0.1,
+                is_best=True,
+                best_epoch=3,
+            )
+        )
+        training.show_event(
+            RunFinished(
+                status="finished",
+                epochs_completed=3,
+                best_epoch=3,
+                best_val_accuracy=0.917,
+                weights_path="w.pth",
+                metadata_path="w.json",
+                run_dir="r",
+                seconds=18.0,
+            )
+        )
         await wait_for(pilot, lambda: "finished" in _nav(app).status.plain, 5, "the end")
         assert "best 91.7%" in _nav(app).status.plain
         await pilot.press("f5")  # another screen says it too
@@ -69,8 +109,42 @@ async def test_header_absent_without_a_run_and_no_repaint_when_unchanged() -> No
 
 
 def test_progress_fraction() -> None:
-    assert progress_fraction(BatchEnd("train", 1, 4, 5, 10, 0.5, 1, 0, 0, None, 0)) == 0.125
-    assert progress_fraction(BatchEnd("val", 2, 4, 1, 3, 0.5, 1, 0, 0, None, 0)) == 0.5
+    assert (
+        progress_fraction(
+            BatchEnd(
+                phase="train",
+                epoch=1,
+                epochs=4,
+                batch=5,
+                batches=10,
+                loss=0.5,
+                images_per_s=1,
+                data_wait=0,
+                elapsed_s=0,
+                eta_s=None,
+                rss_mb=0,
+            )
+        )
+        == 0.125
+    )
+    assert (
+        progress_fraction(
+            BatchEnd(
+                phase="val",
+                epoch=2,
+                epochs=4,
+                batch=1,
+                batches=3,
+                loss=0.5,
+                images_per_s=1,
+                data_wait=0,
+                elapsed_s=0,
+                eta_s=None,
+                rss_mb=0,
+            )
+        )
+        == 0.5
+    )
 
 
 async def test_full_screen_dialogs_carry_the_status_line(tmp_path) -> None:

@@ -178,12 +178,40 @@ def write_record(runs: Path, name: str, info: dict, epochs: list[tuple[float, fl
     best = 0
     for i, (train_loss, val_loss, acc) in enumerate(epochs, start=1):
         for b in range(1, 6):
-            events.append(BatchEnd("train", i, total, b, 5, train_loss + 0.1 * (5 - b), 100.0, 0.1,
-                                   float(i * 5 + b), None, 500.0))
+            events.append(
+                BatchEnd(
+                    phase="train",
+                    epoch=i,
+                    epochs=total,
+                    batch=b,
+                    batches=5,
+                    loss=train_loss + 0.1 * (5 - b),
+                    images_per_s=100.0,
+                    data_wait=0.1,
+                    elapsed_s=float(i * 5 + b),
+                    eta_s=None,
+                    rss_mb=500.0,
+                )
+            )
         if not best or acc > epochs[best - 1][2]:
             best = i
-        events.append(EpochEnd(i, total, train_loss, val_loss, acc, acc, acc, acc, 2.0, 100.0,
-                               0.1, best == i, best))
+        events.append(
+            EpochEnd(
+                epoch=i,
+                epochs=total,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                val_accuracy=acc,
+                val_precision=acc,
+                val_recall=acc,
+                val_f1=acc,
+                seconds=2.0,
+                images_per_s=100.0,
+                data_wait=0.1,
+                is_best=best == i,
+                best_epoch=best,
+            )
+        )
     with open(run_dir / "events.jsonl", "w") as fh:
         for event in events:
             fh.write(json.dumps(event.to_dict()) + "\n")

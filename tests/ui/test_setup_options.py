@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from textual.widgets import Checkbox, Input, Select, Static
@@ -162,6 +161,22 @@ async def test_remembered_options_are_untrusted(monkeypatch, saved: dict) -> Non
         assert screen.query_one("#decay", Input).value == "0.5"
 
 
+async def test_a_remembered_bad_value_is_shown_at_once(monkeypatch) -> None:
+    """Kept as typed (nothing the user made is lost) and marked before any edit."""
+    path = config_home() / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"setup": {"warm_steps": "many", "decay": "2"}}))
+    monkeypatch.setattr(setup_screen, "TrainConfig", WithMore)
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one("#warm_steps", Input).value == "many"
+        shown = errors(screen)
+        assert "warm steps: 'many' is not a whole number" in shown
+        assert "decay must be between 0 and 1 (got 2)" in shown
+
+
 def test_form_rows_fit_80_columns() -> None:
     """Numbers and yes/no side by side pair up; a choice or a path takes a row; the
     declared order is kept."""
@@ -171,3 +186,17 @@ def test_form_rows_fit_80_columns() -> None:
     order = ["warm_steps", "curve", "decay", "averaged", "train_dir"]
     shapes = [[o.name for o in row] for row in groups(named[n] for n in order)]
     assert shapes == [["warm_steps"], ["curve"], ["decay", "averaged"], ["train_dir"]]
+
+
+def test_remembered_settings_are_typed_by_the_declarations() -> None:
+    """settings.json is untrusted: each option's entry must be of its declared kind (a
+    yes/no for a yes/no option), new options included; keys of newer versions are kept."""
+    from dftui.ui.settings import sanitize
+
+    data = {"setup": {"compile": "yes", "augment": 3, "epochs": True, "lr": "3e-4", "seed": 7,
+                      "overwrite": False, "from_a_newer_version": "x"}}
+    problems = sanitize(data)
+    assert sorted(p.split(" ")[0] for p in problems) == ["setup.augment", "setup.compile",
+                                                        "setup.epochs"]
+    assert data["setup"] == {"lr": "3e-4", "seed": 7, "overwrite": False,
+                             "from_a_newer_version": "x"}

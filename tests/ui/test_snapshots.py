@@ -189,8 +189,10 @@ class TestTraining:
 
     def test_failed(self, snap_compare) -> None:
         app = DftuiApp(load_torch=False)
-        failed = RunFailed("training data: data/train has no fake/ folder (found: real); a data "
-                           "set folder holds real/ and fake/ subfolders of face crops")
+        failed = RunFailed(
+            message="training data: data/train has no fake/ folder (found: real); a data "
+            "set folder holds real/ and fake/ subfolders of face crops"
+        )
 
         async def run_before(pilot) -> None:
             await show_training(pilot, [failed], running=False)

@@ -35,8 +35,9 @@ from textual.widgets import (
 )
 from textual.worker import get_current_worker
 
-from dftui.core.checkpoint import atomic_write
 from dftui.core.data import IMAGE_EXTENSIONS, load_rgb
+from dftui.core.errors import describe_error, unexpected_error
+from dftui.core.files import atomic_write
 from dftui.core.media import is_media
 from dftui.core.video import AGGREGATES, DEFAULT_AGGREGATE, VIDEO_EXTENSIONS
 from dftui.ui.widgets.image_view import ImageView, fit_for_display
@@ -141,13 +142,6 @@ def _whole_prediction(path: Path, p_fake: float, label: str, ms: float) -> Predi
     from dftui.core.predict import Prediction
 
     return Prediction(str(path), label, 1.0 - p_fake, p_fake, ms)
-
-
-def _short_reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "cannot identify image file" in text:
-        return "not an image, or a format Pillow cannot read"
-    return text[:200]
 
 
 # -- messages from the workers ----------------------------------------------------------------
@@ -472,7 +466,6 @@ class ClassifyScreen(Screen[None]):
     # -- weights --------------------------------------------------------------------------
     def refresh_weights(self) -> None:
         picker = self.query_one("#weights-list", WeightsPicker)
-        picker.weights_dir = self._weights_dir
         marks = {self.weights_path: "● "} if self.weights_path else {}
         picker.refresh_entries(extra=[self._initial_weights, self.weights_path], marks=marks,
                                prefer=self.weights_path or self._initial_weights)
@@ -484,17 +477,13 @@ class ClassifyScreen(Screen[None]):
 
     @on(Input.Submitted, "#weights-path")
     def _weights_typed(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
-            return
-        path = Path(text).expanduser()
-        if path.is_dir():
-            self._weights_dir = path
-            self.refresh_weights()
-            self._set_status(f"Listing the .pth files in {path}", error=False)
-            self.query_one("#weights-list").focus()
-            return
-        self.load_weights(path)
+        typed = self.query_one("#weights-list", WeightsPicker).take_typed(event.value)
+        if typed.error:
+            self._set_status(typed.error, error=True)
+        elif typed.folder:
+            self._set_status(f"Listing the .pth files in {typed.folder}", error=False)
+        elif typed.file:
+            self.load_weights(typed.file)
 
     def load_weights(self, path: Path) -> None:
         """Load ``path`` in a worker; the current model stays in use until it is ready."""
@@ -516,8 +505,7 @@ class ClassifyScreen(Screen[None]):
                 return
         except Exception as exc:  # noqa: BLE001 - any failure becomes a message, not a crash
             self.post_message(
-                ModelFailed(path, f"{path} could not be loaded: {type(exc).__name__}: "
-                                  f"{_short_reason(exc)}")
+                ModelFailed(path, f"{path} could not be loaded: {unexpected_error(exc)}")
             )
             return
         if not get_current_worker().is_cancelled:
@@ -633,7 +621,7 @@ class ClassifyScreen(Screen[None]):
         try:
             image = load_rgb(path)
         except Exception as exc:  # noqa: BLE001 - unreadable or not an image
-            self.post_message(ImageDecoded(path, None, _short_reason(exc)))
+            self.post_message(ImageDecoded(path, None, describe_error(exc)))
             return
         thumb = fit_for_display(image)  # shrunk here, off the UI thread
         self.post_message(ImageDecoded(path, thumb))
@@ -647,7 +635,7 @@ class ClassifyScreen(Screen[None]):
         try:
             prediction = predictor.predict_image(image)
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory: report, keep going
-            self.post_message(ImageDecoded(path, thumb, f"classification failed: {_short_reason(exc)}"))
+            self.post_message(ImageDecoded(path, thumb, f"classification failed: {describe_error(exc)}"))
             return
         if not worker.is_cancelled:
             self.post_message(ImageClassified(path, prediction))
@@ -677,7 +665,7 @@ class ClassifyScreen(Screen[None]):
                     crop.thumbnail((CROP_VIEW_SIDE, CROP_VIEW_SIDE))
                     crops[f.index] = crop
         except Exception as exc:  # noqa: BLE001 - no detector, out of memory: say so, keep going
-            self.post_message(ImageDecoded(path, thumb, f"face search failed: {_short_reason(exc)}"))
+            self.post_message(ImageDecoded(path, thumb, f"face search failed: {describe_error(exc)}"))
             return
         if not worker.is_cancelled:
             self.post_message(SceneJudged(Scene(path, thumb, image.width, photo=result, crops=crops)))
@@ -696,7 +684,7 @@ class ClassifyScreen(Screen[None]):
                 keep_pictures=True,
             )
         except Exception as exc:  # noqa: BLE001 - the screen must stay usable
-            self.post_message(ImageDecoded(path, None, f"video failed: {_short_reason(exc)}"))
+            self.post_message(ImageDecoded(path, None, f"video failed: {describe_error(exc)}"))
             return
         self.post_message(SceneJudged(Scene(path, video=result)))
 
@@ -827,7 +815,7 @@ class ClassifyScreen(Screen[None]):
             side.paste(cam.overlay.resize(crop.size), (crop.width + 4, 0))
             self.post_message(CamReady(path, key, side))
         except Exception as exc:  # noqa: BLE001 - Grad-CAM is an extra: say why it is missing
-            self.post_message(CamReady(path, key, None, _short_reason(exc)))
+            self.post_message(CamReady(path, key, None, describe_error(exc)))
 
     def on_cam_ready(self, message: CamReady) -> None:
         scene = self.scene
@@ -881,7 +869,7 @@ class ClassifyScreen(Screen[None]):
             image = load_rgb(path)
             result = PhotoJudge(predictor, mode="off").judge_image(image, str(path))
         except Exception as exc:  # noqa: BLE001
-            self.post_message(ImageDecoded(path, None, _short_reason(exc)))
+            self.post_message(ImageDecoded(path, None, describe_error(exc)))
             return
         face = result.faces[0]
         self.post_message(ImageClassified(path, _whole_prediction(path, face.p_fake, face.label, result.latency_ms)))
@@ -1066,7 +1054,7 @@ class ClassifyScreen(Screen[None]):
             send()
             self.post_message(FolderFinished(folder, done, cancelled=True))
         except Exception as exc:  # noqa: BLE001 - the screen must stay usable
-            self.post_message(FolderFinished(folder, 0, f"{type(exc).__name__}: {_short_reason(exc)}"))
+            self.post_message(FolderFinished(folder, 0, unexpected_error(exc)))
 
     def on_folder_rows(self, message: FolderRows) -> None:
         if message.folder != self.table_folder:
@@ -1185,7 +1173,7 @@ class ClassifyScreen(Screen[None]):
         try:
             write_predictions_csv(path, rows)
         except OSError as exc:
-            self.notify(f"could not write {path}: {exc.strerror or exc}", severity="error", timeout=8)
+            self.notify(f"could not write {path}: {describe_error(exc)}", severity="error", timeout=8)
             return
         self.last_export = path
         self.notify(f"wrote {len(rows)} rows to {path}", title="CSV exported", timeout=6)

@@ -31,6 +31,7 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
+from dftui.core.errors import unexpected_error
 from dftui.core.evaluate import EvaluationResult
 from dftui.core.events import EvalFinished, EvalProgress, EvalStarted, LogMessage
 from dftui.core.metrics import DEFAULT_THRESHOLD, Metrics
@@ -40,7 +41,7 @@ from dftui.ui.widgets.image_view import ImageView
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.reliability import ReliabilityChart
 from dftui.ui.widgets.roc import RocChart
-from dftui.ui.widgets.weights_picker import WeightsPicker
+from dftui.ui.widgets.weights_picker import WeightsPicker, read_typed
 
 if TYPE_CHECKING:
     from dftui.core.gradcam import CamResult
@@ -240,7 +241,7 @@ class CamScreen(ModalScreen[None]):
                 result = grad_cam(predictor, self.path, target=self.target)
             self.post_message(CamReady(self.path, result))
         except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
-            self.post_message(CamReady(self.path, None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(CamReady(self.path, None, unexpected_error(exc)))
 
     def on_cam_ready(self, message: CamReady) -> None:
         self.error = message.error
@@ -433,11 +434,13 @@ class EvaluateScreen(Screen[None]):
 
     @on(Input.Submitted, "#eval-weights-path")
     def _weights_typed(self, event: Input.Submitted) -> None:
-        path = Path(event.value.strip()).expanduser()
-        if not path.is_file():
-            self._set_status(f"weights file {path} does not exist", error=True)
-            return
-        self.choose_weights(path)
+        typed = self.query_one("#eval-weights", WeightsPicker).take_typed(event.value)
+        if typed.error:
+            self._set_status(typed.error, error=True)
+        elif typed.folder:
+            self._set_status(f"Listing the .pth files in {typed.folder}")
+        elif typed.file:
+            self.choose_weights(typed.file)
 
     def choose_weights(self, path: Path) -> None:
         if self.weights_path != path:
@@ -447,15 +450,14 @@ class EvaluateScreen(Screen[None]):
 
     @on(Input.Submitted, "#eval-compare-path")
     def _compare_typed(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
-            self.set_compare(None)
-            return
-        path = Path(text).expanduser()
-        if not path.is_file():
-            self._set_status(f"weights file {path} does not exist", error=True)
-            return
-        self.set_compare(path)
+        typed = read_typed(event.value)
+        if typed.folder:  # B is one file: a folder is listed on the left, to pick from (b)
+            self.query_one("#eval-weights", WeightsPicker).take_typed(event.value)
+            self._set_status(f"Listing the .pth files in {typed.folder}; b compares the highlighted one")
+        elif typed.error:
+            self._set_status(typed.error, error=True)
+        else:
+            self.set_compare(typed.file)  # None (an empty field): no comparison
 
     def action_compare_highlighted(self) -> None:
         path = self.query_one("#eval-weights", WeightsPicker).highlighted_path
@@ -608,7 +610,7 @@ class EvaluateScreen(Screen[None]):
             self.post_message(EvalEnded(message, stopped=stop.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
-            self.post_message(EvalEnded(f"{type(exc).__name__}: {exc}"))
+            self.post_message(EvalEnded(unexpected_error(exc)))
             return
         self.post_message(EvalEnded())
 
@@ -680,7 +682,7 @@ class EvaluateScreen(Screen[None]):
                 self.post_message(EngineEvent(LogMessage("warning", f"record not saved: {exc}")))
             self.post_message(RobustnessReady(robust))
         except Exception as exc:  # noqa: BLE001 - shown, never a dead app
-            self.post_message(RobustnessReady(None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(RobustnessReady(None, unexpected_error(exc)))
 
     def on_robustness_ready(self, message: RobustnessReady) -> None:
         self.running = False

@@ -32,6 +32,7 @@ from dftui.core.demo import (
     default_folders_empty,
     make_demo_data,
 )
+from dftui.core.errors import unexpected_error
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare import (
     FORMATS,
@@ -494,7 +495,7 @@ class PrepareScreen(DftuiScreen[None]):
             prepare_folder(config, emit, stop)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
             emit(FolderJobFinished(FolderSummary(
-                status="failed", error=f"unexpected error: {type(exc).__name__}: {exc}")))
+                status="failed", error=f"unexpected error: {unexpected_error(exc)}")))
 
     def on_engine_event(self, message: EngineEvent) -> None:
         """Both jobs' events (the bridge's rule: ``ui/messages.py``)."""
@@ -584,7 +585,7 @@ class PrepareScreen(DftuiScreen[None]):
         try:
             prepare_openforensics(config, emit, stop)
         except Exception as exc:  # noqa: BLE001 - a bug becomes a readable failure, not a dead app
-            emit(PrepareFailed(f"unexpected error: {type(exc).__name__}: {exc}"))
+            emit(PrepareFailed(f"unexpected error: {unexpected_error(exc)}"))
 
     # -- events ----------------------------------------------------------------------------
     def _split_progress(self, e: SplitProgress) -> None:
@@ -654,7 +655,7 @@ class PrepareScreen(DftuiScreen[None]):
     # -- Setup -----------------------------------------------------------------------------
     @on(Button.Pressed, "#use")
     async def _use_pressed(self) -> None:
-        await self.action_use()  # a coroutine: not awaited, the click did nothing
+        await self.action_use()  # not awaited, the coroutine was dropped: the button did nothing
 
     async def action_use(self) -> None:
         if self.ready is None:
@@ -702,7 +703,7 @@ class PrepareScreen(DftuiScreen[None]):
                                           refused=any(f.setting == "force" for f in exc.fixes)))
             return
         except Exception as exc:  # noqa: BLE001
-            self.post_message(DemoWritten(error=f"unexpected error: {type(exc).__name__}: {exc}"))
+            self.post_message(DemoWritten(error=f"unexpected error: {unexpected_error(exc)}"))
             return
         self.post_message(DemoWritten(result))
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
+from dftui.core.errors import describe_error
 from dftui.core.run_manage import (
     ManageError,
     UserInfo,
@@ -58,7 +59,7 @@ async def export_run(screen: AnyDftuiScreen, run: RunSummary, folder: Path) -> l
         svg_path = free_path(folder / f"{stem}-charts.svg")
         screen.app.save_screenshot(filename=svg_path.name, path=str(folder))
     except OSError as exc:
-        screen.notify(f"cannot export to {folder}: {exc.strerror or exc} (choose another folder "
+        screen.notify(f"cannot export to {folder}: {describe_error(exc)} (choose another folder "
                       "with x)", severity="error", timeout=10)
         return []
     screen.app.settings.update(export_dir=str(folder))
@@ -143,7 +144,7 @@ class RunsManageMixin:
             try:
                 write_user(run.run_dir, result)
             except OSError as exc:
-                self.notify(f"cannot save {run.run_dir / 'user.json'}: {exc.strerror or exc}",
+                self.notify(f"cannot save {run.run_dir / 'user.json'}: {describe_error(exc)}",
                             severity="error", timeout=8)
                 return
             self.reload()
@@ -159,7 +160,7 @@ class RunsManageMixin:
         try:
             update_user(run.run_dir, archived=not info.archived)
         except OSError as exc:
-            self.notify(f"cannot save {run.run_dir / 'user.json'}: {exc.strerror or exc}",
+            self.notify(f"cannot save {run.run_dir / 'user.json'}: {describe_error(exc)}",
                         severity="error", timeout=8)
             return
         if info.archived:

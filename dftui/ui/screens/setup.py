@@ -265,7 +265,7 @@ class SetupScreen(DftuiScreen[None]):
         self._update_backbone_note()
         self._update_pretrained()
         self._update_weights_note()
-        for field in TEXT_FIELDS:
+        for field in self.text_fields():
             self._check(field)
         # Scans start after the first frame is on screen, not before.
         self.call_after_refresh(lambda: [self._scan_now(f) for f in ("train_dir", "val_dir")])

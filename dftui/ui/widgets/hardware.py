@@ -19,6 +19,7 @@ from textual import work
 from textual.message import Message
 from textual.widgets import Static
 
+from dftui.core.errors import unexpected_error
 from dftui.core.hardware import HardwareSample, HardwareSampler
 
 SAMPLE_EVERY_S = 2.0
@@ -156,7 +157,7 @@ class HardwarePanel(Static):
             history = {k: list(v) for k, v in sampler.history.items()}
             self.post_message(HardwareSampled(generation, sample, history, sampler.gpu_note))
         except Exception as exc:  # noqa: BLE001 - a broken sensor must not stop the run's view
-            self.post_message(HardwareSampled(generation, None, {}, "", f"{type(exc).__name__}: {exc}"))
+            self.post_message(HardwareSampled(generation, None, {}, "", unexpected_error(exc)))
 
     def on_hardware_sampled(self, message: HardwareSampled) -> None:
         message.stop()

@@ -37,6 +37,7 @@ RAW_STYLE = "grey42"
 TRAIN_STYLE = "green"
 VAL_STYLE = "red"
 BEST_STYLE = "yellow"
+LR_STYLE = "magenta"  # where the learning rate's warm-up ended or the rate was cut
 
 COLUMNS = (
     ("epoch", "epoch"),
@@ -72,8 +73,8 @@ class RunView(ChartsBox):
         self._dirty = True
         self._acc_dirty = True
         self._table_ready = False
-        # Vertical marks other than the best epoch: (epoch, style). A hook for learning-rate
-        # schedule changes once schedules exist (see add_mark).
+        # Vertical marks other than the best epoch and the learning-rate marks (those are
+        # derived from the epochs, see _lr_marks): (epoch, style).
         self.marks: list[tuple[float, str]] = []
         self.redraws = 0
 
@@ -210,8 +211,23 @@ class RunView(ChartsBox):
     def _last_epoch(self) -> int:
         return self.epochs_total or (max(self.rows) if self.rows else 1)
 
+    def _lr_marks(self) -> list[float]:
+        """Where the learning rate changed course: the end of the warm-up, and each cut
+        (step, plateau) to half the rate or less. A cosine's gentle epoch-to-epoch decline
+        is not marked: a line every epoch would hide the curves."""
+        marks: list[float] = []
+        warmup = self.started.config.get("warmup_epochs") if self.started is not None else None
+        if type(warmup) is int and 0 < warmup < self._last_epoch():  # a record is untrusted
+            marks.append(float(warmup))
+        epochs = sorted(self.rows)
+        for prev, cur in zip(epochs, epochs[1:], strict=False):
+            before, after = self.rows[prev].lr, self.rows[cur].lr
+            if cur == prev + 1 and before and after is not None and after <= before / 2:
+                marks.append(float(prev))  # the new rate starts with epoch cur
+        return marks
+
     def _marks(self) -> list[tuple[float, str]]:
-        marks = list(self.marks)
+        marks = list(self.marks) + [(x, LR_STYLE) for x in self._lr_marks()]
         if self.best_epoch is not None and self.best_epoch in self.rows:
             marks.append((float(self.best_epoch), BEST_STYLE))
         return marks
@@ -243,6 +259,7 @@ class RunView(ChartsBox):
         title = Text.assemble(
             ("loss", "bold"), "  ", ("━ batch", BATCH_STYLE), " ", ("━ train", TRAIN_STYLE), " ",
             ("━ val", VAL_STYLE), " ", ("│ best", BEST_STYLE),
+            (" │ lr" if self._lr_marks() else "", LR_STYLE),
             (f"  smooth {self.smoothing:g}" + (" · log" if self.log_loss else ""), "dim"),
             (self._key_hint(panel), "dim"),
         )

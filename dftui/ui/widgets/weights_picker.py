@@ -94,6 +94,31 @@ def weights_entries(folder: Path, extra: Iterable[Path | None] = ()) -> list[Wei
     return dated + undated
 
 
+@dataclass(frozen=True)
+class TypedWeights:
+    """What the path field beside the list asked for: weights to use, a folder to list, or
+    why neither (all None: nothing was typed)."""
+
+    file: Path | None = None
+    folder: Path | None = None
+    error: str | None = None
+
+
+def read_typed(text: str) -> TypedWeights:
+    """The one rule for a typed weights path on Classify and Evaluate: a folder is listed, a
+    file is used, anything else is refused with a line that says what to give."""
+    text = text.strip()
+    if not text:
+        return TypedWeights()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return TypedWeights(folder=path)
+    if path.is_file():
+        return TypedWeights(file=path)
+    return TypedWeights(error=f"weights file {path} does not exist; give a .pth file or a folder "
+                              "that holds some")
+
+
 def _when(created: datetime | None) -> str:
     # The day only: "mobilenet_v2 224px 87.5% 2026-11-30" just fits the 34-column list, and
     # the newest-first order tells runs of one day apart.
@@ -133,6 +158,9 @@ class WeightsPicker(OptionList):
         super().__init__(id=id)
         self.weights_dir = weights_dir
         self.entries: list[WeightsEntry] = []
+        # What the screen last asked to show beside the folder's files, so that listing
+        # another folder keeps the marks (loaded "●", compared "B") and the highlight.
+        self._shown: tuple[list[Path | None], dict[Path, str], Path | None] = ([], {}, None)
 
     @property
     def highlighted_path(self) -> Path | None:
@@ -148,6 +176,7 @@ class WeightsPicker(OptionList):
         """Re-read the folder. ``marks``: a prefix per file (e.g. "● " for the loaded one);
         the highlight stays on the file it was on, else goes to ``prefer``, else the newest."""
         previous = self.highlighted_path
+        self._shown = (list(extra), dict(marks or {}), prefer)
         self.entries = weights_entries(self.weights_dir, extra)
         marks = {_resolved(p): m for p, m in (marks or {}).items()}
         self.clear_options()
@@ -169,3 +198,13 @@ class WeightsPicker(OptionList):
                 self.highlighted = keys.index(_resolved(wanted))
                 return
         self.highlighted = 0  # the newest: Enter works without moving first
+
+    def take_typed(self, text: str) -> TypedWeights:
+        """Apply ``read_typed`` to the path field's text: a folder is listed here at once
+        (the screen's marks kept); the file or the refusal is the screen's to act on."""
+        typed = read_typed(text)
+        if typed.folder is not None:
+            self.weights_dir = typed.folder
+            self.refresh_entries(*self._shown)
+            self.focus()
+        return typed
