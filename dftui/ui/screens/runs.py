@@ -186,7 +186,7 @@ class RunDetailScreen(DftuiModalScreen[None]):
         text = Text.assemble(
             (f" {r.backbone} ", "bold reverse"),
             "  ",
-            (r.status, STATUS_STYLES.get(r.status, "")),
+            (outcome_text(r.status, r.early_stop_epoch), STATUS_STYLES.get(r.status, "")),
             f" · {local_time(r.started)} · epochs {epochs_text(r)} · best {accuracy_text(r)}\n",
             ("data ", "dim"), short_path(r.train_dir, 120),
             ("  val ", "dim"), short_path(r.val_dir, 120),

@@ -492,9 +492,12 @@ class TrainingScreen(DftuiScreen[None]):
             cfg = self.config
             return f"{cfg.backbone} · {cfg.train_dir}" if cfg is not None else IDLE_TEXT
         cfg = s.config
+        # The class balancing chosen (the log says the imbalance it answers).
+        balance = cfg.get("balance")
+        balanced = f" · balance {balance}" if isinstance(balance, str) and balance != "none" else ""
         return (
             f"{cfg.get('backbone')} · train {s.train_size} ({s.train_counts.get('real', 0)} real / "
-            f"{s.train_counts.get('fake', 0)} fake) · val {s.val_size} · batch "
+            f"{s.train_counts.get('fake', 0)} fake){balanced} · val {s.val_size} · batch "
             f"{cfg.get('batch_size')} · lr {cfg.get('lr'):g}"
         )
 
