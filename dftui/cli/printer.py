@@ -64,6 +64,8 @@ def _started_line(e: RunStarted) -> str:
             f"{e.config.get('batch_per_process')} per process, {e.config.get('batch_size')} global"
         )
     notes = _optimisation_notes(e.config) + recipe_notes(e.config)
+    if e.config.get("calibrate") is True:
+        notes.append("temperature calibration on the validation set after training")
     if notes:
         line += "; " + ", ".join(notes)
     return line
