@@ -68,6 +68,11 @@ def main() -> None:
     ap.add_argument("--long-seconds", type=float, default=180.0)
     ap.add_argument("--parts", default="photo,clip,long,seek",
                     help="comma-separated, from photo, clip, long (streaming memory), seek")
+    ap.add_argument("--detectors", default="current",
+                    help="comma-separated detector settings measured side by side (photo and clip, taking "
+                         "turns): current (dftui's default) and legacy (faces.LEGACY_CONFIG, before the "
+                         "faster search)")
+    ap.add_argument("--repeat", type=int, default=1, help="clip runs per detector setting, taking turns")
     args = ap.parse_args()
     import torch
 
@@ -75,66 +80,90 @@ def main() -> None:
     import cv2
 
     cv2.setNumThreads(args.threads)
+    from dftui.core.faces import LEGACY_CONFIG, DetectorConfig, FaceDetector
     from dftui.core.photo import PhotoJudge
     from dftui.core.predict import Predictor
     from tests.media import group_photo
 
-    print("machine:", machine(), f"- {args.threads} threads; shared with other jobs, figures are rough")
+    print("machine:", machine(), f"- {args.threads} threads; shared with other jobs, figures are rough;"
+          f" load average {os.getloadavg()[0]:.1f}")
     tmp = Path(tempfile.mkdtemp(prefix="faces-bench-"))
     weights = make_weights(tmp, args.backbone)
-    judge = PhotoJudge(Predictor(weights, device="cpu"))
-    print(f"model: {args.backbone}, precision {judge.predictor.precision}")
+    predictor = Predictor(weights, device="cpu")
+    configs = {"current": DetectorConfig(), "legacy": LEGACY_CONFIG}
+    judges = {name: PhotoJudge(predictor, FaceDetector(configs[name])) for name in args.detectors.split(",")}
+    print(f"model: {args.backbone}, precision {predictor.precision}")
+    for name, judge in judges.items():
+        c = judge.detector.config
+        print(f"detector {name}: cascade {c.cascade}, scale step {c.scale_step}, min votes {c.min_votes}")
 
     parts = set(args.parts.split(","))
     photo, _ = group_photo(1920, 1080)
     photo_path = tmp / "group.jpg"
     photo.save(photo_path, quality=90)
     if "photo" in parts:
-        _photo(judge, photo, photo_path)
+        _photo(judges, photo, photo_path)
     if "clip" in parts:
-        _clip10(judge, tmp)
+        _clip10(judges, tmp, args.repeat)
     if "long" in parts or "seek" in parts:
-        _long(judge, tmp, args.long_seconds, parts)
+        _long(next(iter(judges.values())), tmp, args.long_seconds, parts)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     for p in tmp.iterdir():
         p.unlink()
     os.rmdir(tmp)
 
 
-def _photo(judge, photo, photo_path) -> None:  # noqa: ANN001
-    judge.judge_path(photo_path)  # warm
-    times, cpu, faces = [], [], 0
+def _photo(judges, photo, photo_path) -> None:  # noqa: ANN001
+    """Median of 5 per detector; the detectors take turns run by run, so a change in the
+    machine's load hits them alike."""
+    names = list(judges)
+    for judge in judges.values():
+        judge.judge_path(photo_path)  # warm
+    times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    det: dict[str, list[float]] = {n: [] for n in names}
+    faces = dict.fromkeys(names, 0)
     for _ in range(5):
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = judge.judge_path(photo_path)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        faces = len(result.faces)
-    t = sorted(times)[len(times) // 2]
-    c = sorted(cpu)[len(cpu) // 2]
-    det = []
+        for name in names:
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = judges[name].judge_path(photo_path)
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+            faces[name] = len(result.faces)
     for _ in range(5):
-        t0 = time.perf_counter()
-        judge.detector.detect(photo)
-        det.append(time.perf_counter() - t0)
-    d = sorted(det)[2]
-    print(f"photo 1920x1080, {faces} faces: {t * 1000:.0f} ms wall, {c * 1000:.0f} ms CPU time (median of 5; "
-          f"detection {d * 1000:.0f} ms wall), {faces / t:.1f} faces/s  [target <= 300 ms]")
+        for name in names:
+            t0 = time.perf_counter()
+            judges[name].detector.detect(photo)
+            det[name].append(time.perf_counter() - t0)
+    median = {n: sorted(times[n])[2] for n in names}
+    for name in names:
+        t, c, d = median[name], sorted(cpu[name])[2], sorted(det[name])[2]
+        print(f"photo 1920x1080 [{name}], {faces[name]} faces: {t * 1000:.0f} ms wall, {c * 1000:.0f} ms CPU time "
+              f"(median of 5; detection {d * 1000:.0f} ms wall), {faces[name] / t:.1f} faces/s  [target <= 300 ms]")
+    if "legacy" in median and "current" in median:
+        print(f"photo: current / legacy wall time = {median['current'] / median['legacy']:.2f}")
 
 
-
-def _clip10(judge, tmp: Path) -> None:  # noqa: ANN001
+def _clip10(judges, tmp: Path, repeat: int) -> None:  # noqa: ANN001
     from dftui.core.clip import judge_video
     from dftui.core.video import Sampling
 
     clip = _clip(tmp / "clip10s.mp4", 10.0)
-    judge_video(judge, clip, Sampling(count=4))  # warm
-    t0, c0 = time.perf_counter(), time.process_time()
-    result = judge_video(judge, clip, Sampling(count=32))
-    t, c = time.perf_counter() - t0, time.process_time() - c0
-    print(f"10 s 720p clip (300 frames), 32 sampled: {t:.2f} s wall, {c:.2f} s CPU time, "
-          f"{result.frames_with_face} frames with a face, "
-          f"{300 / t:.0f} frames/s decoded, {32 / t:.1f} sampled frames/s judged  [target <= 10 s]")
-
+    walls: dict[str, list[float]] = {n: [] for n in judges}
+    for judge in judges.values():
+        judge_video(judge, clip, Sampling(count=4))  # warm
+    for _ in range(repeat):
+        for name, judge in judges.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = judge_video(judge, clip, Sampling(count=32))
+            t, c = time.perf_counter() - t0, time.process_time() - c0
+            walls[name].append(t)
+            print(f"10 s 720p clip (300 frames), 32 sampled [{name}]: {t:.2f} s wall, {c:.2f} s CPU time, "
+                  f"{result.frames_with_face} frames with a face, "
+                  f"{300 / t:.0f} frames/s decoded, {32 / t:.1f} sampled frames/s judged  [target <= 10 s]", flush=True)
+    if "legacy" in walls and "current" in walls:
+        ratio = sorted(walls["current"])[repeat // 2] / sorted(walls["legacy"])[repeat // 2]
+        print(f"clip: current / legacy wall time = {ratio:.2f} (median of {repeat})")
 
 
 def _long(judge, tmp: Path, seconds: float, parts: set[str]) -> None:  # noqa: ANN001

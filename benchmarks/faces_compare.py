@@ -1,6 +1,15 @@
 """Compare face-detector candidates whose model files ship inside their wheel.
 
 Run: python benchmarks/faces_compare.py [--mtcnn-path DIR]
+     python benchmarks/faces_compare.py --settings legacy,current[,alt2:1.25:4 ...]
+
+``--settings`` compares dftui's own detector under several settings side by side, on the same
+pictures plus a row of small faces (46-110 px heads on a 1080p and a 720p picture: the size
+range where a coarser search loses faces first) and 45 face-free backgrounds (25 at 1280x720,
+20 at 800x600) for false boxes. ``legacy`` is what dftui used before the faster search
+(faces.LEGACY_CONFIG), ``current`` its default, ``CASCADE:STEP:VOTES`` any other; the settings
+take turns image by image, so a load change on a shared machine hits them alike. Times are wall
+and CPU (process) time, the median of --repeat.
 
 Images (all ship in scikit-image, so the comparison needs no download):
 - astronaut (512x512 colour, one face) and camera (512x512 grey, one face);
@@ -134,11 +143,119 @@ def facenet_mtcnn(path: str) -> Callable[[np.ndarray], list[Box]]:
     return detect
 
 
+def small_faces(width: int, height: int, widths: list[int], seed: int) -> tuple[np.ndarray, list[Box]]:
+    """Heads of the given widths (the face inside is about 0.85 of it) on a smooth background."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from tests.media import background, head
+
+    img = background(width, height, seed=seed)
+    src = head()
+    truth: list[Box] = []
+    x = 60
+    for i, w in enumerate(widths):
+        h = round(w * src.height / src.width)
+        if x + w > width - 20:
+            x = 60
+        y = 80 + (i * 137) % (height - h - 100)
+        img.paste(src.resize((w, h), Image.BILINEAR), (x, y))
+        truth.append((x, y, x + w, y + h))
+        x += w + 60
+    return np.asarray(img), truth
+
+
+def settings_images() -> dict[str, tuple[np.ndarray, list[Box]]]:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from tests.media import group_photo
+
+    out = images()
+    photo, boxes = group_photo(1920, 1080)  # benchmarks/faces_bench.py's photo
+    out["bench_1080p"] = (np.asarray(photo), boxes)
+    sizes = [46, 50, 54, 58, 62, 66, 72, 80, 90, 100, 110]
+    out["small_1080p"] = small_faces(1920, 1080, sizes, 3)
+    out["small_720p"] = small_faces(1280, 720, sizes, 4)
+    return out
+
+
+def backgrounds() -> list[np.ndarray]:
+    from tests.media import background
+
+    rng = np.random.default_rng(1)
+    smooth = [np.asarray(background(1280, 720, seed=s)) for s in range(20)]
+    smooth += [np.asarray(background(800, 600, seed=s)) for s in range(20)]
+    return smooth + [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(5)]
+
+
+def parse_setting(spec: str):  # noqa: ANN201 - a DetectorConfig
+    from dftui.core.faces import LEGACY_CONFIG, DetectorConfig
+
+    if spec == "legacy":
+        return LEGACY_CONFIG
+    if spec == "current":
+        return DetectorConfig()
+    cascade, step, votes = spec.split(":")
+    return DetectorConfig(cascade=cascade, scale_step=float(step), min_votes=int(votes))
+
+
+def compare_settings(specs: list[str], repeat: int) -> None:
+    from dftui.core.faces import FaceDetector
+
+    detectors = {spec: FaceDetector(parse_setting(spec)) for spec in specs}
+    for spec, det in detectors.items():
+        c = det.config
+        print(f"{spec}: cascade {c.cascade}, step {c.scale_step}, min votes {c.min_votes}, min face {c.min_size} px")
+    imgs = settings_images()
+    totals = {spec: [0, 0, 0.0, 0.0] for spec in specs}  # hits, faces, wall ms, cpu ms
+    for img_name, (rgb, truth) in imgs.items():
+        pic = Image.fromarray(rgb)
+        line = [f"{img_name:12s} {rgb.shape[1]}x{rgb.shape[0]:<5d}"]
+        for spec, det in detectors.items():
+            det.detect(pic)  # warm
+            walls, cpus = [], []
+            for _ in range(repeat):
+                t0, c0 = time.perf_counter(), time.process_time()
+                boxes = [f.box for f in det.detect(pic).faces]
+                walls.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
+            wall, cpu = sorted(walls)[repeat // 2] * 1000, sorted(cpus)[repeat // 2] * 1000
+            hits = [any(iou(t, b) >= 0.3 for b in boxes) for t in truth]
+            false = sum(not any(iou(t, b) >= 0.3 for t in truth) for b in boxes)
+            missed = [t[2] - t[0] for t, h in zip(truth, hits, strict=True) if not h]
+            extra = f" missed {missed}" if img_name.startswith("small") and missed else ""
+            line.append(f"{spec}: {sum(hits)}/{len(truth)}, {false} false, "
+                        f"{wall:.0f} ms wall / {cpu:.0f} ms CPU{extra}")
+            tot = totals[spec]
+            tot[0] += sum(hits)
+            tot[1] += len(truth)
+            tot[2] += wall
+            tot[3] += cpu
+        print(" | ".join(line), flush=True)
+    bgs = [Image.fromarray(b) for b in backgrounds()]
+    line = [f"{'backgrounds':12s} {len(bgs)} pictures"]
+    for spec, det in detectors.items():
+        t0, c0 = time.perf_counter(), time.process_time()
+        false = sum(len(det.detect(b).faces) for b in bgs)
+        wall = (time.perf_counter() - t0) * 1000 / len(bgs)
+        cpu = (time.process_time() - c0) * 1000 / len(bgs)
+        line.append(f"{spec}: {false} false boxes, {wall:.0f} ms wall / {cpu:.0f} ms CPU a picture")
+    print(" | ".join(line))
+    for spec, (hits, n, wall, cpu) in totals.items():
+        print(f"total {spec}: {hits}/{n} faces found, {wall:.0f} ms wall, {cpu:.0f} ms CPU over the pictures")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mtcnn-path", help="a folder holding facenet_pytorch (installed --no-deps)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--settings", help="compare dftui's detector settings instead: legacy,current,CASCADE:STEP:VOTES")
     args = ap.parse_args()
+    if args.settings:
+        import cv2
+
+        cv2.setNumThreads(2)
+        print("machine:", machine(), f"- load average {os.getloadavg()[0]:.1f}")
+        compare_settings(args.settings.split(","), args.repeat)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        return
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))

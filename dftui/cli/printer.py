@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from dftui.core.balance import Imbalance
 from dftui.core.early_stop import outcome_text, recipe_notes
@@ -63,10 +63,35 @@ def _started_line(e: RunStarted) -> str:
             f"; {world} processes ({e.config.get('backend')}), batch "
             f"{e.config.get('batch_per_process')} per process, {e.config.get('batch_size')} global"
         )
-    notes = recipe_notes(e.config)
+    notes = _optimisation_notes(e.config) + recipe_notes(e.config)
+    if e.config.get("calibrate") is True:
+        notes.append("temperature calibration on the validation set after training")
     if notes:
         line += "; " + ", ".join(notes)
     return line
+
+
+def _optimisation_notes(config: dict[str, Any]) -> list[str]:
+    """The optimiser, schedule, accumulation and label smoothing where they differ from
+    the reference, read from the recorded config (untrusted: odd values shown as they are)."""
+    notes = []
+    name, decay = config.get("optimizer", "adam"), config.get("weight_decay") or 0
+    if name != "adam" or decay:
+        extra = [f"momentum {config.get('momentum')}"] if name == "sgd" else []
+        if decay:
+            extra.append(f"weight decay {decay}")
+        notes.append(f"{name}" + (f" ({', '.join(extra)})" if extra else ""))
+    schedule, warmup = config.get("lr_schedule", "none"), config.get("warmup_epochs") or 0
+    if schedule != "none":
+        notes.append(f"{schedule} learning-rate schedule"
+                     + (f" after {warmup} warm-up epoch(s)" if warmup else ""))
+    steps, batch = config.get("accum_steps", 1), config.get("batch_size")
+    if isinstance(steps, int) and steps > 1 and isinstance(batch, int):
+        notes.append(f"batch {batch} × {steps} accumulated steps = effective batch {batch * steps}")
+    smoothing = config.get("label_smoothing")
+    if smoothing:
+        notes.append(f"label smoothing {smoothing}")
+    return notes
 
 
 def _ratio(counts: dict[str, int]) -> str:

@@ -62,6 +62,16 @@ def report(counts: Mapping[str, int], balance: str) -> tuple[str, str]:
     return "info", text
 
 
+def processes_problem(balance: str, world: int) -> str | None:
+    """Why ``balance`` cannot work with ``world`` processes (dftui train --nproc-per-node),
+    or None: each process draws from its own shard of the data, so one weighted draw over
+    the whole folder is not available there. Refused, never ignored."""
+    if world > 1 and balance == "sampler":
+        return (f"class-balanced sampling is not supported with several processes ({world}); "
+                "use class balancing 'loss' (class-weighted cross-entropy) or one process")
+    return None
+
+
 def class_weight_values(counts: Mapping[str, int]) -> list[float]:
     """``n / (classes × count)`` per class in label order; an empty class gets weight 0
     (it has no images to weigh)."""

@@ -49,11 +49,27 @@ class Face:
         return {"box": list(self.box), "score": round(self.score, 3)}
 
 
+# The frontal-face cascades of the opencv-python 4.x wheel that dftui can use. "alt2" (Rainer
+# Lienhart's tree-based cascade, a 20 px window) is the default: measured on the pictures of
+# docs/FACES.md it finds more faces than "default" (Viola-Jones stumps, a 24 px window) with
+# fewer false boxes, and rejects background windows sooner, so a search costs less than half.
+CASCADES = {
+    "alt2": "haarcascade_frontalface_alt2.xml",
+    "default": "haarcascade_frontalface_default.xml",
+}
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     min_size: int = 40  # faces narrower than this (picture pixels) are not reported
     max_faces: int = 100  # the largest this many are kept; the rest are counted, not classified
     max_side: int = 1024  # the picture is searched at most this large (bounds the time)
+    cascade: str = "alt2"  # a key of CASCADES
+    # The search's step between window sizes and how many overlapping windows must agree for
+    # a face. Both were chosen together per cascade on docs/FACES.md's pictures (benchmarks/
+    # faces_compare.py --settings): a coarser step leaves fewer windows to agree.
+    scale_step: float = 1.2
+    min_votes: int = 4
 
     def validate(self) -> None:
         if self.min_size < 8:
@@ -62,6 +78,17 @@ class DetectorConfig:
             raise ValueError(f"max faces must be at least 1 (got {self.max_faces})")
         if self.max_side < 64:
             raise ValueError(f"detection size {self.max_side} is below 64 pixels")
+        if self.cascade not in CASCADES:
+            raise ValueError(f"face cascade {self.cascade!r} is not one of {', '.join(CASCADES)}")
+        if not 1.01 <= self.scale_step <= 2.0:
+            raise ValueError(f"search scale step {self.scale_step} is outside 1.01-2")
+        if self.min_votes < 1:
+            raise ValueError(f"min votes must be at least 1 (got {self.min_votes})")
+
+
+#: The settings dftui used before the faster search (default cascade, step 1.1, 10 votes):
+#: kept so benchmarks/faces_bench.py and faces_compare.py can measure both side by side.
+LEGACY_CONFIG = DetectorConfig(cascade="default", scale_step=1.1, min_votes=10)
 
 
 @dataclass
@@ -80,13 +107,6 @@ class Detection:
         return "; ".join(parts)
 
 
-# The cascade's detection window is 24x24 px: smaller faces cannot be found at any scale.
-_WINDOW = 24
-_CASCADE = "haarcascade_frontalface_default.xml"
-# A face is kept when at least this many overlapping search windows agree. Measured on the
-# 100 faces of scikit-image's lfw_subset and 20 noisy 720p backgrounds (benchmarks/
-# faces_compare.py): 5 (OpenCV's usual) kept 95 faces and 8 false boxes, 10 kept 92 and 1.
-_MIN_VOTES = 10
 
 
 class FaceDetector:
@@ -97,7 +117,7 @@ class FaceDetector:
         self.config = config or DetectorConfig()
         self.config.validate()
         self._local = threading.local()
-        self._path = cascade_path()
+        self._path = cascade_path(self.config.cascade)
 
     def _cascade(self) -> Any:
         cascade = getattr(self._local, "cascade", None)
@@ -112,6 +132,10 @@ class FaceDetector:
             self._local.cascade = cascade
         return cascade
 
+    def window(self) -> int:
+        """The cascade's window side (px): no smaller face can be found at any scale."""
+        return int(min(self._cascade().getOriginalWindowSize()))
+
     def detect(self, image: Image.Image) -> Detection:
         """Faces in an RGB picture, largest first."""
         import numpy as np
@@ -121,18 +145,21 @@ class FaceDetector:
             return Detection()
         cfg = self.config
         # Search a reduced copy: the time grows with the pixels, and a face of min_size
-        # needs only the 24-px window. Never upscale (that finds nothing new).
+        # needs only the cascade's window. Never upscale (that finds nothing new).
+        window = self.window()
         scale = min(1.0, cfg.max_side / max(w, h))
-        scale = max(scale, min(1.0, _WINDOW / cfg.min_size)) if cfg.min_size * scale < _WINDOW else scale
+        scale = max(scale, min(1.0, window / cfg.min_size)) if cfg.min_size * scale < window else scale
         small = image.convert("L")
         if scale < 1.0:
             small = small.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
         grey = np.asarray(small)
-        min_px = max(_WINDOW, int(cfg.min_size * scale * 0.8))  # 0.8: the cascade's box jitters
+        min_px = max(window, int(cfg.min_size * scale * 0.8))  # 0.8: the cascade's box jitters
         # detectMultiScale2's count of merged windows serves as the confidence (the level
-        # weights of detectMultiScale3 cost several times the search time).
+        # weights of detectMultiScale3 cost several times the search time). OpenCV keeps a
+        # group of more than minNeighbors windows; min_votes is dftui's own, higher, bar (5
+        # neighbours at most: OpenCV's usual grouping, which the legacy settings were measured with).
         found, weights = self._cascade().detectMultiScale2(
-            grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_px, min_px)
+            grey, scaleFactor=cfg.scale_step, minNeighbors=min(5, cfg.min_votes - 1), minSize=(min_px, min_px)
         )
         faces: list[Face] = []
         too_small = 0
@@ -144,7 +171,7 @@ class FaceDetector:
                 min(w, math.ceil((x + bw) / scale)),
                 min(h, math.ceil((y + bh) / scale)),
             )
-            if weight < _MIN_VOTES:
+            if weight < cfg.min_votes:
                 continue
             if min(box[2] - box[0], box[3] - box[1]) < cfg.min_size:
                 too_small += 1
@@ -155,17 +182,18 @@ class FaceDetector:
         return Detection(faces[: cfg.max_faces], too_small, dropped, (grey.shape[1], grey.shape[0]))
 
 
-def cascade_path() -> str:
+def cascade_path(cascade: str = "alt2") -> str:
+    name = CASCADES[cascade]
     try:
         import cv2
     except ImportError as exc:
         raise FaceDetectorError(
             f"face detection needs OpenCV ({exc}); install it with: pip install 'opencv-python-headless<5'"
         ) from None
-    path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""), _CASCADE)
+    path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""), name)
     if not os.path.isfile(path):
         raise FaceDetectorError(
-            f"OpenCV {cv2.__version__} has no bundled {_CASCADE} (OpenCV 5 wheels dropped it); "
+            f"OpenCV {cv2.__version__} has no bundled {name} (OpenCV 5 wheels dropped it); "
             "install: pip install 'opencv-python-headless>=4.9,<5'"
         )
     return path

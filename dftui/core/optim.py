@@ -19,7 +19,6 @@ from dftui.core.devices import Precision
 
 # The option's names → timm's: "sgd" is SGD with (plain, not Nesterov) momentum.
 OPTIMIZERS = {"adam": "adam", "adamw": "adamw", "sgd": "momentum"}
-SCHEDULES = ("none", "cosine", "step", "plateau")
 # The schedules' fixed shapes (their option's help says so):
 STEP_EVERY_EPOCHS = 5  # step: the rate is multiplied by STEP_DECAY every 5 epochs (after the warm-up)
 STEP_DECAY = 0.1
@@ -51,7 +50,7 @@ def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any
 
     with warnings.catch_warnings():
         # timm deprecates its plateau scheduler because it does not save the plateau
-        # state; Schedule saves the torch scheduler inside it, whole.
+        # state; Optimisation.state_dict saves the torch scheduler inside it, whole.
         warnings.simplefilter("ignore", FutureWarning)
         scheduler, _ = create_scheduler_v2(
             optimizer,

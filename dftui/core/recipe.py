@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dftui.core.balance import balanced_sampler, class_weights, report
+from dftui.core.balance import balanced_sampler, class_weights, processes_problem, report
 from dftui.core.config import TrainConfig
 from dftui.core.early_stop import EarlyStopping
 from dftui.core.ema import WeightAverage
@@ -40,13 +40,10 @@ class Recipe:
 
     def check_processes(self, world: int) -> None:
         """Refuse what several processes (dftui train --nproc-per-node) cannot do, rather
-        than ignore it: each process draws from its own shard of the data, so one weighted
-        draw over the whole folder is not available there."""
-        if world > 1 and self.config.balance == "sampler":
-            raise RecipeError(
-                f"class-balanced sampling is not supported with several processes ({world}); "
-                "use class balancing 'loss' (class-weighted cross-entropy) or one process"
-            )
+        than ignore it (the launcher refuses it before starting them, too)."""
+        problem = processes_problem(self.config.balance, world)
+        if problem:
+            raise RecipeError(problem)
 
     def train_sampler(self, labels: Sequence[int], classes: int) -> Any:
         """The training sampler replacing the plain shuffle, or None."""

@@ -621,8 +621,16 @@ class _Trainer:
         cfg = self.config
         net, loaders, _ = self._parts()
         assert self.spec is not None
-        if self._early_stop_epoch() is not None:
-            return self._finish("finished")  # resumed after the epoch early stopping ended it
+        ended = self._early_stop_epoch()
+        if ended is not None:
+            # Resumed after early stopping ended the run (its patience is kept on resume).
+            if self.dist.is_main:
+                self.emit(LogMessage(
+                    "warning",
+                    f"early stopping ended this run after epoch {ended} ({cfg.early_stop_metric} "
+                    f"did not improve for {cfg.early_stop_patience} epoch(s)); there is nothing "
+                    "left to train: start a new run to train further"))
+            return self._finish("finished")
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             # Reseeding per epoch keeps the shuffle order independent of where a run resumed.
             loaders.seed_epoch(cfg.seed, epoch)

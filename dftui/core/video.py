@@ -116,6 +116,12 @@ def _open(path: str | os.PathLike[str]) -> Any:
     if not container.streams.video:
         container.close()
         raise VideoError("has no video stream (audio only?); give a file with pictures")
+    if container.streams.video[0].codec_context is None:
+        # The container names a codec this FFmpeg has no decoder for (an unknown FourCC):
+        # PyAV then gives the stream no codec context at all.
+        container.close()
+        raise VideoError("the video codec is unknown and cannot be decoded by this FFmpeg; "
+                         "convert it, e.g. to H.264 mp4")
     return container
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,6 +23,9 @@ from textual.worker import get_current_worker
 from dftui.core.errors import unexpected_error
 from dftui.ui import settings as settings_mod
 from dftui.ui.messages import TorchReady
+
+if TYPE_CHECKING:  # the screens are imported when first opened, not with the app
+    from dftui.ui.screens.training import TrainingScreen
 
 
 class ScreenSpec(NamedTuple):
@@ -87,7 +90,7 @@ class DftuiApp(App[None]):
     ]
 
     def __init__(self, *, initial: str = "setup", load_torch: bool = True, settings_path: Any = None,
-                 announce_runs: bool = False):
+                 announce_runs: bool = False, offer_demo_data: bool = False):
         super().__init__()
         self.settings = settings_mod.Settings.load(settings_path)
         self._initial = initial
@@ -100,6 +103,10 @@ class DftuiApp(App[None]):
         self.heavy_at_first_frame: list[str] | None = None
         # On start, offer to attach to runs in progress (launch() asks for it; tests opt in).
         self.announce_runs = announce_runs
+        # Setup offers demo data when the default folders are empty (issue #4): launch() asks
+        # for it; tests and embedders get no question unless they ask too.
+        self.offer_demo_data = offer_demo_data
+        self.demo_offered = False  # asked at most once per session
         theme = self.settings.data.get("theme")
         if theme in THEMES:
             self.theme = theme
@@ -138,8 +145,8 @@ class DftuiApp(App[None]):
                 pass
 
     def _hang_up(self) -> None:
-        training = self._screens.get("training")
-        flag = getattr(training, "stop_flag", None)
+        training = self.training_screen()
+        flag = training.stop_flag if training is not None else None
         if flag is not None and self.in_process_run:
             flag.request("interrupted")  # at once: the app may not get much further
         self.stop_run_and_exit()
@@ -187,6 +194,23 @@ class DftuiApp(App[None]):
     def get_open_screen(self, name: str) -> Screen | None:
         """The screen instance for ``name`` if it was opened before."""
         return self._screens.get(name)
+
+    def training_screen(self) -> TrainingScreen | None:
+        """The Training screen if it was opened (it follows the run, when there is one)."""
+        screen = self._screens.get("training")
+        if screen is None:
+            return None
+        from dftui.ui.screens.training import TrainingScreen  # imported already: it was opened
+
+        assert isinstance(screen, TrainingScreen), screen
+        return screen
+
+    async def open_training(self) -> TrainingScreen | None:
+        """Make the Training screen current (None when it cannot open: said already)."""
+        screen = await self.open_screen("training")
+        if screen is None:
+            return None
+        return self.training_screen()
 
     async def open_screen(self, name: str, **kwargs: Any) -> Screen | None:
         """Make screen ``name`` current. Keyword arguments create a fresh instance with them
@@ -250,14 +274,14 @@ class DftuiApp(App[None]):
     @property
     def run_active(self) -> bool:
         """The Training screen follows a run that has not ended (in-process or background)."""
-        training = self._screens.get("training")
-        return bool(training is not None and getattr(training, "running", False))
+        training = self.training_screen()
+        return training is not None and training.running
 
     @property
     def in_process_run(self) -> bool:
         """A run in this process's thread: quitting (or a hang-up) would end it."""
-        training = self._screens.get("training")
-        return bool(training is not None and getattr(training, "in_process", False))
+        training = self.training_screen()
+        return training is not None and training.in_process
 
     def keep_running_default(self) -> bool:
         """Setup's "keep running if I disconnect", remembered; on unless turned off."""
@@ -276,28 +300,27 @@ class DftuiApp(App[None]):
             self.notify("a run is already in progress; stop it first (Training screen, s)",
                         severity="warning")
             return False
-        screen = await self.open_screen("training")
+        screen = await self.open_training()
         if screen is None:
             return False
         if detach is None:
             detach = self.keep_running_default()
-        return bool(screen.start_run(config, resume=resume, detach=detach, nproc=nproc))  # type: ignore[attr-defined]
+        return screen.start_run(config, resume=resume, detach=detach, nproc=nproc)
 
     async def attach_run(self, run_dir: Path) -> bool:
         """Follow a run started elsewhere on the Training screen, history first."""
-        training = self._screens.get("training")
-        if training is not None and getattr(training, "run_dir", None) == Path(run_dir) \
-                and getattr(training, "running", False):
+        training = self.training_screen()
+        if training is not None and training.run_dir == Path(run_dir) and training.running:
             await self.open_screen("training")
             return True
         if self.run_active:
             self.notify("the Training screen is following another run, which is still going",
                         severity="warning")
             return False
-        screen = await self.open_screen("training")
+        screen = await self.open_training()
         if screen is None:
             return False
-        screen.attach(Path(run_dir))  # type: ignore[attr-defined]
+        screen.attach(Path(run_dir))
         return True
 
     def announce_live_runs(self) -> None:
@@ -394,9 +417,9 @@ class DftuiApp(App[None]):
 
     async def action_quit(self) -> None:
         if not self.in_process_run:
-            training = self._screens.get("training")
-            if self.run_active and training is not None:
-                name = training.run_dir.name  # type: ignore[attr-defined]
+            training = self.training_screen()
+            if self.run_active and training is not None and training.run_dir is not None:
+                name = training.run_dir.name
                 # Quitting never stops a background run: say so where it stays readable.
                 self.exit(message=f"run {name} goes on in the background; follow it with "
                                   f"`dftui attach {name}` or open dftui again")
@@ -422,10 +445,10 @@ class DftuiApp(App[None]):
 
     @work(exclusive=True, group="quit")
     async def stop_run_and_exit(self) -> None:
-        training = self._screens.get("training")
+        training = self.training_screen()
         if training is not None and self.in_process_run:
             self.notify("stopping the run...", timeout=30)
-            await training.stop_and_wait("interrupted")  # type: ignore[attr-defined]
+            await training.stop_and_wait("interrupted")
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dftui.ui.app import DftuiApp
 
 
 def launch() -> int:
@@ -19,8 +23,8 @@ def launch() -> int:
         pass
     from dftui.ui.app import DftuiApp
 
-    app = DftuiApp(announce_runs=True)
-    app.offer_demo_data = True  # type: ignore[attr-defined]  # issue #4: Setup offers demo data when the default folders are empty
+    # Setup offers demo data when the default folders are empty (issue #4).
+    app = DftuiApp(announce_runs=True, offer_demo_data=True)
     try:
         app.run()
     finally:
@@ -29,19 +33,20 @@ def launch() -> int:
     return app.return_code or 0  # not reached
 
 
-def finish_in_process_run(app: object) -> None:
+def finish_in_process_run(app: DftuiApp) -> None:
     """The app ended (an error in a screen, say) while a run trained in its thread: that
     run is not taken down with it. It goes on here, reported on stderr, until it ends; a
     hang-up, SIGTERM or Ctrl+C interrupts it (recorded "interrupted", resumable)."""
     import signal
     import sys
 
-    training = app.get_open_screen("training")  # type: ignore[attr-defined]
-    done = getattr(training, "thread_done", None)
-    flag = getattr(training, "stop_flag", None)
+    training = app.training_screen()
+    if training is None:
+        return
+    done, flag = training.thread_done, training.stop_flag
     if done is None or done.is_set() or flag is None:
         return
-    name = training.run_dir.name  # type: ignore[union-attr]
+    name = training.run_dir.name if training.run_dir is not None else "?"
 
     def interrupt(signum: int = 0, frame: object = None) -> None:
         flag.request("interrupted")

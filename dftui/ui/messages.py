@@ -21,6 +21,7 @@ after it, no progress merges across one."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from pathlib import Path
 from typing import Any
 
 from textual.message import Message
@@ -111,3 +112,18 @@ class TorchReady(Message, bubble=False):
         self.devices = devices
         self.error = error
         self.seconds = seconds
+
+
+class DataFoldersReady(Message, bubble=False):
+    """Prepare (or the demo data) wrote crops into these folders: the Setup screen trains
+    on them. Posted to the Setup screen, which fills its own fields from it and rescans them
+    (often the very folders already shown, where no field changes). ``img_size``: an image
+    size to go with them (the demo set's 64 px pictures), None to keep Setup's."""
+
+    def __init__(self, train_dir: Path, val_dir: Path, test_dir: Path | None = None,
+                 img_size: int | None = None) -> None:
+        super().__init__()
+        self.train_dir = train_dir
+        self.val_dir = val_dir
+        self.test_dir = test_dir
+        self.img_size = img_size

@@ -134,3 +134,18 @@ def test_the_run_summary_line_and_record_carry_the_temperature() -> None:
     # A record written before calibration existed replays without it.
     old = {k: v for k, v in plain.to_dict().items() if k not in ("temperature", "ece_before", "ece_after")}
     assert event_from_dict(old) == plain
+
+
+def test_the_run_header_says_calibration_follows() -> None:
+    from dftui.cli.printer import _started_line
+    from dftui.core.config import TrainConfig
+    from dftui.core.events import RunStarted
+
+    def header(**config) -> str:  # noqa: ANN003
+        event = RunStarted("r", "runs/r", {**TrainConfig().to_dict(), "weights_path": "w.pth", **config},
+                           "cpu", "CPU", "fp32", False, 32, 16, {"real": 16, "fake": 16},
+                           {"real": 8, "fake": 8}, 4, 0, 1, 0)
+        return _started_line(event)
+
+    assert "temperature calibration on the validation set after training" in header(calibrate=True)
+    assert "calibration" not in header()

@@ -147,3 +147,16 @@ def test_cli_resume_refuses_a_changed_recipe_in_one_line(tmp_path, capsys) -> No
     assert "start a new run" in err and err.count("\n") == 1
     assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2
     assert "--epochs: epochs 1 is below the 2" in capsys.readouterr().err
+
+
+def test_cli_resume_applies_the_flags_it_may_change(tmp_path) -> None:
+    """--resume RUN --workers 3 --epochs 9: honoured, not parsed and ignored."""
+    from dftui.cli.train_cmd import _resolve
+
+    run = _stopped_run(tmp_path)
+    args = build_parser().parse_args(["train", "--resume", str(run), "--workers", "3",
+                                      "--epochs", "9", "--compile", "--lr", "1e-4"])
+    config, resume_dir, error = _resolve(args)
+    assert error is None and resume_dir == run
+    assert (config.workers, config.epochs, config.compile, config.lr) == (3, 9, True, 1e-4)
+    assert config.train_dir == tmp_path / "train"  # the run's own

@@ -17,7 +17,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("media")
     group, _ = group_photo()
     group.save(d / "group.jpg", quality=92)
-    background(800, 600, seed=1).save(d / "landscape.jpg")
+    background(800, 600, seed=2).save(d / "landscape.jpg")
     (d / "empty.mp4").write_bytes(b"")
     return {
         "dir": d,

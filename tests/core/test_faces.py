@@ -106,7 +106,7 @@ def test_photo_judge_modes(predictor: Predictor, detector: FaceDetector) -> None
 
 
 def test_no_face_found_and_the_whole_picture_option(predictor: Predictor, detector: FaceDetector) -> None:
-    scene = background(800, 600, seed=1)
+    scene = background(800, 600, seed=2)
     none = PhotoJudge(predictor, detector).judge_image(scene)
     assert none.faces == [] and none.note.startswith(NO_FACE) and none.label is None
     assert none.to_dict()["p_fake"] is None

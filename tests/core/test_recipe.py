@@ -269,3 +269,23 @@ def test_the_cli_refuses_a_recipe_that_cannot_work_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert "Traceback" not in err
+
+
+def test_the_run_header_states_the_recipe_and_the_effective_batch() -> None:
+    from dftui.cli.printer import _started_line
+
+    def header(**config) -> str:
+        base = {"backbone": "mobilenet_v2", "batch_size": 8, "weights_path": "w.pth"}
+        event = RunStarted("r", "runs/r", {**base, **config}, "cpu", "CPU", "fp32", False, 32, 16,
+                           {"real": 16, "fake": 16}, {"real": 8, "fake": 8}, 4, 0, 1, 0)
+        return _started_line(event)
+
+    line = header(**{**TrainConfig().to_dict(), "batch_size": 8, "optimizer": "adamw",
+                     "weight_decay": 0.05, "lr_schedule": "cosine", "warmup_epochs": 1,
+                     "accum_steps": 2, "label_smoothing": 0.1})
+    assert "adamw (weight decay 0.05)" in line
+    assert "cosine learning-rate schedule after 1 warm-up epoch(s)" in line
+    assert "batch 8 × 2 accumulated steps = effective batch 16" in line
+    assert "label smoothing 0.1" in line
+    plain = header(**{**TrainConfig().to_dict(), "batch_size": 8})  # the reference: no notes
+    assert "effective" not in plain and "schedule" not in plain and "adam" not in plain

@@ -173,3 +173,16 @@ def test_ema_resume_of_a_run_without_it_is_refused(dataset, standin_weights, tmp
     _, stopped = _run(cfg, stop_after=1)
     _, final = _run(cfg.with_(ema=True), resume=Path(stopped.run_dir))
     assert isinstance(final, RunFailed) and "holds no weight average" in final.message
+
+
+def test_resuming_an_early_stopped_run_trains_nothing_and_says_why(dataset, standin_weights, tmp_path):
+    cfg = tiny_config(dataset, standin_weights, tmp_path, epochs=3, early_stop_patience=1,
+                      early_stop_min_delta=10.0)
+    _, final = _run(cfg)
+    assert final.early_stop_epoch == 2
+    events, again = _run(cfg.with_(epochs=5), resume=Path(final.run_dir))
+    assert _epochs(events) == []
+    assert again.status == "finished" and again.early_stop_epoch == 2
+    warnings = [e.text for e in events if isinstance(e, LogMessage) and e.level == "warning"]
+    assert any("early stopping ended this run after epoch 2" in w and "start a new run" in w
+               for w in warnings), warnings

@@ -40,7 +40,18 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "junk": d / "junk.mkv",
         "half": d / "half.mp4",
         "audio": _audio_only(d / "audio.mp4"),
+        "codec": _unknown_codec(d / "unknown_codec.avi"),
     }
+
+
+def _unknown_codec(path: Path) -> Path:
+    """An AVI whose video stream's FourCC names no codec FFmpeg knows (FMP4 -> ZZ9Q): the
+    container opens, the stream has no decoder."""
+    clip = write_video(path.with_name("fmp4.avi"), frames=4, size=64)
+    raw = clip.read_bytes()
+    assert raw.count(b"FMP4") == 2  # the stream header's handler and its format's compression
+    path.write_bytes(raw.replace(b"FMP4", b"ZZ9Q"))
+    return path
 
 
 def _audio_only(path: Path) -> Path:
@@ -78,10 +89,13 @@ def test_probe_and_sampling(clips: dict[str, Path]) -> None:
     ("junk", "not a video"),
     ("half", "not a video"),
     ("audio", "no video stream"),
+    ("codec", "codec .*cannot be decoded"),
 ])
 def test_bad_files_get_one_clear_message(clips: dict[str, Path], name: str, words: str) -> None:
     with pytest.raises(VideoError, match=words):
         list(sample_frames(clips[name], Sampling(count=4)))
+    with pytest.raises(VideoError, match=words):
+        probe(clips[name])
 
 
 def test_missing_file_and_folder(tmp_path: Path) -> None:
@@ -137,6 +151,9 @@ def test_judge_a_clip_without_faces_or_broken(judge: PhotoJudge, clips: dict[str
     assert none.ok and none.label is None and "no face found" in none.note()
     broken = judge_video(judge, clips["half"], Sampling(count=4))
     assert not broken.ok and "not a video" in broken.error
+    for name, words in (("codec", "cannot be decoded"), ("audio", "no video stream")):
+        bad = judge_video(judge, clips[name], Sampling(count=4))
+        assert not bad.ok and words in bad.error and bad.frames == []
     stop = threading.Event()
     stop.set()
     stopped = judge_video(judge, clips["face"], Sampling(count=4), stop=stop)

@@ -42,7 +42,7 @@ def make_media_home(home: Path) -> Path:
     media = home / "media"
     media.mkdir()
     group_photo(1280, 720)[0].save(media / "group.png")
-    background(800, 600, seed=1).save(media / "landscape.png")
+    background(800, 600, seed=2).save(media / "landscape.png")
     write_video(media / "clip.mp4", frames=8, size=96)
     (media / "empty.mp4").write_bytes(b"")
     return home

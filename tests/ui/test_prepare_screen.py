@@ -19,8 +19,9 @@ from tests.ui.helpers import wait_for
 SIZE = (130, 45)
 
 
-def make_app(tmp_path: Path, initial: str = "prepare") -> DftuiApp:
-    return DftuiApp(initial=initial, load_torch=False, settings_path=tmp_path / "settings.json")
+def make_app(tmp_path: Path, initial: str = "prepare", **kwargs) -> DftuiApp:
+    return DftuiApp(initial=initial, load_torch=False, settings_path=tmp_path / "settings.json",
+                    **kwargs)
 
 
 
@@ -165,17 +166,17 @@ async def test_demo_folders_reach_an_open_setup_screen(tmp_path: Path, monkeypat
         await pilot.pause()
         screen.write_demo_data()
         await wait_for(pilot, lambda: screen.ready is not None and not screen.running)
+        await wait_for(pilot, lambda: setup.query_one("#val_dir", Input).value == "demo/val_cropped",
+                       what="Setup to take the folders")  # Setup handles a message, in its turn
         assert setup.query_one("#train_dir", Input).value == "demo/train_cropped"
-        assert setup.query_one("#val_dir", Input).value == "demo/val_cropped"
         await pilot.press("ctrl+u")  # Use in Setup: opens it
         await wait_for(pilot, lambda: app.screen is setup)
 
 
 async def test_setup_offers_demo_data_when_launched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """launch() sets ``offer_demo_data``; the Setup screen then asks once, after its first frame."""
+    """launch() asks for ``offer_demo_data``; the Setup screen then asks once, after its first frame."""
     monkeypatch.chdir(tmp_path)
-    app = make_app(tmp_path, initial="setup")
-    app.offer_demo_data = True  # what dftui.ui.launch.launch() does
+    app = make_app(tmp_path, initial="setup", offer_demo_data=True)  # as dftui.ui.launch.launch()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DemoDataOffer))
         await pilot.press("n")
@@ -192,8 +193,7 @@ async def test_setup_rescans_its_folders_after_demo_data(tmp_path: Path, monkeyp
     """The demo data goes into the folders Setup already shows (processed_data/...): no input
     changes, so Setup must rescan on DataFoldersReady instead of keeping "does not exist"."""
     monkeypatch.chdir(tmp_path)
-    app = make_app(tmp_path, initial="setup")
-    app.offer_demo_data = True
+    app = make_app(tmp_path, initial="setup", offer_demo_data=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DemoDataOffer))
         setup = app.get_open_screen("setup")
@@ -206,3 +206,32 @@ async def test_setup_rescans_its_folders_after_demo_data(tmp_path: Path, monkeyp
         assert app.screen is setup  # back on Setup, the next step
         assert setup.query_one("#img_size").value == "64"
         assert setup.scans["train_dir"].total == 64 and setup.scans["val_dir"].total == 32
+
+
+async def test_setup_takes_prepared_folders_from_the_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prepare hands its folders to Setup as a DataFoldersReady message and Setup fills its own
+    fields from it (Prepare does not type into Setup's inputs): the message alone points
+    Setup at the folders, at the image size that came with them, and scans them."""
+    from dftui.core.synthetic import SyntheticSpec, make_dataset
+    from dftui.ui.messages import DataFoldersReady
+
+    monkeypatch.chdir(tmp_path)
+    make_dataset(tmp_path / "mine" / "train", SyntheticSpec(3, 32, seed=1))
+    make_dataset(tmp_path / "mine" / "val", SyntheticSpec(2, 32, seed=2))
+    app = make_app(tmp_path, initial="setup")
+    async with app.run_test(size=SIZE) as pilot:
+        setup = app.screen
+        await pilot.pause()
+        before = setup.query_one("#img_size", Input).value
+        setup.post_message(DataFoldersReady(tmp_path / "mine" / "train", tmp_path / "mine" / "val"))
+        await wait_for(pilot, lambda: setup.scans.get("val_dir") is not None
+                       and setup.scans.get("train_dir") is not None, what="the scans")
+        assert setup.query_one("#train_dir", Input).value == "mine/train"  # relative to cwd
+        assert setup.query_one("#val_dir", Input).value == "mine/val"
+        assert setup.query_one("#img_size", Input).value == before  # none came with them
+        assert setup.scans["train_dir"].total == 6 and setup.scans["val_dir"].total == 4
+        setup.post_message(DataFoldersReady(tmp_path / "mine" / "train", tmp_path / "mine" / "val",
+                                            img_size=64))
+        await wait_for(pilot, lambda: setup.query_one("#img_size", Input).value == "64",
+                       what="the image size")
+

@@ -190,3 +190,40 @@ async def test_early_stopped_run_says_so_on_the_header_and_the_training_screen()
         assert "finished (early stop at epoch 2)" in _nav(app).status.plain
         outcome = str(training.query_one("#outcome", Static).render())
         assert "Finished 2 epoch(s)" in outcome and "(early stop at epoch 2)" in outcome
+
+
+async def test_training_title_names_the_class_balancing() -> None:
+    from dataclasses import replace
+
+    from textual.widgets import Static
+
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(100, 24)) as pilot:
+        training = await app.open_screen("training")
+        assert training is not None
+        started, *rest = training_events(finished=False)
+        training.running = True
+        training.show_event(replace(started, config={**started.config, "balance": "loss"},
+                                    train_counts={"real": 4, "fake": 20}))
+        await pilot.pause()
+        title = str(training.query_one("#run-title", Static).render())
+        assert "(4 real / 20 fake) · balance loss · val" in title
+
+
+async def test_run_detail_says_where_early_stopping_ended_the_run(tmp_path) -> None:
+    from dataclasses import replace
+
+    from textual.widgets import Static
+
+    from dftui.core.runs import RunSummary
+    from dftui.ui.screens.runs import RunDetailScreen
+
+    app = DftuiApp(load_torch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        run = RunSummary(tmp_path, "r1", "finished", "mobilenet_v2", "", "", "", 0.9, 2, 4,
+                         10, None)
+        await app.open_screen("runs")
+        app.push_screen(RunDetailScreen(replace(run, early_stop_epoch=4)))
+        await pilot.pause()
+        head = str(app.screen.query_one("#run-head", Static).render())
+        assert "finished (early stop at epoch 4) · " in head and "epochs 4/10" in head

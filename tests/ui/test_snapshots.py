@@ -232,8 +232,10 @@ class TestTraining:
 
 
 class TestHelp:
-    def test_help(self, snap_compare) -> None:
-        app = DftuiApp(load_torch=False)
+    def test_help(self, snap_compare, tmp_path) -> None:
+        # Over the idle Training screen: its lines do not change when a training option is
+        # added (the Setup form showed through the help's edges, and broke this picture).
+        app = _app(tmp_path, "training")
         assert snap_compare(app, terminal_size=(80, 24), press=["f1"])
 
 

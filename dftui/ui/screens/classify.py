@@ -246,25 +246,6 @@ class ExportScreen(ModalScreen[Path | None]):
     """Asks where to write the CSV; an existing file needs a second Enter to be replaced."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="classify.export_cancel")]
-    DEFAULT_CSS = """
-    ExportScreen {
-        align: center middle;
-    }
-    ExportScreen > Vertical {
-        width: 76;
-        max-width: 100%;
-        height: auto;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
-    ExportScreen #export-note {
-        color: $text-muted;
-    }
-    ExportScreen #export-note.-warning {
-        color: $text-warning;
-    }
-    """
 
     def __init__(self, default: Path, count: int) -> None:
         super().__init__()
@@ -273,7 +254,7 @@ class ExportScreen(ModalScreen[Path | None]):
         self._confirmed: Path | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="export-csv"):
             yield Label(f"Export {self._count} rows as CSV to:")
             yield Input(str(self._default), id="export-path")
             yield Static("Enter to save, Escape to cancel", id="export-note")
@@ -403,64 +384,6 @@ class ClassifyScreen(Screen[None]):
         Binding("c", "cycle_faces", "Faces", show=False, id="classify.faces",
                 tooltip="Faces: auto (search unless the picture looks like a face crop), on, off"),
     ]
-    DEFAULT_CSS = """
-    ClassifyScreen #classify-side {
-        width: 38;
-        height: 1fr;
-    }
-    ClassifyScreen #classify-main {
-        width: 1fr;
-        height: 1fr;
-    }
-    ClassifyScreen .section {
-        color: $text-accent;
-        text-style: bold;
-        padding: 0 1;
-    }
-    ClassifyScreen #weights-list {
-        height: auto;
-        max-height: 7;
-    }
-    ClassifyScreen #image-tree {
-        height: 1fr;
-    }
-    ClassifyScreen #model-status {
-        height: 1;
-        padding: 0 1;
-    }
-    ClassifyScreen #model-status.-error {
-        color: $text-error;
-        height: auto;
-        max-height: 4;
-    }
-    ClassifyScreen #verdict {
-        height: 4;
-    }
-    ClassifyScreen #folder-status {
-        height: auto;
-        max-height: 3;
-        padding: 0 1;
-    }
-    ClassifyScreen.-narrow #classify-side {
-        width: 30;
-    }
-    ClassifyScreen #folder-table {
-        height: 1fr;
-    }
-    ClassifyScreen #classify-tabs {
-        height: 1fr;
-    }
-    ClassifyScreen #image-row {
-        height: 1fr;
-    }
-    ClassifyScreen #classify-tabs > ContentSwitcher {
-        height: 1fr;
-    }
-    ClassifyScreen TabPane {
-        height: 1fr;
-        padding: 0;
-    }
-    """
 
     def __init__(
         self,

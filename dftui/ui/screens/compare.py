@@ -127,12 +127,6 @@ class CompareScreen(ModalScreen[None]):
         Binding("s", "sort_next", "Sort by next column", id="compare.sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False, id="compare.sort_reverse"),
     ]
-    DEFAULT_CSS = """
-    CompareScreen { background: $background; }
-    CompareScreen > #compare { height: 1fr; width: 1fr; }
-    CompareScreen #compare-title { height: 1; padding: 0 1; }
-    CompareScreen #compare-table { height: auto; max-height: 10; }
-    """
 
     def __init__(self, runs: list[RunSummary], colors: dict[str, str]) -> None:
         super().__init__()

@@ -106,19 +106,6 @@ class RobustnessScreen(ModalScreen[None]):
     """Accuracy and AUC per corruption and severity, against the clean images."""
 
     BINDINGS = [Binding("escape,q", "close", "Close", id="evaluate.robust_close")]
-    DEFAULT_CSS = """
-    RobustnessScreen > Vertical {
-        width: 84;
-        max-width: 100%;
-        height: auto;
-        max-height: 90%;
-        border: thick $accent;
-        background: $surface;
-        padding: 0 1;
-    }
-    RobustnessScreen #robust-table { height: auto; max-height: 24; }
-    RobustnessScreen #robust-title { text-style: bold; }
-    """
 
     def __init__(self, robust: Any) -> None:
         super().__init__()
@@ -219,18 +206,6 @@ class CamScreen(ModalScreen[None]):
         Binding("c", "other_class", "Other class", id="evaluate.cam_class",
                 tooltip="Show the evidence for the other class"),
     ]
-    DEFAULT_CSS = """
-    CamScreen > Vertical {
-        width: 90%;
-        height: 90%;
-        border: thick $accent;
-        background: $surface;
-        padding: 0 1;
-    }
-    CamScreen #cam-title { height: auto; text-style: bold; }
-    CamScreen #cam-images { height: 1fr; }
-    CamScreen #cam-note { height: auto; color: $text-muted; }
-    """
 
     def __init__(self, owner: EvaluateScreen, path: str, truth: int, p_fake: float) -> None:
         super().__init__()
@@ -335,42 +310,6 @@ class EvaluateScreen(Screen[None]):
     # Below 120 columns the side pane stacks above the results and the whole body scrolls
     # (focus scrolls a widget into view), so at 80x24 every part is reachable by keyboard.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
-    DEFAULT_CSS = """
-    EvaluateScreen #eval-body { layout: horizontal; overflow: hidden hidden; }
-    EvaluateScreen #eval-side { width: 38; height: 1fr; }
-    EvaluateScreen #eval-main { width: 1fr; height: 1fr; }
-    EvaluateScreen .section { color: $text-accent; text-style: bold; padding: 0 1; }
-    EvaluateScreen #eval-weights { height: auto; max-height: 8; }
-    EvaluateScreen #eval-folders { height: auto; max-height: 8; min-height: 3; }
-    EvaluateScreen #eval-run { width: 1fr; margin-top: 1; }
-    EvaluateScreen #eval-status { height: auto; padding: 0 1; }
-    EvaluateScreen #eval-status.-error { color: $text-error; }
-    EvaluateScreen #eval-progress { height: 1; padding: 0 1; display: none; }
-    EvaluateScreen #eval-progress.-shown { display: block; }
-    EvaluateScreen #eval-summary { height: auto; max-height: 6; }
-    EvaluateScreen #eval-cards { height: 4; }
-    EvaluateScreen #eval-middle { height: 14; }
-    EvaluateScreen #eval-confusion { width: 36; height: 1fr; border: round $primary; padding: 0 1; }
-    EvaluateScreen #eval-roc { width: 1fr; height: 1fr; }
-    EvaluateScreen #eval-reliability { width: 1fr; height: 1fr; }
-    EvaluateScreen #eval-errors { height: 1fr; border-top: solid $primary; }
-    EvaluateScreen #eval-notes { height: auto; color: $text-warning; padding: 0 1; }
-    EvaluateScreen.-narrow #eval-body { layout: vertical; overflow: hidden auto; }
-    EvaluateScreen.-narrow #eval-side { width: 1fr; height: auto; }
-    EvaluateScreen.-narrow #eval-weights { max-height: 6; }
-    EvaluateScreen.-narrow #eval-folders { max-height: 4; min-height: 1; }
-    EvaluateScreen.-narrow #eval-run { margin-top: 0; height: 1; border: none; }
-    EvaluateScreen.-narrow OptionList { border: none; border-left: tall $panel; }
-    EvaluateScreen.-narrow OptionList:focus { border-left: tall $accent; }
-    EvaluateScreen.-narrow #eval-main { height: auto; }
-    EvaluateScreen.-narrow #eval-cards { height: auto; layout: grid; grid-size: 3; grid-gutter: 0 1;
-                                         padding: 0 1; }
-    /* Narrow: the confusion matrix beside the ROC curve over the reliability diagram. */
-    EvaluateScreen.-narrow #eval-middle { height: 24; layout: grid; grid-size: 2 2;
-                                          grid-columns: 30 1fr; }
-    EvaluateScreen.-narrow #eval-confusion { width: 30; row-span: 2; }
-    EvaluateScreen.-narrow #eval-errors { height: 12; }
-    """
 
     def __init__(
         self,
@@ -397,7 +336,8 @@ class EvaluateScreen(Screen[None]):
         self.status_text = ""
         self._stop = threading.Event()
         self.compare_path: Path | None = None  # weights B, evaluated beside A when set
-        self._predictors: dict[str, Predictor] = {}  # loaded models by weights path
+        # Loaded models by weights path, with the file's mtime when loaded.
+        self._predictors: dict[str, tuple[float | None, Predictor]] = {}
         self._predictor_lock = threading.Lock()
         self.model_lock = threading.Lock()  # one forward pass at a time on the shared model
         self._errors_shown: list[Any] = []
@@ -607,13 +547,14 @@ class EvaluateScreen(Screen[None]):
         stamp = weights.stat().st_mtime if weights.exists() else None
         with self._predictor_lock:
             cached = self._predictors.get(key)
-            if cached is None or getattr(cached, "_dftui_mtime", None) != stamp:
-                cached = Predictor(weights, self.device)
-                cached._dftui_mtime = stamp  # type: ignore[attr-defined]
-                if len(self._predictors) >= 2:  # A and B; older models are dropped
-                    self._predictors.pop(next(iter(self._predictors)))
-                self._predictors[key] = cached
-            return cached
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            predictor = Predictor(weights, self.device)
+            self._predictors.pop(key, None)
+            if len(self._predictors) >= 2:  # A and B; older models are dropped
+                self._predictors.pop(next(iter(self._predictors)))
+            self._predictors[key] = (stamp, predictor)
+            return predictor
 
     def predictor_for_results(self) -> Predictor:
         """The model of the shown result."""

@@ -9,18 +9,17 @@ are empty, and ``maybe_offer_demo_data(app)`` that asks it."""
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
@@ -60,8 +59,10 @@ from dftui.core.prepare_folder import (
 )
 from dftui.core.prepare_folder import FolderFinished as FolderJobFinished
 from dftui.ui.advice import with_advice
-from dftui.ui.messages import EngineEvent, engine_poster
-from dftui.ui.widgets.folder_picker import FolderPicker
+from dftui.ui.app import DftuiApp
+from dftui.ui.messages import DataFoldersReady, EngineEvent, engine_poster
+from dftui.ui.screens.base import DftuiScreen
+from dftui.ui.widgets.folder_picker import FolderPicker, shown_path
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.tickbox import TickBox
 
@@ -76,13 +77,6 @@ def _split_id(split: str) -> str:
     return f"split-{split}"
 
 
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-    except ValueError:
-        return str(path)
-
-
 # -- messages from the worker thread ---------------------------------------------------------
 class DemoWritten(Message):
     def __init__(self, result: Any = None, error: str | None = None, refused: bool = False) -> None:
@@ -90,17 +84,6 @@ class DemoWritten(Message):
         self.result = result
         self.error = error
         self.refused = refused  # the folders hold files: asking again moves them aside
-
-
-class DataFoldersReady(Message):
-    """Posted to the Setup screen (when it exists) with the folders to train on. Setup may
-    handle it (``on_data_folders_ready``); ``use_in_setup`` also fills its inputs directly."""
-
-    def __init__(self, train_dir: Path, val_dir: Path, test_dir: Path | None = None) -> None:
-        super().__init__()
-        self.train_dir = train_dir
-        self.val_dir = val_dir
-        self.test_dir = test_dir
 
 
 class _JobStop:
@@ -113,67 +96,27 @@ class _JobStop:
         return self.flag.is_set() or bool(self.worker.is_cancelled)
 
 
-def use_in_setup(app: App[Any], train_dir: Path, val_dir: Path, test_dir: Path | None = None,
+def use_in_setup(app: DftuiApp, train_dir: Path, val_dir: Path, test_dir: Path | None = None,
                  img_size: int | None = None) -> None:
     """Make the Setup screen train on these folders: remembered in the settings (a Setup
-    created later starts with them) and typed into an open Setup screen's inputs (which
-    rescans them and saves). ``img_size``: an image size to go with them (the demo set's
-    64 px pictures train in minutes at 64, in about half an hour at the default 224)."""
-    values = {"train_dir": _shown(train_dir), "val_dir": _shown(val_dir)}
+    created later starts with them) and handed to an open Setup screen as a
+    ``DataFoldersReady`` message (it fills its own fields and rescans them). ``img_size``: an
+    image size to go with them (the demo set's 64 px pictures train in minutes at 64, in
+    about half an hour at the default 224)."""
+    values = {"train_dir": shown_path(train_dir), "val_dir": shown_path(val_dir)}
     if img_size is not None:
         values["img_size"] = str(img_size)
-    settings = getattr(app, "settings", None)
-    if settings is not None:
-        setup = settings.data.get("setup")
-        setup = dict(setup) if isinstance(setup, dict) else {}
-        setup.update(values)
-        settings.update(setup=setup)
-    get_open = getattr(app, "get_open_screen", None)
-    screen = get_open("setup") if get_open else None
-    if screen is None:
-        return
-    for field, value in values.items():
-        try:
-            screen.query_one(f"#{field}", Input).value = value
-        except NoMatches:
-            pass
-    screen.post_message(DataFoldersReady(train_dir, val_dir, test_dir))
+    saved = app.settings.data.get("setup")
+    setup = dict(saved) if isinstance(saved, dict) else {}
+    setup.update(values)
+    app.settings.update(setup=setup)
+    screen = app.get_open_screen("setup")
+    if screen is not None:
+        screen.post_message(DataFoldersReady(train_dir, val_dir, test_dir, img_size))
 
 
-class PrepareScreen(Screen[None]):
+class PrepareScreen(DftuiScreen[None]):
     TITLE = "Prepare"
-    DEFAULT_CSS = """
-    PrepareScreen #prepare-form { height: auto; max-height: 60%; padding: 0 1; }
-    PrepareScreen .row { height: auto; }
-    PrepareScreen .field-label { width: 15; padding-right: 1; }
-    PrepareScreen .field-label2 { width: 12; padding: 0 1 0 2; }
-    PrepareScreen #prepare-form Input { width: 1fr; }
-    PrepareScreen #prepare-form Input.short { width: 10; }
-    PrepareScreen #prepare-form Select { width: 14; }
-    PrepareScreen .browse { margin-left: 1; min-width: 8; }
-    PrepareScreen .split-box { width: auto; margin-right: 2; }
-    PrepareScreen #prepare-form #source { width: 1fr; max-width: 44; }
-    PrepareScreen .folder-only { display: none; }
-    PrepareScreen.folder-source .folder-only { display: block; }
-    PrepareScreen.folder-source .archive-only { display: none; }
-    PrepareScreen .note { height: auto; padding-left: 15; color: $text-muted; }
-    PrepareScreen .note.ok { color: $text-success; }
-    PrepareScreen .note.warning { color: $text-warning; }
-    PrepareScreen .note.error { color: $text-error; }
-    PrepareScreen #prepare-buttons { height: auto; margin: 1 0 0 0; }
-    PrepareScreen #prepare-buttons Button { margin-right: 1; }
-    PrepareScreen #prepare-status { padding-left: 1; width: 1fr; height: auto; color: $text-muted; }
-    PrepareScreen #prepare-progress { height: auto; padding: 0 1; }
-    PrepareScreen .progress-row { height: 1; display: none; }
-    PrepareScreen .progress-row.shown { display: block; }
-    PrepareScreen .progress-label { width: 16; }
-    PrepareScreen .progress-row ProgressBar { width: 40; }
-    PrepareScreen .progress-info { width: 1fr; padding-left: 1; }
-    PrepareScreen #prepare-summary { height: auto; padding: 0 1; }
-    PrepareScreen #prepare-summary.done { border: round $success; }
-    PrepareScreen #prepare-summary.failed { border: round $error; color: $text-error; }
-    PrepareScreen #prepare-log { height: 1fr; min-height: 4; border-top: solid $primary; }
-    """
     BINDINGS = [
         Binding("ctrl+s", "start", "Start", priority=True, id="prepare.start"),
         Binding("ctrl+o", "browse", "Browse folder", id="prepare.browse"),
@@ -277,8 +220,7 @@ class PrepareScreen(Screen[None]):
         yield Footer()
 
     def _saved(self) -> dict[str, Any]:
-        settings = getattr(self.app, "settings", None)
-        data = settings.data.get(SETTINGS_KEY) if settings is not None else None
+        data = self.app.settings.data.get(SETTINGS_KEY)
         return data if isinstance(data, dict) else {}
 
     def on_mount(self) -> None:
@@ -361,7 +303,7 @@ class PrepareScreen(Screen[None]):
             else:
                 self.found = discover_splits(root)
                 if self.found:
-                    listed = ", ".join(f"{s} ({_shown(p)})" for s, p in self.found.items())
+                    listed = ", ".join(f"{s} ({shown_path(p)})" for s, p in self.found.items())
                     self._note("root-note", "ok", f"✓ found {listed}")
                 else:
                     self._note("root-note", "error", (
@@ -460,10 +402,7 @@ class PrepareScreen(Screen[None]):
         return config
 
     def _remember(self) -> None:
-        settings = getattr(self.app, "settings", None)
-        if settings is None:
-            return
-        settings.update(**{SETTINGS_KEY: {
+        self.app.settings.update(**{SETTINGS_KEY: {
             "root": self.value("root"), "out": self.value("out"), "margin": self.value("margin"),
             "min_size": self.value("min_size"), "workers": self.value("workers"),
             "fmt": str(self.query_one("#fmt", Select).value), "source": self.source,
@@ -613,7 +552,7 @@ class PrepareScreen(Screen[None]):
             self.query_one("#use", Button).disabled = False
             if s.status == "finished":
                 use_in_setup(self.app, train, val)
-                lines.append(f"Setup now trains on {_shown(train)} and validates on {_shown(val)}.")
+                lines.append(f"Setup now trains on {shown_path(train)} and validates on {shown_path(val)}.")
         elif s.status == "finished":
             lines.append("no val_cropped/ crops (Val share 0): set Val share to train on these in Setup")
         summary.set_classes("done" if s.status == "finished" else "failed")
@@ -723,9 +662,7 @@ class PrepareScreen(Screen[None]):
             self.notify("prepare the Train and Val splits (or write demo data) first", severity="warning")
             return
         use_in_setup(self.app, *self.ready)
-        opener = getattr(self.app, "open_screen", None)
-        if opener is not None:
-            await opener("setup")
+        await self.app.open_screen("setup")
 
     # -- demo data -------------------------------------------------------------------------
     @on(Button.Pressed, "#demo")
@@ -735,18 +672,25 @@ class PrepareScreen(Screen[None]):
     def action_demo(self) -> None:
         self.write_demo_data()
 
-    def write_demo_data(self, force: bool = False) -> None:
-        """Write the synthetic demo set into the output folder (in a thread)."""
+    def use_output_folder(self, out: Path) -> None:
+        """Point the Output folder field at ``out`` (not while a job writes elsewhere)."""
+        if not self.running:
+            self.query_one("#out", Input).value = str(out)
+
+    def write_demo_data(self, force: bool = False, then_setup: bool = False) -> None:
+        """Write the synthetic demo set into the output folder (in a thread); ``then_setup``:
+        open the Setup screen once it is written (the first-run offer's next step)."""
         if self.running:
             self.notify("wait for the running job to end", severity="warning")
             return
+        self._then_setup = then_setup
         out = Path(self.value("out") or str(DEFAULT_DATA_ROOT)).expanduser()
         # Asked again for the folder just refused (it holds files): move them aside this
         # time, as the message offered (renamed, never deleted).
         force = force or self._demo_refused == out
         self._demo_refused = None
         self._set_running(True)
-        self._status(f"writing synthetic demo data into {_shown(out)}…")
+        self._status(f"writing synthetic demo data into {shown_path(out)}…")
         self._demo_worker(out, force)
 
     @work(thread=True, exit_on_error=False, group="prepare", exclusive=True)
@@ -775,11 +719,11 @@ class PrepareScreen(Screen[None]):
             return
         r = message.result
         lines = ["SYNTHETIC demo data written (generated drawings, not real faces; for trying dftui only):"]
-        lines += [f"  {_shown(r.folders[n])}: {c['real']} real + {c['fake']} fake" for n, c in r.counts.items()]
-        lines += [f"  moved the old {n} aside to {_shown(p)}" for n, p in r.moved_aside.items()]
+        lines += [f"  {shown_path(r.folders[n])}: {c['real']} real + {c['fake']} fake" for n, c in r.counts.items()]
+        lines += [f"  moved the old {n} aside to {shown_path(p)}" for n, p in r.moved_aside.items()]
         self.ready = (r.train_dir, r.val_dir, r.folders.get("test_dev_cropped"))
         use_in_setup(self.app, *self.ready, img_size=DEMO_SIZE)
-        lines.append(f"Setup now trains on {_shown(r.train_dir)} and validates on {_shown(r.val_dir)}, "
+        lines.append(f"Setup now trains on {shown_path(r.train_dir)} and validates on {shown_path(r.val_dir)}, "
                      f"at image size {DEMO_SIZE} (the pictures' own size: a run takes minutes).")
         self.query_one("#use", Button).disabled = False
         summary.set_classes("done")
@@ -787,11 +731,9 @@ class PrepareScreen(Screen[None]):
         self._status("demo data ready")
         if self._then_setup:  # asked for from the first-run dialog: the next step is Setup
             self._then_setup = False
-            opener = getattr(self.app, "open_screen", None)
-            if opener is not None:
-                self.app.call_later(opener, "setup")
-                self.app.notify(f"Demo data written; image size set to {DEMO_SIZE} px. "
-                                "ctrl+s starts a run.", timeout=8)
+            self.app.call_later(self.app.open_screen, "setup")
+            self.app.notify(f"Demo data written; image size set to {DEMO_SIZE} px. "
+                            "ctrl+s starts a run.", timeout=8)
 
     # -- browse ----------------------------------------------------------------------------
     @on(Button.Pressed, ".browse")
@@ -810,7 +752,7 @@ class PrepareScreen(Screen[None]):
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.query_one(f"#{field}", Input).value = _shown(path)
+                self.query_one(f"#{field}", Input).value = shown_path(path)
                 if field == "root":
                     self._discover()
 
@@ -852,15 +794,14 @@ class DemoDataOffer(ModalScreen[str | None]):
         self.dismiss(answer)
 
 
-def maybe_offer_demo_data(app: App[Any], root: Path = DEFAULT_DATA_ROOT) -> bool:
+def maybe_offer_demo_data(app: DftuiApp, root: Path = DEFAULT_DATA_ROOT) -> bool:
     """Ask ``DemoDataOffer`` when ``root``'s training or validation folder has no image (and
     Setup is not pointed at other folders), and act on the answer: open the Prepare screen,
     writing the demo set there for "demo". Returns True when the question was asked. Asked at
     most once per app session. Meant to be called once the Setup screen is shown."""
-    if getattr(app, "_dftui_demo_offered", False) or not default_folders_empty(root):
+    if app.demo_offered or not default_folders_empty(root):
         return False
-    settings = getattr(app, "settings", None)
-    setup = settings.data.get("setup") if settings is not None else None
+    setup = app.settings.data.get("setup")
     if isinstance(setup, dict):
         # The user pointed Setup at folders of their own: not the moment to suggest demo data.
         defaults = {"train_dir": root / "train_cropped", "val_dir": root / "val_cropped"}
@@ -868,26 +809,20 @@ def maybe_offer_demo_data(app: App[Any], root: Path = DEFAULT_DATA_ROOT) -> bool
             value = setup.get(field)
             if isinstance(value, str) and value.strip() and Path(value.strip()).expanduser() != default:
                 return False
-    app._dftui_demo_offered = True  # type: ignore[attr-defined]
+    app.demo_offered = True
 
     async def answered(answer: str | None) -> None:
         if answer is None:
             return
-        opener = getattr(app, "open_screen", None)
-        if opener is None:
-            return
-        get_open = getattr(app, "get_open_screen", None)
-        existing = get_open("prepare") if get_open else None
+        existing = app.get_open_screen("prepare")
         if isinstance(existing, PrepareScreen):
             # Reuse it: a fresh instance would drop a job running there.
-            screen = await opener("prepare")
-            if not existing.running:
-                existing.query_one("#out", Input).value = str(root)
+            screen = await app.open_screen("prepare")
+            existing.use_output_folder(root)
         else:
-            screen = await opener("prepare", out=str(root))
+            screen = await app.open_screen("prepare", out=str(root))
         if answer == "demo" and isinstance(screen, PrepareScreen):
-            screen._then_setup = True
-            screen.write_demo_data()
+            screen.write_demo_data(then_setup=True)
 
     app.push_screen(DemoDataOffer(root), answered)
     return True

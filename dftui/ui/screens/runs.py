@@ -14,13 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
 from dftui.core.early_stop import outcome_text
 from dftui.core.events import Event, RunFailed, RunFinished
 from dftui.core.run_manage import UserInfo, read_user
 from dftui.core.runs import RunSummary, list_runs, read_events_checked, read_run
+from dftui.ui.screens.base import AnyDftuiScreen, DftuiModalScreen, DftuiScreen
 from dftui.ui.screens.runs_manage import (
     RunsManageMixin,
     copy_path,
@@ -104,7 +104,7 @@ def weights_available(run: RunSummary) -> Path | None:
 
 
 async def open_with_weights(
-    screen: Screen[Any], run: RunSummary, target: str, purpose: str
+    screen: AnyDftuiScreen, run: RunSummary, target: str, purpose: str
 ) -> None:
     """Open the ``target`` screen on the run's weights, or say why there are none."""
     weights = weights_available(run)
@@ -112,14 +112,14 @@ async def open_with_weights(
         why = "it saved none" if not run.weights_path else f"{run.weights_path} is gone"
         screen.notify(f"no weights {purpose}: {why}", severity="warning", timeout=6)
         return
-    await screen.app.open_screen(target, weights=weights)  # type: ignore[attr-defined]
+    await screen.app.open_screen(target, weights=weights)
 
 
-async def open_classifier(screen: Screen[Any], run: RunSummary) -> None:
+async def open_classifier(screen: AnyDftuiScreen, run: RunSummary) -> None:
     await open_with_weights(screen, run, "classify", "to classify with")
 
 
-async def resume_run(screen: Screen[Any], run: RunSummary) -> None:
+async def resume_run(screen: AnyDftuiScreen, run: RunSummary) -> None:
     """Hand a resumable run to the Training screen with its recorded config."""
     if not run.resumable:
         why = {
@@ -137,7 +137,7 @@ async def resume_run(screen: Screen[Any], run: RunSummary) -> None:
     except ValueError as exc:  # ConfigError is a ValueError too
         screen.notify(f"cannot resume {run.run_id}: {exc}", severity="error", timeout=8)
         return
-    await screen.app.start_training(config, resume=run.run_dir)  # type: ignore[attr-defined]
+    await screen.app.start_training(config, resume=run.run_dir)
 
 
 class EventsLoaded(Message):
@@ -151,7 +151,7 @@ class EventsLoaded(Message):
         self.problems = problems or []  # lines of events.jsonl that could not be used
 
 
-class RunDetailScreen(ModalScreen[None]):
+class RunDetailScreen(DftuiModalScreen[None]):
     """One past run, full screen: a summary line, then its charts and epoch table."""
 
     TITLE = "Run"
@@ -163,24 +163,6 @@ class RunDetailScreen(ModalScreen[None]):
         Binding("x", "export", "Export", show=False, id="runs.detail_export"),
         Binding("p", "copy_path", "Copy folder path", show=False, id="runs.detail_path"),
     ]
-    DEFAULT_CSS = """
-    RunDetailScreen {
-        background: $background;
-    }
-    RunDetailScreen > #run-detail {
-        height: 1fr;
-        width: 1fr;
-    }
-    RunDetailScreen #run-head {
-        height: auto;
-        padding: 0 1;
-    }
-    RunDetailScreen #run-message {
-        height: auto;
-        padding: 0 1;
-        color: $text-error;
-    }
-    """
 
     def __init__(self, run: RunSummary, export_to: Path | None = None) -> None:
         super().__init__()
@@ -204,7 +186,7 @@ class RunDetailScreen(ModalScreen[None]):
         text = Text.assemble(
             (f" {r.backbone} ", "bold reverse"),
             "  ",
-            (r.status, STATUS_STYLES.get(r.status, "")),
+            (outcome_text(r.status, r.early_stop_epoch), STATUS_STYLES.get(r.status, "")),
             f" · {local_time(r.started)} · epochs {epochs_text(r)} · best {accuracy_text(r)}\n",
             ("data ", "dim"), short_path(r.train_dir, 120),
             ("  val ", "dim"), short_path(r.val_dir, 120),
@@ -301,7 +283,7 @@ def _final_message(events: list[Event]) -> str:
     return ""
 
 
-class RunsScreen(RunsManageMixin, Screen[None]):
+class RunsScreen(RunsManageMixin, DftuiScreen[None]):
     TITLE = "Runs"
     BINDINGS = [
         Binding("enter", "open_run", "Open", id="runs.open", show=True),
@@ -320,17 +302,6 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         Binding("p", "copy_path", "Copy folder path", show=False, id="runs.path"),
         Binding("x", "export", "Export CSV + charts", show=False, id="runs.export"),
     ]
-    DEFAULT_CSS = """
-    RunsScreen #runs-table {
-        height: 1fr;
-    }
-    RunsScreen #runs-info {
-        height: auto;
-        max-height: 6;
-        padding: 0 1;
-        border-top: solid $primary;
-    }
-    """
 
     def __init__(self, root: Path | str | None = None) -> None:
         super().__init__()
@@ -460,7 +431,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         run = self.selected_run()
         if run is None:
             if self.archived_hidden:
-                key = self.app.key_display_for("runs.show_archived", "h")  # type: ignore[attr-defined]
+                key = self.app.key_display_for("runs.show_archived", "h")
                 info.update(Text(f"{self.archived_hidden} archived run(s) hidden; {key} shows "
                                  "them.", style="dim"))
                 return
@@ -501,7 +472,7 @@ class RunsScreen(RunsManageMixin, Screen[None]):
         fresh = read_run(run.run_dir) or run  # its status may have changed since the list
         if fresh.live and not fresh.host:
             # A run in progress: follow it live on the Training screen, from epoch 1.
-            self.run_worker(self.app.attach_run(fresh.run_dir), group="attach")  # type: ignore[attr-defined]
+            self.run_worker(self.app.attach_run(fresh.run_dir), group="attach")
             return
         self.app.push_screen(RunDetailScreen(fresh))
 
@@ -584,5 +555,5 @@ def show_evaluations(screen: RunDetailScreen) -> None:
         widget.update(text)
 
 
-async def open_evaluate(screen: Screen[Any], run: RunSummary) -> None:
+async def open_evaluate(screen: AnyDftuiScreen, run: RunSummary) -> None:
     await open_with_weights(screen, run, "evaluate", "to evaluate")

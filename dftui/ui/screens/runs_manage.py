@@ -26,7 +26,7 @@ from dftui.core.run_manage import (
 from dftui.core.runs import RunSummary, read_run
 
 if TYPE_CHECKING:
-    from textual.screen import Screen
+    from dftui.ui.screens.base import AnyDftuiScreen
 
 # Curve colours of compared runs, in marking order (distinct in 256 colours and in the light
 # theme); a run keeps its colour in the list, the table and the charts.
@@ -40,14 +40,14 @@ def run_label(run: RunSummary, info: UserInfo | None = None) -> str:
     return info.name if info is not None and info.name else run.run_id
 
 
-def default_export_folder(screen: Any) -> Path:
+def default_export_folder(screen: Any) -> Path:  # a Runs screen, or the mixin on it
     saved = screen.app.settings.data.get("export_dir")
     if isinstance(saved, str) and saved.strip():
         return Path(saved)
     return Path.cwd() / "dftui-exports"
 
 
-async def export_run(screen: Screen[Any], run: RunSummary, folder: Path) -> list[Path]:
+async def export_run(screen: AnyDftuiScreen, run: RunSummary, folder: Path) -> list[Path]:
     """Write the run's metrics CSV and, from the screen as shown (its charts), an SVG, into
     ``folder``; notify where they went. The SVG is Textual's own screenshot of the screen."""
     from dftui.core.run_manage import export_metrics_csv, free_path
@@ -62,7 +62,7 @@ async def export_run(screen: Screen[Any], run: RunSummary, folder: Path) -> list
         screen.notify(f"cannot export to {folder}: {describe_error(exc)} (choose another folder "
                       "with x)", severity="error", timeout=10)
         return []
-    screen.app.settings.update(export_dir=str(folder))  # type: ignore[attr-defined]
+    screen.app.settings.update(export_dir=str(folder))
     screen.notify(f"exported to {folder}:\n{csv_path.name}\n{svg_path.name}", timeout=10)
     return [csv_path, svg_path]
 

@@ -5,7 +5,6 @@ chosen; the choices are remembered between launches. Nothing here imports torch.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
@@ -26,8 +24,9 @@ from dftui.core.config import ConfigError, TrainConfig, img_size_problem, weight
 from dftui.core.data import DataError, DatasetScan, scan_folder
 from dftui.core.options import Option, options
 from dftui.ui import option_fields
-from dftui.ui.messages import TorchReady
-from dftui.ui.widgets.folder_picker import FolderPicker
+from dftui.ui.messages import DataFoldersReady, TorchReady
+from dftui.ui.screens.base import DftuiScreen
+from dftui.ui.widgets.folder_picker import FolderPicker, shown_path
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.tickbox import TickBox
 
@@ -155,7 +154,7 @@ class FolderScanned(Message):
     scan: DatasetScan | None = None
 
 
-class SetupScreen(Screen[None]):
+class SetupScreen(DftuiScreen[None]):
     TITLE = "Setup"
     BINDINGS = [
         Binding("ctrl+s", "start", "Start training", priority=True, id="setup.start"),
@@ -254,7 +253,7 @@ class SetupScreen(Screen[None]):
         yield Footer()
 
     def _saved(self) -> dict[str, Any]:
-        data = self.app.settings.data.get("setup")  # type: ignore[attr-defined]
+        data = self.app.settings.data.get("setup")
         return data if isinstance(data, dict) else {}
 
     @staticmethod
@@ -270,14 +269,14 @@ class SetupScreen(Screen[None]):
             self._check(field)
         # Scans start after the first frame is on screen, not before.
         self.call_after_refresh(lambda: [self._scan_now(f) for f in ("train_dir", "val_dir")])
-        devices = getattr(self.app, "devices", None)
+        devices = self.app.devices
         if devices is not None:
             self._fill_devices(devices)
-        elif getattr(self.app, "torch_error", None):
-            self._devices_failed(self.app.torch_error)  # type: ignore[attr-defined]
+        elif self.app.torch_error:
+            self._devices_failed(self.app.torch_error)
         self._update_start_note()
         # -- demo-data offer (issue #4, PREP): only when launch() asks for it, so tests are unaffected
-        if getattr(self.app, "offer_demo_data", False):
+        if self.app.offer_demo_data:
             from dftui.ui.screens.prepare import maybe_offer_demo_data
 
             self.call_after_refresh(maybe_offer_demo_data, self.app)
@@ -448,7 +447,7 @@ class SetupScreen(Screen[None]):
         problems = len(self.errors) + sum(
             1 for f in ("train_dir", "val_dir") if self.scans.get(f) is None
         )
-        if getattr(self.app, "devices", None) is None and not getattr(self.app, "torch_error", None):
+        if self.app.devices is None and not self.app.torch_error:
             text = "loading torch in the background…"
         elif problems:
             text = "fix the fields marked above to start"
@@ -518,9 +517,15 @@ class SetupScreen(Screen[None]):
             css, message = scan_text(scan)
             self.post_message(FolderScanned(field, text, css, message, scan))
 
-    def on_data_folders_ready(self, message: Any) -> None:
-        """Prepare or the demo data wrote new images (``prepare.DataFoldersReady``). Often
-        into the very folders already shown, where no input changes: rescan them anyway."""
+    def on_data_folders_ready(self, message: DataFoldersReady) -> None:
+        """Prepare or the demo data wrote crops: train on those folders (and at the image
+        size that came with them). Often they are the very folders already shown, where no
+        field changes: rescan them anyway."""
+        values = {"train_dir": shown_path(message.train_dir), "val_dir": shown_path(message.val_dir)}
+        if message.img_size is not None:
+            values["img_size"] = str(message.img_size)
+        for field, value in values.items():
+            self.query_one(f"#{field}", Input).value = value
         for field in ("train_dir", "val_dir"):
             timer = self._scan_timers.pop(field, None)
             if timer is not None:
@@ -552,11 +557,7 @@ class SetupScreen(Screen[None]):
         def chosen(path: Path | None) -> None:
             if path is None:
                 return
-            try:
-                shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-            except ValueError:
-                shown = str(path)
-            self.query_one(f"#{field}", Input).value = shown
+            self.query_one(f"#{field}", Input).value = shown_path(path)
             self._scan_now(field)
 
         self.app.push_screen(FolderPicker(title, current), chosen)
@@ -570,7 +571,7 @@ class SetupScreen(Screen[None]):
     def remember(self) -> None:
         if not self.is_mounted:
             return
-        self.app.settings.update(setup=self.form_values())  # type: ignore[attr-defined]
+        self.app.settings.update(setup=self.form_values())
 
     def on_screen_suspend(self) -> None:
         self.remember()
@@ -652,4 +653,4 @@ class SetupScreen(Screen[None]):
                             title="Cannot start", severity="error", timeout=8)
                 return
             detach = True  # a distributed run is a background run
-        await self.app.start_training(config, detach=detach, nproc=nproc)  # type: ignore[attr-defined]
+        await self.app.start_training(config, detach=detach, nproc=nproc)

@@ -21,7 +21,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
@@ -43,6 +42,7 @@ from dftui.core.events import (
 )
 from dftui.ui.advice import with_advice
 from dftui.ui.messages import coalesce
+from dftui.ui.screens.base import DftuiScreen
 from dftui.ui.widgets.hardware import HardwarePanel
 from dftui.ui.widgets.navbar import NavBar
 from dftui.ui.widgets.run_view import RunView
@@ -64,7 +64,7 @@ class HistoryRead(Message):
 
 
 
-class TrainingScreen(Screen[None]):
+class TrainingScreen(DftuiScreen[None]):
     TITLE = "Training"
     BINDINGS = [
         Binding("s", "stop", "Stop run", id="training.stop"),
@@ -397,10 +397,10 @@ class TrainingScreen(Screen[None]):
         if not self.weights_path:
             self.notify("no weights from this run yet", severity="warning")
             return
-        await self.app.open_screen("classify", weights=Path(self.weights_path))  # type: ignore[attr-defined]
+        await self.app.open_screen("classify", weights=Path(self.weights_path))
 
     async def action_new_run(self) -> None:
-        await self.app.open_screen("setup")  # type: ignore[attr-defined]
+        await self.app.open_screen("setup")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
@@ -492,9 +492,12 @@ class TrainingScreen(Screen[None]):
             cfg = self.config
             return f"{cfg.backbone} · {cfg.train_dir}" if cfg is not None else IDLE_TEXT
         cfg = s.config
+        # The class balancing chosen (the log says the imbalance it answers).
+        balance = cfg.get("balance")
+        balanced = f" · balance {balance}" if isinstance(balance, str) and balance != "none" else ""
         return (
             f"{cfg.get('backbone')} · train {s.train_size} ({s.train_counts.get('real', 0)} real / "
-            f"{s.train_counts.get('fake', 0)} fake) · val {s.val_size} · batch "
+            f"{s.train_counts.get('fake', 0)} fake){balanced} · val {s.val_size} · batch "
             f"{cfg.get('batch_size')} · lr {cfg.get('lr'):g}"
         )
 
@@ -555,7 +558,7 @@ class TrainingScreen(Screen[None]):
     def _finish(self, event: RunFinished) -> None:
         self.final = event
         self.weights_path = event.weights_path
-        key = self.app.key_display_for("training.classify", "c")  # type: ignore[attr-defined]
+        key = self.app.key_display_for("training.classify", "c")
         total = self._prior_seconds + event.seconds  # a resumed run: every attempt
         if event.status == "finished":
             head = f"✓ Finished {event.epochs_completed} epoch(s) in {format_duration(total)}"

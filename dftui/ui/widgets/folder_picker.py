@@ -4,6 +4,7 @@ Dismisses with the chosen Path, or None when cancelled."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,6 +14,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Static
+
+
+def shown_path(path: Path) -> str:
+    """How a folder is written into a field: relative to the working folder when inside it
+    (short, and what the user would type), else as given."""
+    try:
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+    except ValueError:
+        return str(path)
 
 
 class FolderTree(DirectoryTree):
@@ -30,12 +40,6 @@ class FolderTree(DirectoryTree):
 
 
 class FolderPicker(ModalScreen[Path | None]):
-    DEFAULT_CSS = """
-    FolderPicker #picker-box { height: 90%; }
-    FolderPicker FolderTree { height: 1fr; border: round $primary; }
-    FolderPicker #picker-path { margin-top: 1; }
-    FolderPicker #picker-error { height: auto; }
-    """
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "choose", "Choose folder", priority=True),

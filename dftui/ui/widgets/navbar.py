@@ -7,19 +7,17 @@ already; when the run ends it says how it ended until the Training screen has be
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
+from textual import getters
 from textual.widgets import Static
 
+from dftui.ui.app import SCREENS, DftuiApp, screen_available
 from dftui.ui.run_status import STATUS_EVERY_S, mark_end_seen, status_text
 
 
-def current_status(widget: Any) -> Text | None:
-    """The run status line for ``widget``'s app (None: nothing to show)."""
-    app = widget.app
-    get = getattr(app, "get_open_screen", None)
-    training = get("training") if get is not None else None
+def current_status(app: DftuiApp) -> Text | None:
+    """The run status line for the app (None: nothing to show)."""
+    training = app.training_screen()
     if training is None:
         return None
     if app.screen is training:
@@ -35,6 +33,7 @@ def current_status(widget: Any) -> Text | None:
 
 
 class NavBar(Static):
+    app = getters.app(DftuiApp)
     DEFAULT_CSS = """
     NavBar {
         height: auto; width: 1fr; background: $panel; color: $text;
@@ -48,7 +47,7 @@ class NavBar(Static):
         self.status: Text | None = None
 
     def on_mount(self) -> None:
-        self.status = current_status(self)
+        self.status = current_status(self.app)
         self.update(self._text())
         self.set_interval(STATUS_EVERY_S, self.poll_status)
 
@@ -58,14 +57,12 @@ class NavBar(Static):
     def poll_status(self) -> None:
         if not self.screen.is_current:
             return  # a screen out of sight is brought up to date when it is shown again
-        status = current_status(self)
+        status = current_status(self.app)
         if (status.markup if status else None) != (self.status.markup if self.status else None):
             self.status = status
             self.update(self._text())
 
     def _text(self) -> Text:
-        from dftui.ui.app import SCREENS, screen_available
-
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" dftui ", style="bold reverse")
         for name, spec in SCREENS.items():
@@ -87,6 +84,7 @@ class RunStatusLine(Static):
     """The run status alone, for screens without a NavBar (dialogs over the whole screen);
     hidden while there is nothing to say."""
 
+    app = getters.app(DftuiApp)
     DEFAULT_CSS = """
     RunStatusLine { height: auto; width: 1fr; background: $panel; padding: 0 1; }
     """
@@ -99,7 +97,7 @@ class RunStatusLine(Static):
     def poll_status(self) -> None:
         if not self.screen.is_current:
             return
-        status = current_status(self)
+        status = current_status(self.app)
         markup = status.markup if status else None
         if markup != self._markup:
             self._markup = markup
