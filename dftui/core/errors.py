@@ -37,9 +37,10 @@ def _system_error(exc: BaseException) -> OSError | None:
 
 
 def describe_error(exc: BaseException, limit: int = MAX_CHARS) -> str:
-    """Why a file could not be read or written, in words for a person (no type names, no
-    paths: the caller says which file). Control characters are escaped, since the text may
-    quote a file name and ends up in tab-separated output and logs."""
+    """Why a file could not be read or written, in words for a person: the known faults in
+    fixed words (no type names; the caller says which file), anything else as the first line
+    of its text. Control characters are escaped, since the text may quote a file name and
+    ends up in tab-separated output and logs."""
     from dftui.core.data import display_path  # data imports Pillow: only when describing
 
     err = _system_error(exc)

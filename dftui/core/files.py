@@ -44,7 +44,7 @@ def new_file_mode(path: str | Path) -> int:
     return 0o666 & ~_umask()
 
 
-def temp_beside(path: Path, suffix: str = TEMP_SUFFIX) -> tuple[int, str]:
+def _temp_beside(path: Path, suffix: str = TEMP_SUFFIX) -> tuple[int, str]:
     """An open descriptor and the name of a new hidden file in ``path``'s folder (created if
     missing), named ``.<name>.<random><suffix>`` so that two writers never share one and
     ``remove_stale_temp`` (or a sweep for ``suffix``) finds what a killed writer left."""
@@ -89,7 +89,7 @@ def atomic_write(
     weights use it to commit their metadata (which names the new file's digest) first. If
     it raises, the old file stays and the temporary one is removed."""
     path = Path(path)
-    fd, tmp = temp_beside(path, suffix)
+    fd, tmp = _temp_beside(path, suffix)
     try:
         # Text goes out as written: UTF-8 whatever the locale, line endings not translated.
         opened = (os.fdopen(fd, mode) if "b" in mode
