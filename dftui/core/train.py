@@ -1039,8 +1039,8 @@ class _Trainer:
                                   fit.to_metadata(f"validation set {self.config.val_dir}"),
                                   overwrite=True)
         except Exception as exc:  # noqa: BLE001 - the trained weights stand without it
-            self.emit(LogMessage("warning", f"calibration failed ({type(exc).__name__}: "
-                                 f"{str(exc)[:200]}); the weights are saved uncalibrated"))
+            self.emit(LogMessage("warning", f"calibration failed ({unexpected_error(exc)}); "
+                                 "the weights are saved uncalibrated"))
             return None
         self.emit(LogMessage("info" if fit.ok else "warning", fit.summary()))
         return fit if fit.ok else None
