@@ -35,8 +35,7 @@ class Recipe:
     # -- data ----------------------------------------------------------------------------
     def imbalance_note(self, counts: Mapping[str, int]) -> LogMessage:
         """The training folder's imbalance and the balancing chosen, for the run's log."""
-        level, text = report(counts, self.config.balance)
-        return LogMessage(level, text)
+        return LogMessage("info", report(counts, self.config.balance))
 
     def check_processes(self, world: int) -> None:
         """Refuse what several processes (dftui train --nproc-per-node) cannot do, rather
