@@ -186,3 +186,16 @@ def test_resuming_an_early_stopped_run_trains_nothing_and_says_why(dataset, stan
     warnings = [e.text for e in events if isinstance(e, LogMessage) and e.level == "warning"]
     assert any("early stopping ended this run after epoch 2" in w and "start a new run" in w
                for w in warnings), warnings
+
+
+def test_a_damaged_weight_average_in_resume_pt_is_one_clear_message(dataset, standin_weights, tmp_path):
+    cfg = tiny_config(dataset, standin_weights, tmp_path, epochs=2, ema=True)
+    _, stopped = _run(cfg, stop_after=1)
+    path = Path(stopped.run_dir) / RESUME_FILE
+    ckpt = torch.load(path, weights_only=True)
+    for damaged in ({"ema": {"module": {"x": torch.zeros(1)}, "steps": 5}},
+                    {"ema": {"module": ckpt["recipe"]["ema"]["module"], "steps": -1}}, ["ema"]):
+        torch.save({**ckpt, "recipe": damaged}, path)
+        _, final = _run(cfg, resume=Path(stopped.run_dir))
+        assert isinstance(final, RunFailed), final
+        assert "weight average (EMA)" in final.message and "Traceback" not in final.message
