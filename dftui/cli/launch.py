@@ -215,6 +215,11 @@ def _plan(args: argparse.Namespace, config: Any) -> dict[str, Any]:
             f"batch size {config.batch_size} is the global batch and does not split evenly over "
             f"{world} processes; use a multiple of {world}"
         )
+    from dftui.core.balance import processes_problem
+
+    recipe_problem = processes_problem(config.balance, world)
+    if recipe_problem:
+        raise LaunchError(recipe_problem)
     if config.sync_bn and backend != "nccl":
         raise LaunchError(
             "synchronised batch norm needs CUDA GPUs (NCCL); on the CPU leave it off: the "

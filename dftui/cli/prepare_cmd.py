@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dftui.cli.printer import log_text, make_printer
+from dftui.cli.signals import stop_on_signals
 from dftui.core.events import Event, LogMessage
 from dftui.core.prepare import (
     FORMATS,
@@ -235,19 +235,11 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()  # not train.StopFlag: that module pulls in torch for nothing
     printer = make_printer(args.plain, plain=PlainPrinter, rich=RichPrinter)
 
-    def on_signal(signum: int, frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl+C: the user wants out now
-        stop.set()
-
-    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {s: signal.signal(s, on_signal) for s in handled}
     try:
-        final = prepare_openforensics(config, printer, stop)
+        with stop_on_signals(stop):
+            final = prepare_openforensics(config, printer, stop)
     finally:
         printer.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     if isinstance(final, PrepareFailed):
         # Before any crop (bad root, no annotation file): a usage error. Later: the output failed.
         from dftui.cli.advice import with_advice
@@ -295,18 +287,8 @@ def run_folder(args: argparse.Namespace) -> int:
             print(event.summary.line(), flush=True)
             print(f"report: {event.summary.report}", flush=True)
 
-    def on_signal(signum: int, frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {s: signal.signal(s, on_signal) for s in handled}
-    try:
+    with stop_on_signals(stop):
         summary = prepare_folder(config, show, stop)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     if summary.status == "failed":
         return fail(summary.error, 1 if summary.sources_done else 2)
     if summary.status == "stopped":

@@ -62,6 +62,7 @@ def _row(run: Any) -> dict[str, Any]:
         "run_id": run.run_id,
         "backbone": run.backbone,
         "status": run.status,
+        "early_stop_epoch": run.early_stop_epoch,  # "finished" by early stopping after it
         "host": run.host or None,
         "pid": run.pid or None,
         "background": run.detached,

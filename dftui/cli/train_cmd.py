@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +307,7 @@ def _train(
 ) -> int:
     from dftui.cli import fail
     from dftui.cli.printer import make_printer
+    from dftui.cli.signals import stop_on_signals
     from dftui.core.events import RunFailed
     from dftui.core.train import RESUME_FILE, StopFlag, fit
 
@@ -315,19 +315,11 @@ def _train(
     # Ranks other than 0 train silently: rank 0 prints and records for the run.
     printer = _SafePrinter(make_printer(args.plain) if rank == 0 else _Quiet(rank))
 
-    def on_signal(signum: int, frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl+C: the user wants out now
-        stop.request("interrupted")
-
-    handled = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {s: signal.signal(s, on_signal) for s in handled}
     try:
-        final = fit(config, printer, stop, resume=resume_dir, run_dir=run_dir)
+        with stop_on_signals(stop, lambda: stop.request("interrupted")):
+            final = fit(config, printer, stop, resume=resume_dir, run_dir=run_dir)
     finally:
         printer.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     try:  # after a hang-up stderr may be gone too; the exit status still tells
         import sys
 

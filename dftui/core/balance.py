@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from torch.utils.data import WeightedRandomSampler
 
 BALANCE_CHOICES = ("none", "sampler", "loss")
-# Above this ratio (larger class / smaller) an unbalanced run gets a warning, not a note.
-IMBALANCE_WARN_RATIO = 1.5
+# Above this ratio (larger class / smaller) a folder is called imbalanced: the data scan
+# warns (core/data.py) and a run without class balancing says the setting can even it out.
+IMBALANCE_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class Imbalance:
         return f"{parts} ({ratio})"
 
 
-def report(counts: Mapping[str, int], balance: str) -> tuple[str, str]:
-    """(level, text) for the run's log: the training imbalance and the choice made."""
+def report(counts: Mapping[str, int], balance: str) -> str:
+    """The run's log line on the training imbalance and the choice made."""
     imb = Imbalance(dict(counts))
     choice = {
         "none": "no class balancing",
@@ -57,9 +58,20 @@ def report(counts: Mapping[str, int], balance: str) -> tuple[str, str]:
         + ")",
     }[balance]
     text = f"training classes: {imb.describe()}; {choice}"
-    if balance == "none" and imb.ratio > IMBALANCE_WARN_RATIO:
-        return "warning", text + " (the class balancing setting can even it out)"
-    return "info", text
+    if balance == "none" and imb.ratio > IMBALANCE_RATIO:
+        # A note, not a second warning: the data scan has warned of the imbalance already.
+        text += " (the class balancing setting can even it out)"
+    return text
+
+
+def processes_problem(balance: str, world: int) -> str | None:
+    """Why ``balance`` cannot work with ``world`` processes (dftui train --nproc-per-node),
+    or None: each process draws from its own shard of the data, so one weighted draw over
+    the whole folder is not available there. Refused, never ignored."""
+    if world > 1 and balance == "sampler":
+        return (f"class-balanced sampling is not supported with several processes ({world}); "
+                "use class balancing 'loss' (class-weighted cross-entropy) or one process")
+    return None
 
 
 def class_weight_values(counts: Mapping[str, int]) -> list[float]:

@@ -223,10 +223,13 @@ class Checkpointer:
         path = metadata_path(self.path)
         try:
             meta = {**metadata, **self._digest}
+            old = read_metadata(self.path) or {}
             if "weights_sha256" not in meta:
                 # Resumed: the digest of the weights saved before is in the .json on disk.
-                old = read_metadata(self.path) or {}
                 meta.update({k: old[k] for k in _DIGEST_KEYS if k in old})
+            if "calibration" in old and old.get("weights_sha256") == meta.get("weights_sha256"):
+                # A temperature fitted on these very weights (the digest says so) stays.
+                meta.setdefault("calibration", old["calibration"])
             save_json(meta, path)
         except OSError as exc:
             self.emit(LogMessage("warning", f"could not update {path}: {describe_error(exc)}"))

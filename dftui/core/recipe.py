@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dftui.core.balance import balanced_sampler, class_weights, report
+from dftui.core.balance import balanced_sampler, class_weights, processes_problem, report
 from dftui.core.config import TrainConfig
 from dftui.core.early_stop import EarlyStopping
 from dftui.core.ema import WeightAverage
@@ -35,18 +35,14 @@ class Recipe:
     # -- data ----------------------------------------------------------------------------
     def imbalance_note(self, counts: Mapping[str, int]) -> LogMessage:
         """The training folder's imbalance and the balancing chosen, for the run's log."""
-        level, text = report(counts, self.config.balance)
-        return LogMessage(level, text)
+        return LogMessage("info", report(counts, self.config.balance))
 
     def check_processes(self, world: int) -> None:
         """Refuse what several processes (dftui train --nproc-per-node) cannot do, rather
-        than ignore it: each process draws from its own shard of the data, so one weighted
-        draw over the whole folder is not available there."""
-        if world > 1 and self.config.balance == "sampler":
-            raise RecipeError(
-                f"class-balanced sampling is not supported with several processes ({world}); "
-                "use class balancing 'loss' (class-weighted cross-entropy) or one process"
-            )
+        than ignore it (the launcher refuses it before starting them, too)."""
+        problem = processes_problem(self.config.balance, world)
+        if problem:
+            raise RecipeError(problem)
 
     def train_sampler(self, labels: Sequence[int], classes: int) -> Any:
         """The training sampler replacing the plain shuffle, or None."""
@@ -115,12 +111,22 @@ class Recipe:
     def state_dict(self) -> dict[str, Any]:
         return {"ema": self.ema.state_dict()} if self.ema is not None else {}
 
-    def load_state_dict(self, state: Mapping[str, Any], where: str) -> None:
-        if self.ema is not None:
-            saved = state.get("ema")
-            if not isinstance(saved, dict):
-                raise RecipeError(
-                    f"{where} holds no weight average (EMA): the run was started without it; "
-                    "resume with the run's own settings (its config.json)"
-                )
+    def load_state_dict(self, state: Any, where: str) -> None:
+        """Take up the resume checkpoint's entries (``where``: its path, for messages). The
+        file is untrusted: anything unusable is a RecipeError saying so."""
+        if self.ema is None:
+            return
+        saved = state.get("ema") if isinstance(state, Mapping) else None
+        if not isinstance(saved, Mapping):
+            raise RecipeError(
+                f"{where} holds no weight average (EMA): the run was started without it; "
+                "resume with the run's own settings (its config.json)"
+            )
+        try:
             self.ema.load_state_dict(saved)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = (str(exc).splitlines() or [""])[0][:160]
+            raise RecipeError(
+                f"the weight average (EMA) in {where} cannot be used ({type(exc).__name__}: "
+                f"{first}); start a new run"
+            ) from None

@@ -87,7 +87,7 @@ def _check_record(run_dir: Path, weights: Path) -> None:
 
 
 def test_improved_recipe_from_the_cli_stops_early_and_resumes_exactly(
-    dataset, standin_weights, tmp_path
+    dataset, standin_weights, tmp_path, capsys
 ):
     data = _noisy(dataset, tmp_path)
     out = tmp_path / "w"
@@ -122,6 +122,16 @@ def test_improved_recipe_from_the_cli_stops_early_and_resumes_exactly(
     ta, _ = stored_temperature(read_metadata(out / "whole.pth"))
     tb, _ = stored_temperature(read_metadata(out / "part.pth"))
     assert ta == pytest.approx(tb, rel=1e-4)
+
+    # `dftui runs` says how both ended, in text and JSON.
+    from dftui.cli import main
+
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().out.count(f"finished (early stop at epoch {STOPS_AT})") == 2
+    assert main(["runs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["status"], r["early_stop_epoch"]) for r in rows] == [("finished", STOPS_AT)] * 2
 
 
 async def test_improved_recipe_from_the_setup_screen(dataset, standin_weights, tmp_path):

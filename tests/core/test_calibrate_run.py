@@ -88,3 +88,28 @@ def test_with_ema_the_saved_averaged_weights_are_the_ones_calibrated(
     # Fitted again on the file as saved (the EMA weights): the temperature stored with it.
     again = calibrate_weights(final.weights_path, data["val"], device="cpu", precision=config.precision)
     assert again.temperature == pytest.approx(final.temperature, rel=0.02)
+
+
+def test_a_metadata_rewrite_keeps_the_temperature_of_the_same_weights(tmp_path: Path) -> None:
+    """A resumed run rewrites the best weights' metadata after every epoch; while the
+    weights stay the same file, a temperature fitted on them (evaluate --calibrate) stays
+    too. New best weights drop it: it was fitted on others."""
+    import torch
+
+    from dftui.core.checkpoint import save_json
+    from dftui.core.checkpointer import Checkpointer
+
+    ck = Checkpointer(lambda event: None)
+    ck.weights_path = tmp_path / "w.pth"
+    ck.save_best({"a": torch.zeros(1)}, {"backbone": "mobilenet_v2"}, 1)
+    meta = read_metadata(ck.path)
+    save_json({**meta, "calibration": {"temperature": 1.5}}, ck.path.with_suffix(".json"))
+    resumed = Checkpointer(lambda event: None)  # a resumed run: no digest of its own yet
+    resumed.weights_path = ck.path
+    resumed.update_metadata({"backbone": "mobilenet_v2", "epochs": [1, 2]})
+    kept = read_metadata(ck.path)
+    assert kept["calibration"] == {"temperature": 1.5} and kept["epochs"] == [1, 2]
+    ck.update_metadata({"backbone": "mobilenet_v2", "epochs": [1, 2, 3]})
+    assert read_metadata(ck.path)["calibration"] == {"temperature": 1.5}
+    ck.save_best({"a": torch.ones(1)}, {"backbone": "mobilenet_v2"}, 4)
+    assert "calibration" not in read_metadata(ck.path)

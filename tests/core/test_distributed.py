@@ -99,6 +99,8 @@ def test_worker_command_line_drops_the_launcher_options(tmp_path):
         (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "127.0.0.1:1234"], "--node-rank must be 0 to 1"),
         (["--nproc-per-node", "2", "--rdzv-endpoint", "nohost"], "is not HOST:PORT"),
         (["--nproc-per-node", "2", "--sync-bn"], "needs CUDA GPUs"),
+        (["--nproc-per-node", "2", "--balance", "sampler"],
+         "class-balanced sampling is not supported with several processes (2); use class balancing 'loss'"),
     ],
 )
 def test_launch_refused_before_start(tmp_path, capsys, extra, expected):

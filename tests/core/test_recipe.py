@@ -276,8 +276,23 @@ def test_the_run_header_states_the_recipe_and_the_effective_batch() -> None:
 
     def header(**config) -> str:
         base = {"backbone": "mobilenet_v2", "batch_size": 8, "weights_path": "w.pth"}
-        event = RunStarted("r", "runs/r", {**base, **config}, "cpu", "CPU", "fp32", False, 32, 16,
-                           {"real": 16, "fake": 16}, {"real": 8, "fake": 8}, 4, 0, 1, 0)
+        event = RunStarted(
+            run_id="r",
+            run_dir="runs/r",
+            config={**base, **config},
+            device="cpu",
+            device_name="CPU",
+            precision="fp32",
+            channels_last=False,
+            train_size=32,
+            val_size=16,
+            train_counts={"real": 16, "fake": 16},
+            val_counts={"real": 8, "fake": 8},
+            steps_per_epoch=4,
+            start_epoch=0,
+            params=1,
+            workers=0,
+        )
         return _started_line(event)
 
     line = header(**{**TrainConfig().to_dict(), "batch_size": 8, "optimizer": "adamw",
