@@ -310,8 +310,10 @@ def _calibrate(args: argparse.Namespace, predictor: Any, results: list[Any],
                                  overwrite=args.overwrite)
     except CalibrationExists as exc:  # calibrated by someone else while this one scored
         return f"{exc} (add --overwrite)"
-    except (OSError, ValueError) as exc:
-        return f"could not store the temperature: {getattr(exc, 'strerror', None) or exc}"
+    except OSError as exc:
+        return f"could not store the temperature in {args.weights}'s metadata: {describe_error(exc)}"
+    except ValueError as exc:  # its metadata cannot be read
+        return f"could not store the temperature: {exc}"
     report["calibration_fit"]["stored_in"] = str(path)
     if not args.json:
         sys.stdout.write(

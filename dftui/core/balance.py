@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from torch.utils.data import WeightedRandomSampler
 
 BALANCE_CHOICES = ("none", "sampler", "loss")
-# Above this ratio (larger class / smaller) an unbalanced run gets a warning, not a note.
-IMBALANCE_WARN_RATIO = 1.5
+# Above this ratio (larger class / smaller) a folder is called imbalanced: the data scan
+# warns (core/data.py) and a run without class balancing says the setting can even it out.
+IMBALANCE_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class Imbalance:
         return f"{parts} ({ratio})"
 
 
-def report(counts: Mapping[str, int], balance: str) -> tuple[str, str]:
-    """(level, text) for the run's log: the training imbalance and the choice made."""
+def report(counts: Mapping[str, int], balance: str) -> str:
+    """The run's log line on the training imbalance and the choice made."""
     imb = Imbalance(dict(counts))
     choice = {
         "none": "no class balancing",
@@ -57,9 +58,10 @@ def report(counts: Mapping[str, int], balance: str) -> tuple[str, str]:
         + ")",
     }[balance]
     text = f"training classes: {imb.describe()}; {choice}"
-    if balance == "none" and imb.ratio > IMBALANCE_WARN_RATIO:
-        return "warning", text + " (the class balancing setting can even it out)"
-    return "info", text
+    if balance == "none" and imb.ratio > IMBALANCE_RATIO:
+        # A note, not a second warning: the data scan has warned of the imbalance already.
+        text += " (the class balancing setting can even it out)"
+    return text
 
 
 def processes_problem(balance: str, world: int) -> str | None:

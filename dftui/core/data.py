@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageFile, ImageOps
 
 from dftui.core.backbones import CLASS_NAMES
+from dftui.core.balance import IMBALANCE_RATIO
 from dftui.core.errors import describe_error
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-IMBALANCE_RATIO = 1.5  # majority / minority above this gets a warning
 
 # A truncated JPEG raises rather than decoding half an image into the training set.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

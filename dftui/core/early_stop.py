@@ -68,9 +68,15 @@ class EarlyStopping:
         return float(row[EARLY_STOP_METRICS[self.metric][0]])
 
     def replay(self, history: Iterable[Mapping[str, Any]]) -> EarlyStopping:
-        """Feed every recorded epoch (a resume's history) in order; returns self."""
-        for row in history:
-            if self.update(int(row["epoch"]), self.value_of(row)):
+        """Feed every recorded epoch (a resume's history) in order; returns self. The
+        history comes from a file (resume.pt): a row without a usable value counts as an
+        epoch without improvement rather than failing the run."""
+        for number, row in enumerate(history, start=1):
+            try:
+                epoch, value = int(row["epoch"]), self.value_of(row)
+            except (KeyError, TypeError, ValueError):
+                epoch, value = number, math.nan
+            if self.update(epoch, value):
                 break
         return self
 

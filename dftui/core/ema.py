@@ -10,6 +10,7 @@ pretrained starting weights."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -40,9 +41,14 @@ class WeightAverage:
     def state_dict(self) -> dict[str, Any]:
         return {"module": self.ema.module.state_dict(), "steps": self.steps, "decay": self.decay}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """From a resume checkpoint (untrusted): ValueError, KeyError or RuntimeError (a
+        state dict that does not fit) for anything unusable."""
+        steps = state["steps"]
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"its step count is {steps!r}, not a count")
         self.ema.module.load_state_dict(state["module"])
-        self.steps = int(state["steps"])
+        self.steps = steps
 
     def current_decay(self) -> float:
         """The decay the next update will use."""

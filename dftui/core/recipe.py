@@ -35,8 +35,7 @@ class Recipe:
     # -- data ----------------------------------------------------------------------------
     def imbalance_note(self, counts: Mapping[str, int]) -> LogMessage:
         """The training folder's imbalance and the balancing chosen, for the run's log."""
-        level, text = report(counts, self.config.balance)
-        return LogMessage(level, text)
+        return LogMessage("info", report(counts, self.config.balance))
 
     def check_processes(self, world: int) -> None:
         """Refuse what several processes (dftui train --nproc-per-node) cannot do, rather
@@ -112,12 +111,22 @@ class Recipe:
     def state_dict(self) -> dict[str, Any]:
         return {"ema": self.ema.state_dict()} if self.ema is not None else {}
 
-    def load_state_dict(self, state: Mapping[str, Any], where: str) -> None:
-        if self.ema is not None:
-            saved = state.get("ema")
-            if not isinstance(saved, dict):
-                raise RecipeError(
-                    f"{where} holds no weight average (EMA): the run was started without it; "
-                    "resume with the run's own settings (its config.json)"
-                )
+    def load_state_dict(self, state: Any, where: str) -> None:
+        """Take up the resume checkpoint's entries (``where``: its path, for messages). The
+        file is untrusted: anything unusable is a RecipeError saying so."""
+        if self.ema is None:
+            return
+        saved = state.get("ema") if isinstance(state, Mapping) else None
+        if not isinstance(saved, Mapping):
+            raise RecipeError(
+                f"{where} holds no weight average (EMA): the run was started without it; "
+                "resume with the run's own settings (its config.json)"
+            )
+        try:
             self.ema.load_state_dict(saved)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = (str(exc).splitlines() or [""])[0][:160]
+            raise RecipeError(
+                f"the weight average (EMA) in {where} cannot be used ({type(exc).__name__}: "
+                f"{first}); start a new run"
+            ) from None

@@ -86,7 +86,7 @@ from dftui.core.train_data import (
     build_loaders,
     scan_data,
 )
-from dftui.core.train_model import TrainModel, build_model, place_model
+from dftui.core.train_model import TrainModel, build_model, place_model, wrap_model
 from dftui.core.train_progress import RunClock
 
 __all__ = ["RESUME_FILE", "RunAborted", "StopFlag", "StoppedBeforeStart", "fit", "is_out_of_memory"]
@@ -208,6 +208,7 @@ class _Trainer:
         # Early stopping, a frozen backbone, class balancing, weight averaging (EMA).
         self.recipe = Recipe(config)
         self.ema_forward: EvalForward | None = None  # the EMA's folded copy for validation
+        self._find_unused = False  # DDP searches for unused parameters (a frozen backbone)
 
     def release_memory(self) -> None:
         """Drop the model, optimiser and loaders, so an out-of-memory run gives its memory
@@ -459,9 +460,11 @@ class _Trainer:
         cfg, dist = self.config, self.dist
         device, precision = self._hardware()
         assert self._built is not None and self.scans is not None and self.pre is not None
+        # Frozen-backbone epochs still to come: DDP looks for unused parameters until then.
+        self._find_unused = dist.enabled and self.state.epoch < cfg.freeze_epochs
         net = self.net = place_model(
             self._built, cfg, device, precision, dist,
-            resume["model"] if resume is not None else None, self.emit,
+            resume["model"] if resume is not None else None, self.emit, self._find_unused,
         )
         self._built = None
         recipe = self.recipe
@@ -637,6 +640,11 @@ class _Trainer:
             note = self.recipe.start_epoch(net.model, self.spec.head, epoch)  # frozen or not
             if note is not None and self.dist.is_main:
                 self.emit(note)
+            if self._find_unused and not self.recipe.frozen:
+                # Unfrozen: every rank wraps the model again, without the unused search.
+                device, _ = self._hardware()
+                net.forward = wrap_model(net.model, cfg, device, self.dist)
+                self._find_unused = False
             t_epoch = time.monotonic()
             train = self._train_epoch(epoch)
             if train is None:
@@ -1031,8 +1039,8 @@ class _Trainer:
                                   fit.to_metadata(f"validation set {self.config.val_dir}"),
                                   overwrite=True)
         except Exception as exc:  # noqa: BLE001 - the trained weights stand without it
-            self.emit(LogMessage("warning", f"calibration failed ({type(exc).__name__}: "
-                                 f"{str(exc)[:200]}); the weights are saved uncalibrated"))
+            self.emit(LogMessage("warning", f"calibration failed ({unexpected_error(exc)}); "
+                                 "the weights are saved uncalibrated"))
             return None
         self.emit(LogMessage("info" if fit.ok else "warning", fit.summary()))
         return fit if fit.ok else None

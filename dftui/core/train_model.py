@@ -60,11 +60,39 @@ class TrainModel:
                     module.eval()
 
 
+def wrap_model(
+    model: nn.Module, config: TrainConfig, device: torch.device, dist: distributed.DistInfo,
+    frozen_ahead: bool = False,
+) -> nn.Module:
+    """What a training step calls: ``model`` through DDP with several processes, compiled
+    with ``compile``. ``frozen_ahead``: epochs with a frozen backbone are still to come
+    (freeze_epochs), whose parameters get no gradient: DDP must look for unused parameters
+    then (it leaves their grads None). Once unfrozen the model is wrapped again without
+    that search (an extra pass over the graph every step, and a warning from torch)."""
+    trained: nn.Module = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Newer torch names the switch forward_sync_buffers (it still syncs at start,
+        # where every rank holds the same statistics anyway).
+        params = inspect.signature(DistributedDataParallel.__init__).parameters
+        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+        trained = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=frozen_ahead,
+            **{no_sync: False},
+        )
+    return torch.compile(trained) if config.compile else trained
+
+
 def place_model(
     model: nn.Module, config: TrainConfig, device: torch.device, precision: Precision,
     dist: distributed.DistInfo, resumed_state: dict[str, Any] | None, emit: Emit,
+    frozen_ahead: bool = False,
 ) -> TrainModel:
-    """``model`` on ``device``, with the resumed run's weights when given, ready to train."""
+    """``model`` on ``device``, with the resumed run's weights when given, ready to train
+    (``frozen_ahead``: see :func:`wrap_model`)."""
     cfg = config
     channels_last = default_channels_last(device) if cfg.channels_last is None else cfg.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -77,24 +105,9 @@ def place_model(
     # The model trains through DDP. Running statistics are not broadcast at each step
     # (broadcast_buffers=False): each rank keeps its own and they are averaged at the end
     # of every epoch (distributed.average_bn_stats).
-    trained: nn.Module = model
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # Newer torch names the switch forward_sync_buffers (it still syncs at start,
-        # where every rank holds the same statistics anyway).
-        params = inspect.signature(DistributedDataParallel.__init__).parameters
-        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
-        trained = DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            # A frozen backbone's parameters get no gradient in its epochs (freeze_epochs):
-            # DDP must look for unused parameters then; it leaves their grads None.
-            find_unused_parameters=cfg.freeze_epochs > 0,
-            **{no_sync: False},
-        )
+    trained = wrap_model(model, cfg, device, dist, frozen_ahead)
     if cfg.compile:
-        return TrainModel(model, torch.compile(trained), None, channels_last, memory_format)
+        return TrainModel(model, trained, None, channels_last, memory_format)
     eval_forward = EvalForward(
         model, device, precision, memory_format,
         note=lambda message: emit(LogMessage("info", message)),

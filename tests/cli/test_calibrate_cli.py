@@ -163,3 +163,26 @@ def test_the_run_header_says_calibration_follows() -> None:
 
     assert "temperature calibration on the validation set after training" in header(calibrate=True)
     assert "calibration" not in header()
+
+
+def test_a_temperature_that_cannot_be_written_is_one_line(
+    weights: Path, noisy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+
+    local = tmp_path / weights.name
+    shutil.copy(weights, local)
+    shutil.copy(weights.with_suffix(".json"), local.with_suffix(".json"))
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("dftui.core.checkpoint.save_json", full)
+    assert main(["evaluate", "--weights", str(local), str(noisy), "--calibrate", "--no-record",
+                 "--plain"]) == 1
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]  # after the folder's imbalance warning
+    assert last.startswith("dftui: error: could not store the temperature") and "Traceback" not in err
+    assert last.endswith("metadata: the disk is full"), err
+    assert "calibration" not in read_metadata(local)

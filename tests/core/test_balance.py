@@ -24,13 +24,15 @@ def test_imbalance_ratio_and_text():
     assert Imbalance({"real": 5, "fake": 5}).ratio == 1.0
 
 
-def test_report_warns_only_when_unbalanced_and_nothing_chosen():
-    level, text = report({"real": 10, "fake": 40}, "none")
-    assert level == "warning" and "10 real, 40 fake" in text and "no class balancing" in text
-    assert report({"real": 10, "fake": 40}, "sampler")[0] == "info"
-    level, text = report({"real": 10, "fake": 40}, "loss")
-    assert level == "info" and "real 2.500, fake 0.625" in text
-    assert report({"real": 20, "fake": 20}, "none")[0] == "info"
+def test_report_names_the_imbalance_and_the_choice():
+    text = report({"real": 10, "fake": 40}, "none")
+    assert text == ("training classes: 10 real, 40 fake (ratio 4.00:1); no class balancing "
+                    "(the class balancing setting can even it out)")
+    assert report({"real": 10, "fake": 40}, "sampler").endswith(
+        "; class-balanced sampling (WeightedRandomSampler)")
+    assert "class-weighted cross-entropy (weights real 2.500, fake 0.625)" in report(
+        {"real": 10, "fake": 40}, "loss")
+    assert report({"real": 20, "fake": 20}, "none").endswith("; no class balancing")
 
 
 def test_balanced_loss_weights_equalise_class_totals():

@@ -65,3 +65,9 @@ def test_outcome_text():
     assert outcome_text("finished", 4) == "finished (early stop at epoch 4)"
     assert outcome_text("finished") == "finished"
     assert outcome_text("stopped", 4) == "stopped"
+
+
+def test_replay_of_a_damaged_history_counts_unusable_rows_as_no_improvement():
+    history = [{"epoch": 1, "val_loss": 0.5}, {"epoch": 2}, {"epoch": "x", "val_loss": "?"}]
+    stopper = EarlyStopping("val_loss", patience=2).replay(history)
+    assert stopper.best == 0.5 and stopper.stopped_epoch == 3

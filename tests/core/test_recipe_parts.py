@@ -92,3 +92,29 @@ def test_ema_follows_the_model_and_resumes_exactly():
     for key, value in copy.module.state_dict().items():
         assert torch.equal(value, after[key]), key
     assert not avg.module.training  # the average is only ever evaluated
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_the_run_optimisers_skip_a_frozen_backbone(optimizer):
+    """The optimisers as a run builds them (timm's factory, weight decay on, SGD with
+    momentum): a frozen backbone moves neither by its gradient nor by weight decay."""
+    from dftui.core.config import TrainConfig
+    from dftui.core.optim import build_optimizer
+
+    torch.manual_seed(0)
+    spec = BACKBONES["mobilenet_v2"]
+    model = spec.build()
+    config = TrainConfig(optimizer=optimizer, weight_decay=0.1,
+                         momentum=0.9 if optimizer == "sgd" else TrainConfig().momentum)
+    opt = build_optimizer(model, config)
+    set_backbone_trainable(model, spec.head, False)
+    before = {k: v.clone() for k, v in model.features.state_dict().items()}
+    model.train()
+    frozen_to_eval(model, spec.head)
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 0, 1])).backward()
+        opt.step()
+    after = model.features.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # batch-norm statistics too
+    assert not torch.equal(model.classifier[1].weight.grad, torch.zeros_like(model.classifier[1].weight))
