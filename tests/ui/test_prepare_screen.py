@@ -32,6 +32,29 @@ def archive(tmp_path: Path):
     return root, make_openforensics_sample(root, "distributed", splits=("Train", "Val"))
 
 
+async def test_looking_at_the_same_archive_again_keeps_the_ticked_splits(tmp_path: Path, archive) -> None:
+    """Enter in the archive field looks the folder up again; a split the user unticked
+    stays unticked (it was ticked again, and prepared against the user's choice)."""
+    root, _ = archive
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        screen.query_one("#root", Input).value = str(root)
+        await wait_for(pilot, lambda: screen.query_one("#split-Val", Checkbox).value)
+        await pilot.click("#split-Val")
+        await pilot.pause()
+        assert not screen.query_one("#split-Val", Checkbox).value
+        screen.query_one("#root", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not screen.query_one("#split-Val", Checkbox).value
+        assert screen.query_one("#split-Train", Checkbox).value
+        screen.query_one("#root", Input).value = str(tmp_path)  # another folder: ticks reset
+        await wait_for(pilot, lambda: screen.query_one("#split-Train", Checkbox).disabled)
+        screen.query_one("#root", Input).value = str(root)
+        await wait_for(pilot, lambda: screen.query_one("#split-Val", Checkbox).value)
+
+
 async def test_prepare_job_runs_and_hands_folders_to_setup(tmp_path: Path, archive) -> None:
     root, expected = archive
     out = tmp_path / "crops"

@@ -289,6 +289,7 @@ class PrepareScreen(DftuiScreen[None]):
     def _discover(self) -> None:
         """Which splits the archive folder holds (a few stat calls: done on the UI thread)."""
         text = self.value("root")
+        before = (self._discovered, set(self.found))
         self._discovered = text
         self.found = {}
         if self.source == "folder":
@@ -309,10 +310,14 @@ class PrepareScreen(DftuiScreen[None]):
                     self._note("root-note", "error", (
                         f"✗ no Train_poly.json, Val_poly.json, ... in {text}, {text}/<Split>/ or "
                         f"{text}/Annotations/"))
+        # Looking at the same folder again (Enter in the field, the source list settling)
+        # keeps the splits the user ticked or unticked; a new folder ticks all it holds.
+        same = before == (text, set(self.found))
         for split in SPLITS:
             box = self.query_one(f"#{_split_id(split)}", Checkbox)
             box.disabled = split not in self.found
-            box.value = split in self.found
+            if not same or split not in self.found:
+                box.value = split in self.found
 
     def _discover_folder(self, text: str) -> None:
         """Whether the folder holds real/ and fake/ (one directory listing, on the UI thread)."""
