@@ -86,6 +86,8 @@ def go_to(screen: RunsScreen, name: str) -> None:
 
 
 async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_path: Path) -> None:
+    record = home / "runs" / RUNS[0][0] / "run.json"  # this one ended by early stopping
+    record.write_text(json.dumps({**json.loads(record.read_text()), "early_stop_epoch": 2}))
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -117,6 +119,8 @@ async def test_compare_marked_runs_overlays_curves_and_sorts(home: Path, tmp_pat
         assert [r.best_val_accuracy for r in compare.sorted_runs()] == [0.95, 0.9]
         order = [table.get_row_at(i)[2].plain for i in range(2)]
         assert order == ["95.0%", "90.0%"]
+        statuses = sorted(table.get_row_at(i)[-1].plain for i in range(2))
+        assert statuses[1] == "finished (early stop at epoch 2)", statuses
         while compare.sort_key != "lr":
             await pilot.press("s")
         assert [compare.value(r, "lr") for r in compare.sorted_runs()] == [1e-4, 1e-3]

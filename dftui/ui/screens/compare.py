@@ -231,7 +231,7 @@ class CompareScreen(ModalScreen[None]):
             ]
             for column in self.columns[len(BASE_COLUMNS):-1]:
                 cells.append(format_setting(column, self.settings.get(key, {}).get(column)))
-            cells.append(Text(run.status, style=STATUS_STYLES.get(run.status, "")))
+            cells.append(Text(run.status_text, style=STATUS_STYLES.get(run.status, "")))
             table.add_row(*cells, key=key)
 
     def action_sort_next(self) -> None:
