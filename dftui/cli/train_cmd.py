@@ -54,8 +54,14 @@ def add_option_flags(parser: argparse.ArgumentParser, config_class: type) -> Non
             if choices:
                 kwargs["choices"] = choices
             if not choices:  # a choice flag lists its choices instead
-                kwargs["metavar"] = opt.metavar or opt.cli_flag.lstrip("-").replace("-", "_").upper()
+                kwargs["metavar"] = opt.metavar or _METAVARS.get(
+                    kind, opt.cli_flag.lstrip("-").replace("-", "_").upper())
         parser.add_argument(opt.cli_flag, **kwargs)
+
+
+# Short value names by type (--early-stop-patience N, not EARLY_STOP_PATIENCE); an option
+# may declare its own (Option.metavar).
+_METAVARS: dict[Any, str] = {int: "N", float: "X", Path: "DIR"}
 
 
 def _help(opt: Any) -> str:
