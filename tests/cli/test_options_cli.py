@@ -72,7 +72,7 @@ def test_a_new_option_reaches_the_cli_with_no_cli_code(monkeypatch, capsys) -> N
 
     monkeypatch.setattr(config_module, "TrainConfig", WithMore)
     text = _help()
-    assert "--patience-steps PATIENCE_STEPS steps to wait (default: 3)" in text
+    assert "--patience-steps N steps to wait (default: 3)" in text
     assert "--ema, --no-ema keep an average of the weights (default: on)" in text
     assert "--schedule-kind {none,cosine} the LR schedule (default: none)" in text
 
