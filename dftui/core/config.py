@@ -176,9 +176,13 @@ class TrainConfig:
     lr_schedule: str = option(
         "none", label="learning-rate schedule",
         help="none (constant, the reference); cosine (from the full rate towards 0 by the last "
-        "epoch); step (x0.1 every 5 epochs); plateau (x0.1 after 2 epochs without a lower "
-        "validation loss); any of them after the warm-up",
+        "epoch); step (x0.1 every few epochs: the step interval); plateau (x0.1 after 2 epochs "
+        "without a lower validation loss); any of them after the warm-up",
         choices=LR_SCHEDULE_CHOICES)
+    lr_step_epochs: int = option(
+        5, label="step interval", metavar="N",
+        help="with the step schedule, the epochs between two cuts of the learning rate (x0.1), "
+        "counted after the warm-up", minimum=1)
     warmup_epochs: int = option(
         0, label="warm-up epochs",
         help="epochs rising linearly from a tenth of the learning rate to all of it, before "

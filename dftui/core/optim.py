@@ -20,7 +20,6 @@ from dftui.core.devices import Precision
 # The option's names → timm's: "sgd" is SGD with (plain, not Nesterov) momentum.
 OPTIMIZERS = {"adam": "adam", "adamw": "adamw", "sgd": "momentum"}
 # The schedules' fixed shapes (their option's help says so):
-STEP_EVERY_EPOCHS = 5  # step: the rate is multiplied by STEP_DECAY every 5 epochs (after the warm-up)
 STEP_DECAY = 0.1
 PLATEAU_PATIENCE = 2  # plateau: ×STEP_DECAY after 2 epochs without a lower validation loss
 WARMUP_START = 0.1  # warm-up: from a tenth of the learning rate, linearly, to all of it
@@ -59,7 +58,7 @@ def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any
             # starts from the full rate once the warm-up ends.
             num_epochs=config.epochs - config.warmup_epochs,
             warmup_prefix=True,
-            decay_epochs=STEP_EVERY_EPOCHS,
+            decay_epochs=config.lr_step_epochs,  # the step schedule's interval
             decay_rate=STEP_DECAY,
             patience_epochs=PLATEAU_PATIENCE,
             plateau_mode="min",  # stepped with the validation loss

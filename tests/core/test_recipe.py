@@ -105,6 +105,20 @@ def test_schedules_set_the_rate_per_epoch(schedule) -> None:
         assert rates[11:] == pytest.approx([1e-4])
 
 
+def test_the_step_interval_is_an_option() -> None:
+    """Declared once (TrainConfig.lr_step_epochs): the schedule, the flag and the form
+    follow; the reference-compatible default is 5."""
+    cfg = TrainConfig(lr=1e-2, lr_schedule="step", lr_step_epochs=2, epochs=6)
+    opt = build_optimisation(_model(), cfg, torch.device("cpu"), _fp32())
+    rates = [opt.lr]
+    for epoch in range(1, 6):
+        opt.end_epoch(epoch, 1.0)
+        rates.append(opt.lr)
+    assert rates == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-4, 1e-4])
+    with pytest.raises(ConfigError, match="step interval must be at least 1"):
+        TrainConfig(lr_step_epochs=0).validate()
+
+
 def test_plateau_cuts_the_rate_after_two_epochs_without_a_lower_loss() -> None:
     cfg = TrainConfig(lr=1e-2, lr_schedule="plateau", epochs=10)
     opt = build_optimisation(_model(), cfg, torch.device("cpu"), _fp32())
