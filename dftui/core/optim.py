@@ -136,11 +136,29 @@ class Optimisation:
         if plateau is not None:
             # Driven by the validation losses seen so far: their record is the state.
             if isinstance(saved, dict) and isinstance(saved.get("plateau"), dict):
-                plateau.load_state_dict(saved["plateau"])
+                plateau.load_state_dict(_checked_plateau(saved["plateau"], plateau.state_dict()))
         else:
             # A function of the epoch: recomputed from the settings, so a run resumed with
             # more epochs follows the longer schedule from here.
             self.scheduler.step(epoch)
+
+
+def _checked_plateau(saved: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """The plateau state from resume.pt (untrusted), kept to the keys and value types of a
+    fresh one: torch's load_state_dict copies whatever keys it is given into the scheduler
+    (an "optimizer" entry would replace its optimiser)."""
+    for key, value in saved.items():
+        if key not in fresh:
+            raise ValueError(f"the plateau schedule's state has an unknown entry {key!r}")
+        want = fresh[key]
+        numeric = (int, float)
+        same = (isinstance(value, numeric) and not isinstance(value, bool)
+                if isinstance(want, numeric) and not isinstance(want, bool)
+                else type(value) is type(want))
+        if not same:
+            raise ValueError(f"the plateau schedule's {key!r} is {type(value).__name__}, "
+                             f"not {type(want).__name__}")
+    return saved
 
 
 def _schedule_state(scheduler: Any) -> dict[str, Any]:

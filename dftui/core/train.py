@@ -53,7 +53,7 @@ from dftui.core.devices import (
     resolve_device,
     resolve_precision,
 )
-from dftui.core.errors import describe_error, unexpected_error
+from dftui.core.errors import describe_error, first_line, unexpected_error
 from dftui.core.events import (
     Emit,
     EpochEnd,
@@ -471,7 +471,13 @@ class _Trainer:
         self.optim = build_optimisation(net.model, cfg, device, precision,
                                         recipe.class_weights(self.scans.train.counts))
         if resume is not None:
-            self.optim.load_state_dict(resume, self.state.epoch)
+            try:
+                self.optim.load_state_dict(resume, self.state.epoch)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                # resume.pt is untrusted: a damaged optimiser or schedule entry is one message.
+                raise RunAborted(
+                    f"the resume checkpoint {self._run_dir() / RESUME_FILE} holds an unusable "
+                    f"optimiser or schedule state ({first_line(exc)}); start a new run") from None
         recipe.attach(net.model)  # the EMA copy, from the (resumed) model, on its device
         if resume is not None:
             try:

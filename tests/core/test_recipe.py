@@ -252,6 +252,25 @@ def test_the_plateau_state_is_saved_and_restored_whole() -> None:
     assert rates[3:] == later and rates[-1] < 1e-2
 
 
+@pytest.mark.parametrize("damage", [
+    {"optimizer": "x"},  # torch's load would replace the scheduler's optimiser with a string
+    {"best": "low"}, {"num_bad_epochs": None}, {"mode": 3},
+])
+def test_a_damaged_plateau_state_is_refused_at_load(damage) -> None:
+    """resume.pt is untrusted: torch's ReduceLROnPlateau.load_state_dict copies any keys
+    into the scheduler, so a damaged entry crashed the run epochs later (or drove it
+    silently). It is refused when the run resumes, naming the setting."""
+    cfg = TrainConfig(lr=1e-2, lr_schedule="plateau", epochs=10)
+    first = build_optimisation(_model(), cfg, torch.device("cpu"), _fp32())
+    first.end_epoch(1, 1.0)
+    saved = first.state_dict()
+    saved["scheduler"]["plateau"].update(damage)
+    resumed = build_optimisation(_model(), cfg, torch.device("cpu"), _fp32())
+    with pytest.raises(ValueError, match="plateau"):
+        resumed.load_state_dict(saved, 1)
+    resumed.end_epoch(2, 0.9)  # still usable: nothing of the damaged state was taken
+
+
 def test_a_metrics_file_from_before_the_rate_column_keeps_its_rows_on_resume(tmp_path) -> None:
     from dftui.core.runs import METRIC_COLUMNS, RunRecorder
 

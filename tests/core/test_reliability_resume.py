@@ -161,3 +161,20 @@ def test_resume_does_not_need_the_pretrained_file(dataset, tmp_path):
     copy.unlink()
     _, final = _run(cfg, resume=Path(stopped.run_dir))
     assert isinstance(final, RunFinished) and final.status == "finished", final
+
+
+def test_a_damaged_optimiser_state_in_resume_pt_is_one_message(dataset, tmp_path):
+    """resume.pt is untrusted: an optimiser state that does not fit the model ended the
+    resumed run as a bare exception with a traceback; now it is one RunFailed message
+    naming the checkpoint."""
+    cfg = _config(dataset, tmp_path).with_(weights_name="parts.pth")
+    _, stopped = _run(cfg, stop_after=1)
+    run_dir = Path(stopped.run_dir)
+    path = run_dir / "resume.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["optimizer"]["param_groups"] = []  # no longer the model's parameters
+    torch.save(ckpt, path)
+    _, final = _run(cfg, resume=run_dir)
+    assert isinstance(final, RunFailed), final
+    assert "unusable optimiser or schedule state" in final.message and "resume.pt" in final.message
+    assert not final.details  # an expected failure: no traceback
